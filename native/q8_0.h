@@ -1,0 +1,46 @@
+/* Q8_0: the GGUF block layout (fp16 scale + 32 int8 = 34 bytes) and its dot-product kernels.
+ *
+ * Shape legend for the kernels:  k = values per row (a multiple of 32), nb = k / 32 blocks,
+ * W = weight rows (packed, straight from the mapping), X = nt activation rows quantized to Q8_0,
+ * Y[t * ldy + r] = dot(W[r], X[t]).
+ */
+#ifndef ER_Q8_0_H
+#define ER_Q8_0_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QK8_0 32
+
+typedef struct {
+    uint16_t d;          /* fp16 scale */
+    int8_t qs[QK8_0];
+} block_q8_0;
+
+_Static_assert(sizeof(block_q8_0) == 34, "Q8_0 block must match the GGUF layout");
+
+float er_fp16_to_fp32(uint16_t h);
+uint16_t er_fp32_to_fp16(float f);           /* round to nearest even, as ggml */
+float er_bf16_to_fp32(uint16_t h);
+
+/* Activation quantization exactly as llama.cpp's reference: d = amax / 127 (stored fp16),
+ * q = round(x / d) half away from zero. n is a multiple of 32. */
+void er_quantize_row_q8_0(const float *x, block_q8_0 *y, int n);
+
+/* The hot function: rows [r0, r1) of W against all nt rows of X. */
+typedef void (*er_q8_0_gemm_fn)(const block_q8_0 *W, const block_q8_0 *X, float *Y,
+                                int k, int r0, int r1, int nt, int ldy);
+
+typedef struct {
+    const char *name;    /* "scalar", "avx2", "avx512vnni", "avxvnni", "neon", "neon_dotprod" */
+    er_q8_0_gemm_fn gemm;
+} er_q8_0_kernel;
+
+/* The kernels this CPU can run, best last; *n receives the count. "scalar" is always first. */
+const er_q8_0_kernel *er_q8_0_kernels(int *n);
+
+/* The kernel to use: ER_KERNEL=<name> forces one (NULL if it is unknown or unsupported here),
+ * otherwise the best available. */
+const er_q8_0_kernel *er_q8_0_select(void);
+
+#endif
