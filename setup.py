@@ -14,7 +14,7 @@ setup(
             sources=sorted(glob.glob("native/*.c")),
             include_dirs=["native"],
             define_macros=[("Py_LIMITED_API", "0x03090000")],
-            extra_compile_args=["-std=c11", "-O3", "-D_GNU_SOURCE", "-fno-math-errno"],
+            extra_compile_args=["-std=c11", "-O3", "-Wall", "-D_GNU_SOURCE", "-fno-math-errno"],
             extra_link_args=["-lpthread", "-lm"],
             py_limited_api=True,
         )

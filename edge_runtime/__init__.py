@@ -1,4 +1,12 @@
-"""edge_runtime: Gemma 3 / FunctionGemma inference for low-memory boards."""
-from .gguf import GGUFError, open_gguf
+"""edge_runtime: Gemma 3 / FunctionGemma inference for low-memory boards.
 
-__all__ = ["GGUFError", "open_gguf"]
+Data path: gguf (mapping) → config → tokenizer / memory.plan → Model (native decoder step)
+→ sampling → functiongemma → Agent → cli.
+"""
+from . import boards, memory, models
+from .errors import ContextLengthError, MemoryBudgetError
+from .gguf import GGUFError, open_gguf
+from .model import Model, Session
+
+__all__ = ["ContextLengthError", "GGUFError", "MemoryBudgetError", "Model", "Session", "boards",
+           "memory", "models", "open_gguf"]

@@ -37,19 +37,76 @@ def cmd_agent(args):
 
 
 def cmd_plan(args):
-    raise UserError("plan: not built yet")
+    import os
+    from . import boards
+    from .memory import plan_for_model
+    board = boards.get(args.board) if args.board else None
+    n = args.max_inference_len
+    if n is not None and n != "auto":
+        if not n.isdigit() or int(n) < 1:
+            raise UserError(f"--max-inference-len must be a positive integer or 'auto', not {n!r}")
+        n = int(n)
+    if n == "auto" and board is None:
+        raise UserError("--max-inference-len auto needs --board")
+    if args.model:
+        path = args.model
+    else:
+        try:
+            from .models import default
+        except ImportError:
+            raise UserError("no default model available: pass --model PATH") from None
+        path = default()
+    threads = board.default_threads if board else (os.cpu_count() or 1)
+    budget = board.budget if board else None
+    p = plan_for_model(path, n, threads=threads, budget=budget)
+    if args.json:
+        _print_json({"model": str(path), "board": board.name if board else None, **p.to_dict(budget)})
+        return 0
+    where = f" on {board.description}" if board else ""
+    print(f"memory plan for {os.path.basename(str(path))}{where}, "
+          f"max_inference_len {p.max_inference_len}")
+    print(p.table(budget))
+    return 0
 
 
 def cmd_boards(args):
-    raise UserError("boards: not built yet")
+    from .boards import all_boards
+    rows = [(b.name, f"{b.ram >> 20} MiB", f"{b.os_reserve >> 20} MiB", f"{b.budget >> 20} MiB",
+             str(b.cores), str(b.default_threads), ",".join(b.isa), b.description)
+            for b in all_boards().values()]
+    head = ("name", "ram", "os reserve", "budget", "cores", "threads", "isa", "description")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    for r in [head] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
 
 
 def cmd_convert(args):
-    raise UserError("convert: not built yet")
+    from .convert import convert
+    s = convert(args.input, args.output, type=args.type, progress=sys.stderr.isatty())
+    print(f"{args.output}: {s['tensors']} tensors as Q8_0/F32 from {'/'.join(s['source_types'])}, "
+          f"{s['bytes'] / 2**20:.1f} MiB in {s['seconds']:.1f} s")
 
 
 def cmd_emulate(args):
-    raise UserError("emulate: not built yet")
+    import os
+    from . import boards, emulate
+    board = boards.get(args.board)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise UserError("emulate: no command given (edge-runtime emulate --board NAME -- CMD ...)")
+    # Without drop_caches, files named on the command line are evicted so the group pays for them.
+    evict = [a for a in cmd if os.path.isfile(a)]
+    try:
+        r = emulate.run_board(board, cmd, evict=evict)
+    except emulate.EmulationUnavailable as e:
+        raise UserError(f"cannot emulate here: {e}") from None
+    except FileNotFoundError:
+        raise UserError(f"command not found: {cmd[0]}") from None
+    print(f"emulate {board.name}: limit {r.limit / 2**20:.0f} MiB, cpus {','.join(map(str, r.cpus))}, "
+          f"peak {r.peak / 2**20:.1f} MiB, failcnt {r.failcnt}, oom kills {r.oom_kills}, "
+          f"exit {r.returncode}" + "".join(f"; {n}" for n in r.notes), file=sys.stderr)
+    return r.returncode if r.returncode >= 0 else 128 - r.returncode
 
 
 # ---- parser ----------------------------------------------------------------------------

@@ -218,8 +218,10 @@ class GGUFFile:
             self._skip_value(r, vtype, key)
 
         alignment = self._scalar_meta("general.alignment", DEFAULT_ALIGNMENT)
-        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-            raise GGUFError(f"general.alignment: {alignment!r} is not a power of two")
+        if (not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0
+                or alignment & (alignment - 1)):
+            at = self._raw_meta["general.alignment"][1]
+            raise GGUFError(f"general.alignment: {alignment!r} at offset {at} is not a power of two")
         self.alignment = alignment
 
         infos = []

@@ -27,7 +27,9 @@ float er_bf16_to_fp32(uint16_t h);
  * q = round(x / d) half away from zero. n is a multiple of 32. */
 void er_quantize_row_q8_0(const float *x, block_q8_0 *y, int n);
 
-/* The hot function: rows [r0, r1) of W against all nt rows of X. */
+/* The hot function: rows [r0, r1) of W against all nt rows of X.
+ * W may hold any int8; X must come from er_quantize_row_q8_0 (|q| <= 127), which the
+ * AVX2 and plain-NEON kernels rely on to keep their int16 pair sums from saturating. */
 typedef void (*er_q8_0_gemm_fn)(const block_q8_0 *W, const block_q8_0 *X, float *Y,
                                 int k, int r0, int r1, int nt, int ldy);
 
@@ -42,5 +44,31 @@ const er_q8_0_kernel *er_q8_0_kernels(int *n);
 /* The kernel to use: ER_KERNEL=<name> forces one (NULL if it is unknown or unsupported here),
  * otherwise the best available. */
 const er_q8_0_kernel *er_q8_0_select(void);
+
+/* The readable definition every fast kernel is tested against. */
+void er_q8_0_gemm_scalar(const block_q8_0 *W, const block_q8_0 *X, float *Y,
+                         int k, int r0, int r1, int nt, int ldy);
+
+/* ISA kernels: each is defined only on its architecture (q8_0_x86.c, q8_0_arm.c) and
+ * offered by er_q8_0_kernels only when the CPU and OS support it. */
+#define ER_GEMM_DECL(isa) void er_q8_0_gemm_##isa(const block_q8_0 *W, const block_q8_0 *X, \
+                                                  float *Y, int k, int r0, int r1, int nt, int ldy)
+#if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 12) || \
+                             (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define ER_HAVE_AVXVNNI 1   /* the compiler knows the VEX-encoded VNNI (Alder Lake, Zen 5) */
+#endif
+#if defined(__x86_64__)
+ER_GEMM_DECL(avx2);
+ER_GEMM_DECL(avx512vnni);
+#if defined(ER_HAVE_AVXVNNI)
+ER_GEMM_DECL(avxvnni);
+#endif
+#elif defined(__aarch64__)
+ER_GEMM_DECL(neon);
+ER_GEMM_DECL(neon_dotprod);
+#elif defined(__arm__)
+ER_GEMM_DECL(neon);
+#endif
+#undef ER_GEMM_DECL
 
 #endif
