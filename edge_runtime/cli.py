@@ -28,8 +28,54 @@ def _print_json(obj):
 
 # ---- subcommands -----------------------------------------------------------------------
 
+def _model_path(args):
+    if args.model:
+        return args.model
+    from .models import default
+    return default()
+
+
+def _load_model(args, **kw):
+    from .model import Model
+    return Model.load(_model_path(args), threads=args.threads,
+                      max_inference_len=getattr(args, "max_inference_len", None), **kw)
+
+
+def _format_stats(st):
+    mib = lambda b: f"{b / 2**20:.0f} MiB"
+    return (f"prefill {st['prefill_tokens']} tok at {st['prefill_tok_s']:.1f} tok/s, "
+            f"decode {st['decode_tokens']} tok at {st['decode_tok_s']:.1f} tok/s, "
+            f"load {st['load_s']:.2f} s, kernel {st['kernel']}, {st['threads']} threads; "
+            f"peak rss {mib(st['peak_rss'])} (anon {mib(st['peak_anon'])}, "
+            f"file {mib(st['peak_file'])})")
+
+
 def cmd_run(args):
-    raise UserError("run: not built yet")
+    m = _load_model(args)
+    tok = m.tokenizer
+    ids = tok.encode(args.prompt, add_bos=True, special=True)
+    out = []
+    stream = not args.json
+    printed = b""
+    for t in m.generate(ids, max_tokens=args.max_tokens, temperature=args.temperature,
+                        seed=args.seed):
+        out.append(t)
+        if stream:   # print whole UTF-8 characters only, as they complete
+            text = tok.decode_bytes(out)
+            new = text[len(printed):]
+            cut = len(new.decode("utf-8", errors="ignore").encode())
+            sys.stdout.write(new[:cut].decode("utf-8", errors="ignore"))
+            sys.stdout.flush()
+            printed += new[:cut]
+    st = m.stats()
+    if args.json:
+        _print_json({"prompt_tokens": len(ids), "tokens": out, "text": tok.decode(out),
+                     "stats": st if args.stats else None})
+        return 0
+    print()
+    if args.stats:
+        print(_format_stats(st), file=sys.stderr)
+    return 0
 
 
 def cmd_agent(args):

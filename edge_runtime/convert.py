@@ -12,6 +12,7 @@ quantizer does, so a file we write is byte-identical to what llama-quantize woul
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -53,7 +54,8 @@ def quantize_q8_0(x: np.ndarray) -> np.ndarray:
     q += (a - q) >= 0.5
     q = np.copysign(q, v).astype(np.int8)
     out = np.empty((blocks.shape[0], 2 + QK8_0), np.uint8)
-    out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
+    with np.errstate(over="ignore"):  # amax > 65504 * 127 makes d inf, as in ggml
+        out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
     out[:, 2:] = q.view(np.uint8)
     return out
 
@@ -96,6 +98,9 @@ def _copy_metadata(src, writer, rename_function_tokens):
                 if key == "tokenizer.ggml.tokens" and rename_function_tokens:
                     _need_function_slots(len(items))
                     for i, name in FUNCTION_TOKENS.items():
+                        if not re.fullmatch(rb"<unused\d+>", items[i]) and items[i] != name.encode():
+                            raise ValueError(f"rename_function_tokens: id {i} is {items[i]!r}, "
+                                             f"not an unused slot")
                         items[i] = name.encode()
             else:
                 items = np.array(value)

@@ -64,13 +64,15 @@ def _descriptor(g, name, optional=False):
 
 class Model:
     def __init__(self, gguf_file, cfg, tokenizer, handle, max_inference_len, threads, pages,
-                 kv_dtype, prefill_chunk, plan=None):
+                 kv_dtype, prefill_chunk, plan=None, tracker=None):
         self.gguf, self.config, self.tokenizer = gguf_file, cfg, tokenizer
         self._handle = handle
         self.max_inference_len = max_inference_len
         self.threads, self.pages, self.kv_dtype = threads, pages, kv_dtype
         self.prefill_chunk = prefill_chunk
         self.plan = plan
+        from .memory import RssTracker
+        self.tracker = tracker or RssTracker()
         self.kernel = _native.model_kernel(handle)
         self.load_seconds = 0.0
         self._session = self.new_session()
@@ -79,6 +81,17 @@ class Model:
     def load(cls, path, max_inference_len=None, threads=None, budget=None, board=None,
              pages="keep", kv_dtype="f16", prefill_chunk=DEFAULT_PREFILL_CHUNK):
         t0 = time.perf_counter()
+        from .memory import RssTracker
+        tracker = RssTracker()
+        with tracker.phase("load"):
+            m = cls._load(path, max_inference_len, threads, budget, board, pages, kv_dtype,
+                          prefill_chunk, tracker)
+        m.load_seconds = time.perf_counter() - t0
+        return m
+
+    @classmethod
+    def _load(cls, path, max_inference_len, threads, budget, board, pages, kv_dtype,
+              prefill_chunk, tracker):
         if pages not in ("keep", "release"):
             raise ValueError(f"pages must be 'keep' or 'release', got {pages!r}")
         if kv_dtype not in ("f16", "f32"):
@@ -95,9 +108,8 @@ class Model:
         from .tokenizer import Tokenizer
         tok = Tokenizer.from_gguf(g)
         handle = _bind(g, cfg)
-        m = cls(g, cfg, tok, handle, n_ctx, int(threads), pages, kv_dtype, int(prefill_chunk), plan)
-        m.load_seconds = time.perf_counter() - t0
-        return m
+        return cls(g, cfg, tok, handle, n_ctx, int(threads), pages, kv_dtype, int(prefill_chunk),
+                   plan, tracker)
 
     def new_session(self) -> "Session":
         return Session(self)
@@ -196,6 +208,7 @@ class Session:
         kind = "decode" if n == 1 else "prefill"
         self._stats[kind + "_tokens"] += n
         self._stats[kind + "_s"] += dt
+        self.model.tracker.mark(kind)
         return out.copy()
 
     def prepare(self, ids) -> np.ndarray:
@@ -264,4 +277,5 @@ class Session:
         st["threads"] = self.model.threads
         st["max_inference_len"] = self.model.max_inference_len
         st.update(self.native_bytes())
+        st.update(self.model.tracker.summary())
         return st

@@ -66,7 +66,10 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 /* ---- AVX-512 VNNI (EVEX, 32 registers) ---------------------------------------------------- */
 #define KSUFFIX avx512vnni
 #define KATTR __attribute__((target(X86_BASE ",avx512f,avx512vl,avx512vnni")))
-#define KR 4
+#ifndef VKR
+#define VKR 4
+#endif
+#define KR VKR
 #define KT 3
 #define VNNI_DPBUSD _mm256_dpbusd_epi32
 #include "q8_0_vnni.inc"

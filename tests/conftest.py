@@ -58,7 +58,8 @@ def write_tiny_gguf(path, *, n_layer=6, n_embd=64, n_head=4, n_head_kv=1, head_d
                     tied=True, function_tokens=True, seed=0, rope_freq_base=1e6, eps=1e-6):
     """Write a tiny random Gemma 3 GGUF with the metadata keys and tensor names of the real one.
 
-    weight_type: "Q8_0" | "F32" | "F16" for every 2-D weight (norms are always F32).
+    weight_type: "Q8_0" (default) | "F32" | "F16" for every 2-D weight (norms are always F32);
+        also "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1" (source files for the converter's tests).
     tied: True shares token_embd.weight as the output head; False adds a separate output.weight.
     function_tokens: name ids 46..52 as FunctionGemma does (else <unused40..46>; see tiny_vocab).
     Weights: embedding N(0, 0.25) (so logits spread ~±2 and greedy picks are decisive), other
@@ -66,9 +67,9 @@ def write_tiny_gguf(path, *, n_layer=6, n_embd=64, n_head=4, n_head_kv=1, head_d
     """
     import gguf
 
-    qtype = {"Q8_0": gguf.GGMLQuantizationType.Q8_0, "F32": gguf.GGMLQuantizationType.F32,
-             "F16": gguf.GGMLQuantizationType.F16}[weight_type]
-    file_type = {"F32": 0, "F16": 1, "Q8_0": 7}[weight_type]
+    qtype = gguf.GGMLQuantizationType[weight_type]
+    file_type = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9,
+                 "BF16": 32}[weight_type]
     rng = np.random.default_rng(seed)
     tokens, scores, types = tiny_vocab(n_vocab, function_tokens)
 
@@ -108,10 +109,10 @@ def write_tiny_gguf(path, *, n_layer=6, n_embd=64, n_head=4, n_head_kv=1, head_d
 
     def matrix(name, n_in, n_out, std=None):  # ggml shape [n_in, n_out]: numpy [n_out, n_in]
         x = rng.normal(0.0, std or n_in ** -0.5, size=(n_out, n_in)).astype(np.float32)
-        if weight_type == "Q8_0":
-            w.add_tensor(name, gguf.quants.quantize(x, qtype), raw_dtype=qtype)
-        else:
+        if weight_type in ("F32", "F16"):
             w.add_tensor(name, x.astype(np.float16 if weight_type == "F16" else np.float32))
+        else:
+            w.add_tensor(name, gguf.quants.quantize(x, qtype), raw_dtype=qtype)
 
     def norm(name, n):
         w.add_tensor(name, rng.uniform(0.5, 1.5, size=n).astype(np.float32))

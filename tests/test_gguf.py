@@ -58,6 +58,7 @@ class Built:
             for p in part:
                 starts.append(pos)
                 pos += len(p)
+        self.ti_end = pos
         self.data_at = -(-pos // align) * align
         self.bytes = (head + b"".join(kvs) + b"".join(tensors)).ljust(self.data_at, b"\0") + data
 
@@ -118,7 +119,7 @@ def _boundaries():
     cuts.update({f"before kv {i}": at for i, at in enumerate(b.kv_at[1:], 1)})
     cuts.update({f"before tensor info {i}": at for i, at in enumerate(b.ti_at)})
     cuts.update({"mid kv 0 value": b.kv_at[1] - 3, "mid tensor info 1": b.ti_at[1] + 5,
-                 "at data start": b.data_at, "inside tensor b": b.data_at + 40,
+                 "in padding": b.ti_end + 1, "at data start": b.data_at, "inside tensor b": b.data_at + 40,
                  "last byte of data": len(b.bytes) - 1})
     return cuts
 

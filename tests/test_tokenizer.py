@@ -82,12 +82,16 @@ def test_known_ids(tok, model_path):
 
 
 def test_byte_fallback(tok):
-    ids = tok.encode("\ue000", add_bos=False)   # private use: no token, three UTF-8 bytes
-    assert [tok.token_to_piece(i) for i in ids] == [b"\xee", b"\x80", b"\x80"]
+    ids = tok.encode("\U000F0000", add_bos=False)   # plane-15 private use: no token for it
+    assert [tok.token_to_piece(i) for i in ids] == [b"\xf3", b"\xb0", b"\x80", b"\x80"]
+    assert all(tok.find(f"<0x{b:02X}>") == i for b, i in zip(b"\xf3\xb0\x80\x80", ids))
 
 
 def test_decode_round_trip(tok, texts):
-    for s in texts:
+    # A literal U+2581 is how SentencePiece spells a space, so it comes back as " ".
+    plain = [s for s in texts if "\u2581" not in s]
+    assert len(plain) >= len(texts) - 2
+    for s in plain:
         assert tok.decode(tok.encode(s)) == s
         assert tok.decode(tok.encode(s, special=False), special=False) == s
 

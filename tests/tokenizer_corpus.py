@@ -139,6 +139,11 @@ DIGITS = [
     "0x1F 0b1010 0o777", "v1.2.3-rc.4", "99.9%", "10/10/2010", "٠١٢٣٤٥٦٧٨٩ ०१२३",
 ]
 
+# Runs of one character: every adjacent pair has the same score, so only the tie rule
+# (leftmost pair first) decides the merges.
+REPEATS = [";;;", ";;;;;", "aaaaaaa", "!!!!!", "-----", "=====", ".......", "0000000", "xxxxx",
+           "ababab", "abcabcabc", "日日日", "🤖🤖🤖", "ééééé", "____", "****", "~~~", "<<<>>>"]
+
 # Gemma-format literals that are special tokens only when special=True.
 LITERALS = [
     "<bos>x", "<eos>", "<pad><unk><mask>", "[multimodal]", "<start_of_image>", "<end_of_image>",
@@ -193,7 +198,7 @@ def _chat(markers):
 
 def corpus(markers):
     """The full corpus (>= 300 strings); markers: the seven texts of ids 46..52."""
-    base = PROSE + CODE + JSON + SCRIPTS + DIGITS + LITERALS + _whitespace() + _chat(markers)
+    base = PROSE + CODE + JSON + SCRIPTS + DIGITS + REPEATS + LITERALS + _whitespace() + _chat(markers)
     # Each base string again with whitespace around it: exercises the edges of fragments.
     wrapped = [pre + s + post for s, (pre, post) in
                zip(PROSE + SCRIPTS + DIGITS, [(" ", ""), ("", " "), ("\n", "\n"), ("  ", "\t")] * 40)]

@@ -3,7 +3,9 @@
 The native session allocates exactly the anonymous rows below; the weights stay in the file
 mapping. Shape legend: T = prefill chunk (tokens per forward), C = max_inference_len (context),
 E = n_embd, Q = n_head * head_dim (q_dim), KV = n_head_kv * head_dim (kv_dim), F = n_ff,
-V = n_vocab, H = n_head.
+V = n_vocab. KV cache: per layer K and V of ring_len x KV (f16 or f32), ring_len = min(C, window)
+for sliding layers, C for global ones. Scratch: T x (E, Q, KV, F)-wide f32 buffers; attention
+scores: threads x C floats.
 
 Resident weights, by page policy (what we assume the decoder touches):
   keep     every tensor the forward pass reads stays resident: all layer weights, output norm,
@@ -27,10 +29,10 @@ PAGE = 4096
 DEFAULT_MAX_INFERENCE_LEN = 4096
 AUTO_STEP = 256
 
-# Measured 2025-11-24 on the x86-64 dev VM (CPython 3.11, numpy 2.4, psutil 7.2): RssAnon and
-# RssFile of a process that has imported numpy, psutil and edge_runtime. numpy+psutil alone: 15.8 MiB.
-INTERPRETER_ANON = int(17.4 * MIB)
-INTERPRETER_FILE = int(12.9 * MIB)
+# Measured 2025-11-24 on the x86-64 dev VM (CPython 3.11, numpy 2.4 with OpenBLAS, psutil 7.2):
+# RssAnon and RssFile after `import edge_runtime` (numpy alone: 14.2 MiB anon, 12.8 MiB file).
+INTERPRETER_ANON = int(18.1 * MIB)
+INTERPRETER_FILE = int(16.2 * MIB)
 # Tokenizer lookup structures: the GGUF token offset table (8 B/token), the C hash table of ids
 # and the special-token index; measured 5.3 MiB (21.3 B/token) on Gemma 3's 262144-entry vocabulary.
 TOKENIZER_BYTES_PER_TOKEN = 22
@@ -164,16 +166,17 @@ class MemoryPlan:
         return d
 
 
-def _scratch_rows(c, T: int, C: int, threads: int, kv_bytes: int) -> list:
+def _scratch_rows(c, T: int, kv_bytes: int) -> list:
+    """Per-chunk buffers of the native session (native/gemma3.c er_session_create), T tokens."""
     f32 = 4
-    widest = max(c.n_embd, c.q_dim, c.n_ff)
     return [
         ("scratch: hidden x, xn", T * (c.n_embd + max(c.n_embd, c.q_dim)) * f32, "anon"),
         ("scratch: q, k, v, attn_out", T * (2 * c.q_dim + 2 * c.kv_dim) * f32, "anon"),
         ("scratch: ffn gate, up", 2 * T * c.n_ff * f32, "anon"),
-        ("scratch: quantized activations", T * _q8_0_bytes(widest), "anon"),
+        # RoPE has no [ctx x dim] table: cos and sin are computed per chunk, for both bases.
+        ("scratch: RoPE cos, sin", 2 * 2 * T * (c.head_dim_k // 2) * f32, "anon"),
+        ("scratch: quantized activations", T * _q8_0_bytes(max(c.n_embd, c.q_dim, c.n_ff)), "anon"),
         ("scratch: K/V chunk staging", 2 * T * c.kv_dim * kv_bytes, "anon"),
-        ("scratch: attention scores", threads * c.n_head * C * f32, "anon"),
     ]
 
 
@@ -205,8 +208,10 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
          n_local * 2 * local_len * c.kv_dim * kvb, "anon"),
         (f"KV cache: {c.n_layer - n_local} global layers x {C} pos",
          (c.n_layer - n_local) * 2 * C * c.kv_dim * kvb, "anon"),
-        ("RoPE inverse frequencies", 2 * (c.head_dim_k // 2) * 4, "anon"),
-        *_scratch_rows(c, min(prefill_chunk, C), C, threads, kvb),
+        *_scratch_rows(c, prefill_chunk, kvb),
+        ("attention scores", threads * C * 4, "anon"),
+        ("norm weights (f32 copies)", 4 * (c.n_layer * (4 * c.n_embd + 2 * c.head_dim_k) + c.n_embd),
+         "anon"),
         ("logits", V * 4, "anon"),
         ("shared libraries (mapped)", INTERPRETER_FILE, "file"),
         (f"weights resident (pages={pages})", layout.resident(pages, C), "file"),

@@ -83,6 +83,17 @@ class RssTracker:
                 self.peak[name] = self.peak[name].max(s) if name in self.peak else s
         return s
 
+    def mark(self, name: str) -> Sample:
+        """One cheap sample folded into phase `name` (for per-token calls, where a sampler
+        thread per call would cost more than the work; memory does not shrink inside them)."""
+        with self._lock:
+            self._active.append(name)
+        try:
+            return self.sample()
+        finally:
+            with self._lock:
+                self._active.remove(name)
+
     @contextmanager
     def phase(self, name: str):
         with self._lock:
