@@ -13,6 +13,8 @@ setup(
             "edge_runtime._native",
             sources=sorted(glob.glob("native/*.c")),
             include_dirs=["native"],
+            # headers and the per-ISA kernel templates: rebuild (and ship in the sdist) with them
+            depends=sorted(glob.glob("native/*.h") + glob.glob("native/*.inc")),
             define_macros=[("Py_LIMITED_API", "0x03090000")],
             extra_compile_args=["-std=c11", "-O3", "-Wall", "-D_GNU_SOURCE", "-fno-math-errno"],
             extra_link_args=["-lpthread", "-lm"],

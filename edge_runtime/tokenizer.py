@@ -29,6 +29,7 @@ __all__ = ["Tokenizer", "TokenizerError"]
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 _SPECIAL_TYPES = (UNKNOWN, CONTROL, USER_DEFINED)
 _SPACE, _ESCAPED_SPACE = b" ", "\u2581".encode()
+_SCAN_COST = 600  # a Python-level lookup costs about as much as searching 600 bytes in C
 
 
 class TokenizerError(ValueError):
@@ -51,8 +52,9 @@ class Tokenizer:
             raise TokenizerError("tokenizer: add_bos_token is true but bos_token_id is not set")
         self._tokens = tokens
         self._offsets = np.ascontiguousarray(tokens.offsets, dtype=np.int64)
-        self._scores = scores
+        self._scores = scores = np.ascontiguousarray(scores, dtype="<f4")  # C reads f32
         self._types = np.asarray(token_types)
+        self.token_types = self._types  # GGUF token type per id (read-only view of the file)
         self._keepalive = keepalive  # the mapping the C table points into
         self._vocab = _native.vocab_new(buffer_address, self._offsets.ctypes.data,
                                         scores.ctypes.data, n)
@@ -76,11 +78,13 @@ class Tokenizer:
         for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
             if key not in md:
                 raise TokenizerError(f"tokenizer: {key} is missing from {g.path}")
-        expect = {"tokenizer.ggml.tokens": "array[string]", "tokenizer.ggml.scores": "array[f32]",
-                  "tokenizer.ggml.token_type": "array[i32]"}
-        for key, want in expect.items():
-            if g.meta_type(key) != want:
-                raise TokenizerError(f"tokenizer: {key} is {g.meta_type(key)}, expected {want}")
+        expect = {"tokenizer.ggml.tokens": ("array[string]",),
+                  "tokenizer.ggml.scores": ("array[f32]", "array[i32]"),  # as llama.cpp
+                  "tokenizer.ggml.token_type": ("array[i32]",)}
+        for key, allowed in expect.items():
+            if g.meta_type(key) not in allowed:
+                raise TokenizerError(f"tokenizer: {key} is {g.meta_type(key)}, expected "
+                                     f"{' or '.join(allowed)}")
 
         def opt_id(key):
             v = md.get(key)
@@ -109,38 +113,59 @@ class Tokenizer:
         groups = defaultdict(list)
         for rank, (text, _, _) in enumerate(self._special):
             groups[text[:2]].append(rank)
-        self._special_groups = list(groups.items())
+        self._special_groups = [
+            (prefix, ranks, {self._special[r][0]: r for r in ranks},
+             sorted({len(self._special[r][0]) for r in ranks}))
+            for prefix, ranks in groups.items()]
 
     def _specials_in(self, data: bytes, special: bool):
         """The special tokens that occur in data, in llama.cpp's matching order."""
-        ranks = []
-        for prefix, members in self._special_groups:
-            if prefix in data:
-                ranks.extend(r for r in members if self._special[r][0] in data)
-        ranks.sort()
-        return [self._special[r] for r in ranks if special or self._special[r][2]]
+        found = set()
+        for prefix, ranks, by_text, lengths in self._special_groups:
+            hits = data.count(prefix)
+            if not hits:
+                continue
+            # Either search the text once per member (C speed, long texts cost more), or read
+            # the text at each place the prefix occurs (Python speed, frequent prefixes cost
+            # more): Gemma's 6k "<unused...>" want the second, runs of blanks the first.
+            if hits * len(lengths) * _SCAN_COST < len(ranks) * len(data):
+                at = data.find(prefix)
+                while at >= 0:
+                    found.update(by_text.get(data[at:at + n], -1) for n in lengths)
+                    at = data.find(prefix, at + 1)
+            else:
+                found.update(r for r in ranks if self._special[r][0] in data)
+        found.discard(-1)
+        return [self._special[r] for r in sorted(found) if special or self._special[r][2]]
 
     def _partition(self, data: bytes, special: bool):
-        """Split data into raw (start, end) ranges and special token ids, in text order."""
-        parts = [(0, len(data))] if data else []
+        """Split data into raw (start, end) ranges and special token ids, in text order.
+
+        Same result as llama.cpp's fragment loop (each token in turn, longest first, takes
+        its leftmost non-overlapping occurrences inside still-raw text), computed with a
+        mask of claimed bytes instead of a list of fragments."""
+        claimed = bytearray(len(data))
+        claims = []
         for text, tid, _ in self._specials_in(data, special):
-            out = []
-            for part in parts:
-                if isinstance(part, int):
-                    out.append(part)
-                    continue
-                start, end = part
-                while True:
-                    at = data.find(text, start, end)
-                    if at < 0:
-                        break
-                    if at > start:
-                        out.append((start, at))
-                    out.append(tid)
-                    start = at + len(text)
-                if start < end:
-                    out.append((start, end))
-            parts = out
+            n, at = len(text), data.find(text)
+            while at >= 0:
+                hit = claimed.find(1, at, at + n)
+                if hit < 0:
+                    claims.append((at, n, tid))
+                    claimed[at:at + n] = b"\x01" * n
+                    at = data.find(text, at + n)
+                else:
+                    # Any occurrence starting before the end of this claimed run overlaps it.
+                    free = claimed.find(0, hit)
+                    at = -1 if free < 0 else data.find(text, free)
+        parts, pos = [], 0
+        for at, n, tid in sorted(claims):
+            if at > pos:
+                parts.append((pos, at))
+            parts.append(tid)
+            pos = at + n
+        if pos < len(data):
+            parts.append((pos, len(data)))
         return parts
 
     # ---- public API ----------------------------------------------------------------------

@@ -80,6 +80,27 @@ static PyObject *py_quantize_q8_0(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- half floats (tests): (src, dst, n) converts n values between numpy buffers ---------- */
+enum { FP16_TO_FP32, BF16_TO_FP32, FP32_TO_FP16 };
+
+static PyObject *convert_half(PyObject *args, int kind) {
+    PyObject *src, *dst;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "OOn", &src, &dst, &n)) return NULL;
+    void *s = addr_arg(src), *d = addr_arg(dst);
+    if (PyErr_Occurred()) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (kind == FP32_TO_FP16) ((uint16_t *)d)[i] = er_fp32_to_fp16(((const float *)s)[i]);
+        else if (kind == FP16_TO_FP32) ((float *)d)[i] = er_fp16_to_fp32(((const uint16_t *)s)[i]);
+        else ((float *)d)[i] = er_bf16_to_fp32(((const uint16_t *)s)[i]);
+    }
+    Py_RETURN_NONE;
+}
+static PyObject *py_fp16_to_fp32(PyObject *self, PyObject *a) { (void)self; return convert_half(a, FP16_TO_FP32); }
+static PyObject *py_bf16_to_fp32(PyObject *self, PyObject *a) { (void)self; return convert_half(a, BF16_TO_FP32); }
+static PyObject *py_fp32_to_fp16(PyObject *self, PyObject *a) { (void)self; return convert_half(a, FP32_TO_FP16); }
+/* ---- end half floats ------------------------------------------------------------------- */
+
 
 /* ---- decoder: model and session handles (capsules) ------------------------------------ */
 
@@ -327,6 +348,9 @@ static PyMethodDef methods[] = {
     {"selected_kernel", py_selected_kernel, METH_NOARGS, "The kernel in use (ER_KERNEL aware)."},
     {"q8_0_gemm", py_q8_0_gemm, METH_VARARGS, "Run one kernel: (name, W, X, Y, k, rows, nt)."},
     {"quantize_q8_0", py_quantize_q8_0, METH_VARARGS, "Quantize n floats at X into Q8_0 at Y."},
+    {"fp16_to_fp32", py_fp16_to_fp32, METH_VARARGS, "(src, dst, n): n fp16 -> float32."},
+    {"bf16_to_fp32", py_bf16_to_fp32, METH_VARARGS, "(src, dst, n): n bf16 -> float32."},
+    {"fp32_to_fp16", py_fp32_to_fp16, METH_VARARGS, "(src, dst, n): n float32 -> fp16 (RNE)."},
     {"model_new", py_model_new, METH_VARARGS, "Bind a Gemma 3 model to the mapping."},
     {"model_kernel", py_model_kernel, METH_O, "Name of the Q8_0 kernel a model uses."},
     {"session_new", py_session_new, METH_VARARGS, "A KV state and scratch for one model."},

@@ -16,9 +16,11 @@ X86_INLINE __m256 x86_scale(uint16_t d) { return _mm256_set1_ps(_cvtsh_ss(d)); }
 
 X86_INLINE __m256 x86_zero(void) { return _mm256_setzero_ps(); }
 
-/* acc += dw * dx * dot, with the block's exact int32 lane sums in dot: one fma per block. */
+/* acc += dw * dx * dot, with the block's exact int32 lane sums in dot: one fma per block.
+ * (dot * dw) * dx rather than dot * (dw * dx): GCC turns a product of two broadcasts into a
+ * scalar multiply plus a broadcast, one more uop per row x token pair. */
 X86_INLINE __m256 x86_fma(__m256 acc, __m256i dot, __m256 dw, __m256 dx) {
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, dx), acc);
+    return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), dw), dx, acc);
 }
 
 X86_INLINE float x86_hsum(__m256 v) {
@@ -37,8 +39,8 @@ X86_INLINE __m256i x86_load(const block_q8_0 *b) {
  * |w| * (x * sign(w)). |x| <= 127 keeps both the negation and the int16 pair sums exact. */
 #define KSUFFIX avx2
 #define KATTR __attribute__((target(X86_BASE)))
-#define KR 4
-#define KT 2
+#define KR 2
+#define KT 4
 
 typedef struct { __m256i abs, sgn; } wvec_avx2;
 typedef __m256i xvec_avx2;
@@ -66,11 +68,8 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 /* ---- AVX-512 VNNI (EVEX, 32 registers) ---------------------------------------------------- */
 #define KSUFFIX avx512vnni
 #define KATTR __attribute__((target(X86_BASE ",avx512f,avx512vl,avx512vnni")))
-#ifndef VKR
-#define VKR 4
-#endif
-#define KR VKR
-#define KT 3
+#define KR 4
+#define KT 4
 #define VNNI_DPBUSD _mm256_dpbusd_epi32
 #include "q8_0_vnni.inc"
 #undef KSUFFIX
@@ -83,8 +82,8 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #if defined(ER_HAVE_AVXVNNI)
 #define KSUFFIX avxvnni
 #define KATTR __attribute__((target(X86_BASE ",avxvnni")))
-#define KR 4
-#define KT 2
+#define KR 2
+#define KT 4
 #define VNNI_DPBUSD _mm256_dpbusd_avx_epi32
 #include "q8_0_vnni.inc"
 #undef KSUFFIX

@@ -23,7 +23,8 @@ QK = 32
 
 
 def ref_q8_0(x):
-    return quants.quantize(np.asarray(x, np.float32).reshape(-1, QK), T.Q8_0)
+    with np.errstate(over="ignore"):  # d beyond fp16 becomes inf, in ggml too
+        return quants.quantize(np.asarray(x, np.float32).reshape(-1, QK), T.Q8_0)
 
 
 def dequant(t, view):
@@ -90,7 +91,7 @@ def test_q8_0_rejects_non_finite(bad):
 
 
 def test_q8_0_property_matches_gguf():
-    hyp = pytest.importorskip("hypothesis")
+    pytest.importorskip("hypothesis")
     from hypothesis import assume, given, settings
     from hypothesis.extra.numpy import arrays
     from hypothesis.strategies import floats, integers
@@ -104,7 +105,6 @@ def test_q8_0_property_matches_gguf():
         assert np.array_equal(quantize_q8_0(x), ref_q8_0(x))
 
     check()
-    assert hyp
 
 
 # ---- converting files --------------------------------------------------------------------------
@@ -298,7 +298,11 @@ def test_tensors_equal_llama_quantize(tiny_gguf_factory, tmp_path, source):
     assert set(a.tensors) == set(b.tensors)
     for name, t in a.tensors.items():
         u = b.tensors[name]
-        assert (t.type, t.shape) == (u.type, u.shape), name
+        assert t.shape == u.shape, name
+        if len(t.shape) == 1 and u.type != "F32":  # llama.cpp keeps 1-D tensors as they were;
+            assert np.array_equal(dequant(t, a.view), dequant(u, b.view)), name  # we widen to F32
+            continue
+        assert t.type == u.type, name
         assert np.array_equal(a.view[t.offset:t.offset + t.nbytes], b.view[u.offset:u.offset + u.nbytes]), name
 
 
@@ -327,7 +331,7 @@ def test_default_builds_once_and_checks_its_stamp(fake_source, tmp_path):
     path = models.default()
     cache = tmp_path / "cache"
     assert path == str(cache / models.MODEL_FILE)
-    assert len(fake_source.assembled) == 1 and not any(p.exists() for p in map(type(cache), fake_source.assembled))
+    assert len(fake_source.assembled) == 1 and not any(p.exists() for p in fake_source.assembled)
     g = open_gguf(path)
     assert g.metadata["tokenizer.ggml.tokens"][48] == "<start_function_call>"
     assert all(t.type == ("Q8_0" if len(t.shape) == 2 else "F32") for t in g.tensors.values())

@@ -97,6 +97,9 @@ static int check_fp16(void) {
 int main(int argc, char **argv) {
     int n, fails = check_fp16();
     const er_q8_0_kernel *kernels = er_q8_0_kernels(&n);
+    printf("kernels:");
+    for (int i = 0; i < n; i++) printf(" %s", kernels[i].name);
+    printf("\n");
     for (int a = 1; a < argc; a++) {
         int found = 0;
         for (int i = 0; i < n; i++) found |= strcmp(kernels[i].name, argv[a]) == 0;

@@ -35,7 +35,7 @@ ESC, END = 256, 257
 ANY = None                     # "next_symbols": any byte (string content)
 MAX_STRING = 64                # chars, unless the schema's maxLength says otherwise
 MAX_ITEMS = 8
-MAX_NUMBER = 20                # characters of a number
+MAX_NUMBER = 16                # characters of a number (keeps integers exact as doubles)
 _PAT = b"<escape>"             # plain text that would read back as the escape token
 _CALL = b"call:"
 
@@ -107,7 +107,7 @@ _BOOL = _Bool()
 _BOOL_WORDS = _prefixes([b"true", b"false"])
 _DIGITS = frozenset(b"0123456789")
 # number automaton: state -> {byte class: next state}; accepting states end a number
-_NUM_ACCEPT = frozenset((2, 3, 5, 8))
+_NUM_ACCEPT = frozenset((2, 3, 5, 8, 9))
 
 
 def _num_next(state, c, integer):
@@ -127,8 +127,10 @@ def _num_next(state, c, integer):
         return 5
     if state == 6 and c in (43, 45):
         return 7
-    if state in (6, 7, 8) and d:
+    if state in (6, 7) and d:
         return 8
+    if state == 8 and d:
+        return 9           # at most two exponent digits: the value stays finite
     return None
 
 
@@ -376,6 +378,8 @@ class Vocab:
         self.chars = np.array([sum(1 for b in p if not 0x80 <= b <= 0xBF) for p in pieces],
                               np.int32)
         self._valid = {}
+        known = set(self.keys)
+        self.byte_fallback = all(bytes((b,)) in known for b in range(0x80, 0xC0))
 
     @classmethod
     def from_tokenizer(cls, tok):
@@ -415,9 +419,12 @@ class Vocab:
                     s = _utf8_kmp(s[0], s[1], c)
                     if s is None:
                         break
-                ok[i] = s is not None
+                # a token that stops mid-character is only safe if every continuation byte
+                # exists as a token (byte fallback), else the string could never close
+                ok[i] = s is not None and (s[0] == 0 or self.byte_fallback)
             ids = np.flatnonzero(ok).astype(np.int32)
-            t = self._valid[(pend, kmp)] = (ids, self.chars[ids], int(self.chars[ids].max()))
+            t = (ids, self.chars[ids], int(self.chars[ids].max(initial=0)))
+            self._valid[(pend, kmp)] = t
         ids, chars, longest = t
         return ids if room >= longest else ids[chars <= room]
 

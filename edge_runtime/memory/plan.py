@@ -34,8 +34,9 @@ AUTO_STEP = 256
 INTERPRETER_ANON = int(18.1 * MIB)
 INTERPRETER_FILE = int(16.2 * MIB)
 # Tokenizer lookup structures: the GGUF token offset table (8 B/token), the C hash table of ids
-# and the special-token index; measured 5.3 MiB (21.3 B/token) on Gemma 3's 262144-entry vocabulary.
-TOKENIZER_BYTES_PER_TOKEN = 22
+# and the special-token index; measured 5.3-5.6 MiB (21-22.5 B/token) on Gemma 3's 262144
+# entries.
+TOKENIZER_BYTES_PER_TOKEN = 23
 # GGUF header bytes per vocabulary entry (token string + score + type), from the Gemma 3 file.
 HEADER_BYTES_PER_TOKEN = 25
 
