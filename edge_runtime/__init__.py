@@ -7,6 +7,7 @@ from . import boards, memory, models
 from .errors import ContextLengthError, MemoryBudgetError
 from .gguf import GGUFError, open_gguf
 from .model import Model, Session
+from .agent import Agent  # issue 5 (tool calling)
 
-__all__ = ["ContextLengthError", "GGUFError", "MemoryBudgetError", "Model", "Session", "boards",
-           "memory", "models", "open_gguf"]
+__all__ = ["Agent", "ContextLengthError", "GGUFError", "MemoryBudgetError", "Model", "Session",
+           "boards", "memory", "models", "open_gguf"]

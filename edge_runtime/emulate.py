@@ -45,7 +45,8 @@ def _own_path(version: str) -> str:
     with open("/proc/self/cgroup") as f:
         for line in f:
             hid, controllers, path = line.rstrip("\n").split(":", 2)
-            if (version == "v2" and hid == "0") or (version == "v1" and "memory" in controllers.split(",")):
+            v1_memory = version == "v1" and "memory" in controllers.split(",")
+            if (version == "v2" and hid == "0") or v1_memory:
                 return path
     return None
 
@@ -101,7 +102,8 @@ def make_group(limit: int) -> _Group:
         if own is None:
             continue
         parent = os.path.join(point, own.lstrip("/"))
-        if version == "v2" and "memory" not in (_read_or_empty(os.path.join(parent, "cgroup.subtree_control"))):
+        enabled = _read_or_empty(os.path.join(parent, "cgroup.subtree_control"))
+        if version == "v2" and "memory" not in enabled:
             reasons.append(f"{parent}: memory controller not enabled for child groups (cgroup v2)")
             continue
         g = _Group(version, os.path.join(parent, f"edge-runtime-emulate-{os.getpid()}"))

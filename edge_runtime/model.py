@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import warnings
 
 import numpy as np
 
@@ -17,7 +16,6 @@ from .errors import ContextLengthError
 from .gguf import GGML_TYPE_IDS, open_gguf
 from .sampling import Sampler
 
-DEFAULT_MAX_INFERENCE_LEN = 4096
 DEFAULT_PREFILL_CHUNK = 64
 WEIGHT_TYPES = ("Q8_0", "F32", "F16", "BF16")
 LAYER_TENSORS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
@@ -30,20 +28,6 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
-
-
-def resolve_max_inference_len(cfg, requested) -> int:
-    """Default min(context_length, 4096); above the model's maximum is clamped with a warning."""
-    if requested is None:
-        return min(cfg.context_length, DEFAULT_MAX_INFERENCE_LEN)
-    n = int(requested)
-    if n <= 0:
-        raise ValueError(f"max_inference_len must be positive, got {requested}")
-    if n > cfg.context_length:
-        warnings.warn(f"max_inference_len {n} exceeds the model's context_length "
-                      f"{cfg.context_length}; clamped to it", stacklevel=3)
-        return cfg.context_length
-    return n
 
 
 def _descriptor(g, name, optional=False):
@@ -96,6 +80,11 @@ class Model:
             raise ValueError(f"pages must be 'keep' or 'release', got {pages!r}")
         if kv_dtype not in ("f16", "f32"):
             raise ValueError(f"kv_dtype must be 'f16' or 'f32', got {kv_dtype!r}")
+        if board is not None:
+            from . import boards
+            b = boards.get(board) if isinstance(board, str) else board
+            budget = b.budget if budget is None else budget
+            threads = b.default_threads if threads is None else threads
         if threads is None:
             threads = default_threads()
         if int(threads) <= 0:
@@ -104,7 +93,13 @@ class Model:
             raise ValueError(f"prefill_chunk must be positive, got {prefill_chunk}")
         g = open_gguf(path)
         cfg = config_mod.from_gguf(g)
-        n_ctx, plan = resolve_max_inference_len(cfg, max_inference_len), None
+        from . import memory
+        plan = memory.plan(cfg, max_inference_len, prefill_chunk=int(prefill_chunk),
+                           threads=int(threads), kv_dtype=kv_dtype, pages=pages, weights=g,
+                           budget=budget)
+        if budget is not None:
+            plan.check(budget)   # MemoryBudgetError before anything is allocated
+        n_ctx = plan.max_inference_len
         from .tokenizer import Tokenizer
         tok = Tokenizer.from_gguf(g)
         handle = _bind(g, cfg)

@@ -93,7 +93,7 @@ static void matmul_worker(void *ctx, int ith, int nth) {
 
 static void quantize_rows(er_session *s, const float *x, int t, int cols) {
     for (int i = 0; i < t; i++)
-        er_quantize_row_q8_0(x + (size_t)i * cols, s->xq + (size_t)i * (cols / QK8_0), cols);
+        s->m->kernel->quantize(x + (size_t)i * cols, s->xq + (size_t)i * (cols / QK8_0), cols);
 }
 
 /* Y_j = W_j X for matrices that share input x (T × cols). */

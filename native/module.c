@@ -64,11 +64,15 @@ static PyObject *py_q8_0_gemm(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* quantize_q8_0(X, Y, n, kernel="scalar"): each kernel's own activation quantizer */
 static PyObject *py_quantize_q8_0(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *x, *y;
     int n;
-    if (!PyArg_ParseTuple(args, "OOi", &x, &y, &n)) return NULL;
+    const char *name = "scalar";
+    if (!PyArg_ParseTuple(args, "OOi|s", &x, &y, &n, &name)) return NULL;
+    const er_q8_0_kernel *kern = kernel_by_name(name);
+    if (!kern) return NULL;
     if (n <= 0 || n % QK8_0) {
         PyErr_SetString(PyExc_ValueError, "n must be a positive multiple of 32");
         return NULL;
@@ -76,7 +80,7 @@ static PyObject *py_quantize_q8_0(PyObject *self, PyObject *args) {
     const float *X = addr_arg(x);
     block_q8_0 *Y = addr_arg(y);
     if (PyErr_Occurred()) return NULL;
-    er_quantize_row_q8_0(X, Y, n);
+    kern->quantize(X, Y, n);
     Py_RETURN_NONE;
 }
 

@@ -120,6 +120,10 @@ static pthread_once_t kernels_once = PTHREAD_ONCE_INIT;
 
 static void add(const char *name, er_q8_0_gemm_fn fn) {
     kernels[n_kernels].name = name;
+    kernels[n_kernels].quantize = er_quantize_row_q8_0;
+#if defined(__x86_64__)
+    if (n_kernels > 0) kernels[n_kernels].quantize = er_quantize_row_q8_0_avx2;  /* all need AVX2 */
+#endif
     kernels[n_kernels++].gemm = fn;
 }
 

@@ -26,6 +26,9 @@ float er_bf16_to_fp32(uint16_t h);
 /* Activation quantization exactly as llama.cpp's reference: d = amax / 127 (stored fp16),
  * q = round(x / d) half away from zero. n is a multiple of 32. */
 void er_quantize_row_q8_0(const float *x, block_q8_0 *y, int n);
+#if defined(__x86_64__)
+void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n);
+#endif
 
 /* The hot function: rows [r0, r1) of W against all nt rows of X.
  * W may hold any int8; X must come from er_quantize_row_q8_0 (|q| <= 127), which the
@@ -36,6 +39,7 @@ typedef void (*er_q8_0_gemm_fn)(const block_q8_0 *W, const block_q8_0 *X, float 
 typedef struct {
     const char *name;    /* "scalar", "avx2", "avx512vnni", "avxvnni", "neon", "neon_dotprod" */
     er_q8_0_gemm_fn gemm;
+    void (*quantize)(const float *x, block_q8_0 *y, int n);   /* same bytes as the reference */
 } er_q8_0_kernel;
 
 /* The kernels this CPU can run, best last; *n receives the count. "scalar" is always first. */

@@ -34,6 +34,43 @@ X86_INLINE __m256i x86_load(const block_q8_0 *b) {
     return _mm256_loadu_si256((const __m256i *)b->qs);
 }
 
+/* ---- activation quantization (every x86 kernel has AVX2) ------------------------------- */
+
+/* round half away from zero, exactly as roundf: trunc, then step out where |frac| >= 0.5
+ * (v - trunc(v) is exact, so no double rounding) */
+X86_INLINE __m256i x86_round_away(__m256 v) {
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 absf = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
+    const __m256 step = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
+    const __m256 far = _mm256_cmp_ps(absf, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    return _mm256_cvtps_epi32(_mm256_add_ps(t, _mm256_and_ps(far, step)));
+}
+
+__attribute__((target(X86_BASE)))
+void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int b = 0; b < n / QK8_0; b++, x += QK8_0) {
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 8 * i);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float d = _mm_cvtss_f32(h) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = er_fp32_to_fp16(d);
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++) q[i] = x86_round_away(_mm256_mul_ps(v[i], vid));
+        /* packs work per 128-bit lane: restore element order with one permute */
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]),
+                                             _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)y[b].qs,
+                            _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    }
+}
+
 /* ---- AVX2 --------------------------------------------------------------------------------
  * maddubs multiplies unsigned by signed bytes, so the weight sign moves onto the activation:
  * |w| * (x * sign(w)). |x| <= 127 keeps both the negation and the int16 pair sums exact. */

@@ -20,11 +20,11 @@ BLOCK = np.dtype([("d", "<f2"), ("qs", "i1", 32)])   # numpy's own view of a Q8_
 assert BLOCK.itemsize == 34
 
 
-def quantize(x):
-    """Rows of float32 -> Q8_0 blocks via the native quantizer, shape (rows, k // 32)."""
+def quantize(x, kernel="scalar"):
+    """Rows of float32 -> Q8_0 blocks via a kernel's quantizer, shape (rows, k // 32)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty((x.shape[0], x.shape[1] // 32), dtype=BLOCK)
-    _native.quantize_q8_0(x.ctypes.data, out.ctypes.data, x.size)
+    _native.quantize_q8_0(x.ctypes.data, out.ctypes.data, x.size, kernel)
     return out
 
 
@@ -93,8 +93,9 @@ def test_gemm_rejects_bad_shapes():
         _native.q8_0_gemm("no-such-kernel", w.ctypes.data, w.ctypes.data, y.ctypes.data, 32, 2, 1)
 
 
+@pytest.mark.parametrize("name", [kernel_param(k) for k in ALL_KERNELS])
 @pytest.mark.parametrize("scale", [0.0, 1e-9, 1e-6, 1e-3, 1.0, 7.5, 1e3, 6e4])
-def test_quantize_matches_gguf_byte_for_byte(scale):
+def test_quantize_matches_gguf_byte_for_byte(scale, name):
     from gguf import GGMLQuantizationType
     from gguf.quants import quantize as gguf_quantize
 
@@ -102,8 +103,10 @@ def test_quantize_matches_gguf_byte_for_byte(scale):
     x = (rng.standard_normal((16, 640)) * scale).astype(np.float32)
     x[1] = np.round(x[1] * 2) / 2                           # exact halves: ties round away
     x[2, :32] = np.linspace(-127, 127, 32) * scale          # amax on a grid point
+    x[3, :32] = np.r_[127.0, np.arange(-15, 16) + 0.5]       # d = 1: x / d ties exactly
+    x[3, 32:64] = -x[3, :32]
     want = gguf_quantize(x, GGMLQuantizationType.Q8_0)
-    got = quantize(x).view(np.uint8).reshape(want.shape)
+    got = quantize(x, name).view(np.uint8).reshape(want.shape)
     np.testing.assert_array_equal(got, want)
 
 
