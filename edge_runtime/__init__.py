@@ -6,8 +6,8 @@ Data path: gguf (mapping) → config → tokenizer / memory.plan → Model (nati
 from . import boards, memory, models
 from .errors import ContextLengthError, MemoryBudgetError
 from .gguf import GGUFError, open_gguf
-from .model import Model, Session
+from .model import KVSnapshot, Model, Session
 from .agent import Agent  # issue 5 (tool calling)
 
-__all__ = ["Agent", "ContextLengthError", "GGUFError", "MemoryBudgetError", "Model", "Session",
+__all__ = ["Agent", "ContextLengthError", "GGUFError", "KVSnapshot", "MemoryBudgetError", "Model", "Session",
            "boards", "memory", "models", "open_gguf"]

@@ -116,6 +116,14 @@ class Model:
     def reset(self):
         self._session.reset()
 
+    def _common_prefix(self, ids) -> int:
+        n = 0
+        for a, b in zip(self.history, ids):
+            if a != b:
+                break
+            n += 1
+        return n
+
     def generate(self, prompt_or_ids, **kw):
         return self._session.generate(prompt_or_ids, **kw)
 
@@ -145,6 +153,21 @@ def _bind(g, cfg):
         return _native.model_new(g.address(), g.size, dims, swa, glob, layers)
     except ValueError as e:
         raise config_mod.UnsupportedModelError(f"cannot bind the model: {e}") from None
+
+
+class KVSnapshot:
+    """A copy of a session's KV state after `ids`: restoring it replaces a prefill of `ids`.
+    Sliding-window rings that wrapped cannot be rewound, so a snapshot is how a shared prefix
+    (tool declarations, a system prompt) is reused whatever its length."""
+
+    __slots__ = ("ids", "data")
+
+    def __init__(self, ids, data: bytes):
+        self.ids, self.data = tuple(ids), data
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
 
 
 class Session:
@@ -206,24 +229,42 @@ class Session:
         self.model.tracker.mark(kind)
         return out.copy()
 
-    def prepare(self, ids) -> np.ndarray:
-        """Make the state hold exactly `ids`, reusing the longest prefix already computed;
-        returns the last position's logits."""
+    def snapshot(self) -> KVSnapshot:
+        with self._lock:
+            return KVSnapshot(self.history, _native.session_state(self._handle))
+
+    def restore(self, snap: KVSnapshot):
+        with self._lock:
+            if not _native.session_restore(self._handle, snap.data):
+                raise ValueError("KV snapshot does not fit this session (model shape, KV dtype "
+                                 "or max_inference_len differ, or the data is damaged)")
+            self.history = list(snap.ids)
+
+    def prepare(self, ids, snapshot: KVSnapshot | None = None) -> np.ndarray:
+        """Make the state hold exactly `ids`, reusing the longest prefix already computed (or
+        `snapshot`, when it covers more of ids); returns the last position's logits."""
         ids = list(ids)
         if not ids:
             raise ValueError("empty prompt: nothing to evaluate")
-        common = 0
-        for a, b in zip(self.history, ids):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(ids) - 1)   # at least one token must run to give logits
+        if snapshot is not None and len(snapshot.ids) < len(ids) and \
+                tuple(ids[:len(snapshot.ids)]) == snapshot.ids and \
+                self._common_prefix(ids) < len(snapshot.ids):
+            self.restore(snapshot)
+        common = min(self._common_prefix(ids), len(ids) - 1)   # at least one token must run to give logits
         with self._lock:
             if not _native.session_truncate(self._handle, common):
                 common = 0
                 _native.session_truncate(self._handle, 0)
             self.history = self.history[:common]
         return self.eval(ids[common:])
+
+    def _common_prefix(self, ids) -> int:
+        n = 0
+        for a, b in zip(self.history, ids):
+            if a != b:
+                break
+            n += 1
+        return n
 
     def generate(self, prompt_or_ids, max_tokens=64, temperature=0.0, top_k=0, top_p=1.0,
                  seed=None, stop=None):

@@ -359,3 +359,65 @@ int er_session_truncate(er_session *s, int n) {
     s->n_past = n;
     return 0;
 }
+
+/* ---- snapshots ----------------------------------------------------------------------- */
+
+#define SNAP_MAGIC 0x4b565331u   /* "KVS1" */
+
+typedef struct {
+    uint32_t magic, n_layer, kv_row, n_past;
+} snap_header;
+
+static size_t used_slots(const er_session *s, int il, int n_past) {
+    return (size_t)(n_past < s->ring[il] ? n_past : s->ring[il]);
+}
+
+size_t er_session_state_bytes(const er_session *s) {
+    size_t n = sizeof(snap_header) + (size_t)s->m->n_layer * sizeof(uint32_t);
+    for (int il = 0; il < s->m->n_layer; il++) n += 2 * used_slots(s, il, s->n_past) * s->kv_row;
+    return n;
+}
+
+void er_session_state_save(const er_session *s, uint8_t *out) {
+    const snap_header h = {SNAP_MAGIC, (uint32_t)s->m->n_layer, (uint32_t)s->kv_row,
+                           (uint32_t)s->n_past};
+    memcpy(out, &h, sizeof h);
+    out += sizeof h;
+    for (int il = 0; il < s->m->n_layer; il++, out += sizeof(uint32_t)) {
+        const uint32_t ring = (uint32_t)s->ring[il];
+        memcpy(out, &ring, sizeof ring);
+    }
+    for (int il = 0; il < s->m->n_layer; il++) {
+        const size_t bytes = used_slots(s, il, s->n_past) * s->kv_row;
+        memcpy(out, s->k_cache[il], bytes);
+        memcpy(out + bytes, s->v_cache[il], bytes);
+        out += 2 * bytes;
+    }
+}
+
+int er_session_state_restore(er_session *s, const uint8_t *in, size_t n) {
+    snap_header h;
+    const size_t head = sizeof h + (size_t)s->m->n_layer * sizeof(uint32_t);
+    if (n < head) return -1;
+    memcpy(&h, in, sizeof h);
+    if (h.magic != SNAP_MAGIC || h.n_layer != (uint32_t)s->m->n_layer ||
+        h.kv_row != s->kv_row || h.n_past > (uint32_t)s->n_ctx)
+        return -1;
+    size_t need = head;
+    for (int il = 0; il < s->m->n_layer; il++) {
+        uint32_t ring;
+        memcpy(&ring, in + sizeof h + (size_t)il * sizeof ring, sizeof ring);
+        if (ring != (uint32_t)s->ring[il]) return -1;
+        need += 2 * used_slots(s, il, (int)h.n_past) * s->kv_row;
+    }
+    if (n != need) return -1;
+    in += head;
+    for (int il = 0; il < s->m->n_layer; il++) {
+        const size_t bytes = used_slots(s, il, (int)h.n_past) * s->kv_row;
+        memcpy(s->k_cache[il], in, bytes);
+        memcpy(s->v_cache[il], in + bytes, bytes);
+        in += 2 * bytes;
+    }
+    s->n_past = (int)h.n_past;
+    return 0;
+}

@@ -81,3 +81,11 @@ enum { ER_T_TOK_EMBD, ER_T_OUTPUT, ER_T_OUTPUT_NORM, ER_T_GLOBAL };
 const char *er_model_init(er_model *m, const uint8_t *base, uint64_t size,
                           const er_tensor_desc *global, const er_tensor_desc *layers);
 void er_model_free(er_model *m);
+
+/* ---- KV state snapshots (prefix reuse) ------------------------------------------------ *
+ * The state is n_past plus each layer's occupied ring slots. A snapshot restores only into a
+ * session with the same model shape, KV dtype and ring lengths. */
+size_t er_session_state_bytes(const er_session *s);
+void er_session_state_save(const er_session *s, uint8_t *out);
+/* Returns 0, or -1 when the buffer is not a snapshot of a session shaped like this one. */
+int er_session_state_restore(er_session *s, const uint8_t *in, size_t n);

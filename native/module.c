@@ -345,6 +345,30 @@ static PyObject *py_spm_encode(PyObject *self, PyObject *args) {
 
 /* ---- END tokenizer section ------------------------------------------------------------- */
 
+/* session_state(session) -> bytes: a snapshot of the KV state */
+static PyObject *py_session_state(PyObject *self, PyObject *cap) {
+    (void)self;
+    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    if (!s) return NULL;
+    const size_t n = er_session_state_bytes(s);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    if (!out) return NULL;
+    er_session_state_save(s, (uint8_t *)PyBytes_AsString(out));
+    return out;
+}
+
+/* session_restore(session, snapshot: bytes) -> bool */
+static PyObject *py_session_restore(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    const char *data;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "Oy#", &cap, &data, &n)) return NULL;
+    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    if (!s) return NULL;
+    return PyBool_FromLong(er_session_state_restore(s, (const uint8_t *)data, (size_t)n) == 0);
+}
+
 /* ---- module ---------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -362,6 +386,8 @@ static PyMethodDef methods[] = {
     {"session_n_past", py_session_n_past, METH_O, "Positions held in the KV state."},
     {"session_truncate", py_session_truncate, METH_VARARGS, "Rewind the KV state to n positions."},
     {"session_sizes", py_session_sizes, METH_O, "Bytes the session allocated, by purpose."},
+    {"session_state", py_session_state, METH_O, "Snapshot of the KV state (bytes)."},
+    {"session_restore", py_session_restore, METH_VARARGS, "Restore a KV snapshot; False if foreign."},
     {"vocab_new", py_vocab_new, METH_VARARGS, "Index a mapped vocabulary (tokenizer)."},
     {"vocab_find", py_vocab_find, METH_VARARGS, "Id of a token's bytes, or -1 (tokenizer)."},
     {"spm_encode", py_spm_encode, METH_VARARGS, "SentencePiece-merge one fragment (tokenizer)."},

@@ -1,6 +1,7 @@
 #include "ops.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "q8_0.h"
@@ -31,21 +32,31 @@ void er_rope_neox(float *x, const float *cs, const float *sn, int d) {
     }
 }
 
-static inline float round_f16(float x) { return er_fp16_to_fp32(er_fp32_to_fp16(x)); }
+/* gelu_tanh of every fp16 value, rounded to fp16: llama.cpp evaluates gelu through such a
+ * table, so reading it gives its numbers, and a lookup is far cheaper than tanhf. */
+static float gelu_table[1 << 16];
+static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+
+static void gelu_init(void) {
+    const float c = 0.79788456080286535588f;  /* sqrt(2/pi) */
+    for (uint32_t h = 0; h < (1u << 16); h++) {
+        const float x = er_fp16_to_fp32((uint16_t)h);
+        const float g = 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
+        gelu_table[h] = er_fp16_to_fp32(er_fp32_to_fp16(g));
+    }
+}
 
 void er_geglu(float *gate, const float *up, int n) {
-    const float c = 0.79788456080286535588f;  /* sqrt(2/pi) */
-    for (int i = 0; i < n; i++) {
-        const float x = gate[i];
-        float g;
-        if (x <= -10.0f) g = 0.0f;
-        else if (x >= 10.0f) g = x;
-        else {
-            /* llama.cpp reads gelu from an fp16 table: round input and output to fp16 too */
-            const float h = round_f16(x);
-            g = round_f16(0.5f * h * (1.0f + tanhf(c * h * (1.0f + 0.044715f * h * h))));
+    pthread_once(&gelu_once, gelu_init);
+    uint16_t h[256];
+    for (int i0 = 0; i0 < n; i0 += 256) {
+        const int m = n - i0 < 256 ? n - i0 : 256;
+        er_fp32_to_fp16_row(gate + i0, h, m);
+        for (int i = 0; i < m; i++) {
+            const float x = gate[i0 + i];
+            const float g = x <= -10.0f ? 0.0f : x >= 10.0f ? x : gelu_table[h[i]];
+            gate[i0 + i] = g * up[i0 + i];
         }
-        gate[i] = g * up[i];
     }
 }
 
@@ -124,6 +135,15 @@ static void axpy_f16_f16c(float *y, const uint16_t *v, float a, int n) {
     for (; i < n; i++) y[i] += a * er_fp16_to_fp32(v[i]);
 }
 
+__attribute__((target("avx2,fma,f16c")))
+static void to_f16_f16c(const float *x, uint16_t *y, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = er_fp32_to_fp16(x[i]);
+}
+
 static int have_f16c(void) {
     static int cached = -1;
     if (cached < 0) cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -132,10 +152,16 @@ static int have_f16c(void) {
 }
 #endif
 
+void er_fp32_to_fp16_row(const float *x, uint16_t *y, int n) {
+#if defined(__x86_64__)
+    if (have_f16c()) { to_f16_f16c(x, y, n); return; }
+#endif
+    for (int i = 0; i < n; i++) y[i] = er_fp32_to_fp16(x[i]);
+}
+
 void er_kv_store(void *dst, const float *src, int n, int kv_f32) {
-    if (kv_f32) { memcpy(dst, src, (size_t)n * sizeof(float)); return; }
-    uint16_t *d = dst;
-    for (int i = 0; i < n; i++) d[i] = er_fp32_to_fp16(src[i]);
+    if (kv_f32) memcpy(dst, src, (size_t)n * sizeof(float));
+    else er_fp32_to_fp16_row(src, dst, n);
 }
 
 float er_kv_dot(const void *k, const float *q, int n, int kv_f32) {

@@ -14,7 +14,8 @@ void er_rope_angles(float *cs, float *sn, int pos, int d, float base, float scal
 /* NEOX rotation: pairs (x[i], x[i + d/2]). */
 void er_rope_neox(float *x, const float *cs, const float *sn, int d);
 
-/* gate[i] = gelu_tanh(gate[i]) * up[i], with llama.cpp's fp16 rounding of the gelu. */
+/* gate[i] = gelu_tanh(gate[i]) * up[i], gelu read from an fp16-indexed table as llama.cpp
+ * does (256 KiB, built on first use). */
 void er_geglu(float *gate, const float *up, int n);
 
 void er_softmax(float *x, int n);
@@ -24,6 +25,9 @@ void er_gemm_float(const void *W, int type, const float *X, float *Y, int k,
                    int r0, int r1, int nt, int ldy);
 /* One row of a float or Q8_0 matrix, dequantized to f32 (embedding lookup). */
 void er_dequant_row(const void *W, int type, int row, int k, float *out);
+
+/* Round a row to fp16 (nearest even, as ggml). */
+void er_fp32_to_fp16_row(const float *x, uint16_t *y, int n);
 
 /* KV rows: stored as f16 (kv_f32 = 0) or f32. */
 void er_kv_store(void *dst, const float *src, int n, int kv_f32);

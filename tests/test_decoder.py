@@ -167,3 +167,30 @@ def test_generate_reuses_prefix_and_matches_fresh_run(tiny_gguf_factory):
     fresh = list(er.Model.load(path, max_inference_len=128, threads=1).generate(prompt, max_tokens=8))
     assert first == again == fresh
     assert len(first) >= 1
+
+
+@pytest.mark.parametrize("prefix_len", [5, 30])   # shorter and longer than the window of 8
+def test_snapshot_restores_a_prefix_exactly(tiny_gguf_factory, prefix_len):
+    path = tiny_gguf_factory()
+    ids = _ids(prefix_len + 6, 512, seed=13).tolist()
+    m = er.Model.load(path, max_inference_len=64, threads=1)
+    m.eval(ids[:prefix_len])
+    snap = m.session.snapshot()
+    m.eval(ids[prefix_len:prefix_len + 3])                    # wander off: rings move on
+    again = m.session.prepare(ids, snapshot=snap)
+    assert m.n_past == len(ids)
+    fresh = er.Model.load(path, max_inference_len=64, threads=1).eval(ids)
+    np.testing.assert_array_equal(again, fresh)
+
+
+def test_snapshot_from_another_shape_is_refused(tiny_gguf_factory):
+    path = tiny_gguf_factory()
+    a = er.Model.load(path, max_inference_len=64, threads=1)
+    a.eval(_ids(4, 512).tolist())
+    snap = a.session.snapshot()
+    b = er.Model.load(path, max_inference_len=64, threads=1, kv_dtype="f32")
+    with pytest.raises(ValueError):
+        b.session.restore(snap)
+    damaged = er.KVSnapshot(snap.ids, snap.data[:-1])
+    with pytest.raises(ValueError):
+        a.session.restore(damaged)
