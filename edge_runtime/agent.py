@@ -6,6 +6,13 @@ arguments are valid, executed (with a timeout) -> the results go back into the s
 turn as <start_function_response> blocks -> decoding continues until a text answer or
 max_steps rounds of calls.
 
+Prefix reuse: the developer turn (system text + tool declarations) is the same for every
+request, so its KV state is computed once per agent, kept as a KVSnapshot, and restored at the
+start of each run; only the request is prefilled. A snapshot, not a rewind, because sliding-
+window rings that wrapped past the prefix cannot be rewound. With cache_dir the snapshot is also
+kept on disk (edge_runtime.prefix_cache) so the first request after a restart skips it too.
+Models without sessions (test fakes) are simply re-prompted in full.
+
 Decoding drives Model.eval directly (only its public API): free text uses the full logits;
 inside a call only the grammar's allowed ids are scored (Model.eval(ids, rows=allowed)), and a
 step with a single allowed id is not scored at all - its token is batched into the next eval.
@@ -16,6 +23,7 @@ tool, not that it is the right tool or the right values.
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,12 +105,12 @@ class Agent:
     """
 
     def __init__(self, model, tools, system=None, cache_dir=None, timeout=10.0,
-                 tool_choice="required", constrained=True, max_tokens=96):
+                 tool_choice="required", constrained=True, max_tokens=96, reuse_prefix=True):
         if tool_choice not in ("required", "auto"):
             raise ValueError("tool_choice must be 'required' or 'auto'")
         self.model, self.system, self.timeout = model, system or DEFAULT_SYSTEM, timeout
         self.tool_choice, self.constrained, self.max_tokens = tool_choice, constrained, max_tokens
-        self.cache_dir = cache_dir   # accepted for API stability; nothing is cached on disk yet
+        self.cache_dir, self.reuse_prefix = cache_dir, reuse_prefix
         self.tools, self.schemas, self.functions = [], {}, {}
         for t in tools or []:
             spec = schema_from_callable(t) if callable(t) else t
@@ -116,6 +124,8 @@ class Agent:
             raise ValueError("an agent needs at least one tool")
         self.grammar = CallGrammar(self.tools)
         self._constraint = None
+        self._prefix_ids = None    # the developer turn's token ids (a prefix of every prompt)
+        self.prefix_snapshot = None   # its KV state, once computed or read from cache_dir
 
     @property
     def constraint(self) -> TokenConstraint:
@@ -126,6 +136,56 @@ class Agent:
     def prompt(self, request: str) -> str:
         return render([{"role": "developer", "content": self.system},
                        {"role": "user", "content": request}], self.tools)
+
+    # ---- the declarations prefix -------------------------------------------------------------
+
+    def prefix_ids(self) -> list:
+        """Ids of the developer turn. It ends with "<end_of_turn>\n" and the next text is always
+        the special <start_of_turn>, where the tokenizer splits, so these ids are a true prefix
+        of every request's prompt ids (run() still checks that before relying on it)."""
+        if self._prefix_ids is None:
+            text = render([{"role": "developer", "content": self.system}], self.tools,
+                          add_generation_prompt=False)
+            self._prefix_ids = encode(self.model.tokenizer, text, add_bos=True)
+        return self._prefix_ids
+
+    def _restore_prefix(self, session):
+        """Put the declarations' KV state into session: from memory, else from cache_dir, else
+        computed (and then saved to cache_dir)."""
+        if self.prefix_snapshot is not None:
+            session.restore(self.prefix_snapshot)
+            return
+        ids = self.prefix_ids()
+        cache = None
+        if self.cache_dir is not None:
+            from .prefix_cache import PrefixCache, PrefixCacheWarning
+            cache = PrefixCache(self.cache_dir, self.model)
+            snap = cache.load(ids)
+            if snap is not None:
+                try:
+                    session.restore(snap)
+                    self.prefix_snapshot = snap
+                    return
+                except ValueError as e:
+                    warnings.warn(f"ignoring prefix snapshot {cache.path_for(ids)}: {e}",
+                                  PrefixCacheWarning, stacklevel=4)
+        session.reset()
+        session.eval(ids, rows=[0])      # only the state matters: score a single row
+        self.prefix_snapshot = session.snapshot()
+        if cache is not None:
+            cache.save(self.prefix_snapshot)
+
+    def _start(self, dec, ids):
+        """Load the prompt ids into the model's state (via the prefix snapshot when it applies)
+        and leave what still has to be evaluated pending in dec."""
+        session = getattr(self.model, "session", None)
+        n = len(self.prefix_ids()) if self.reuse_prefix and session is not None else 0
+        if 0 < n < len(ids) and ids[:n] == self.prefix_ids():
+            self._restore_prefix(session)
+            dec.feed(ids[n:])
+        else:
+            self.model.reset()
+            dec.feed(ids)
 
     # ---- executing calls --------------------------------------------------------------------
 
@@ -158,9 +218,8 @@ class Agent:
     def run(self, request: str, max_steps: int = 4, on_event=None) -> AgentResult:
         emit = on_event or (lambda event: None)
         tok = self.model.tokenizer
-        self.model.reset()
         dec = _Decoder(self.model)
-        dec.feed(encode(tok, self.prompt(request), add_bos=True))
+        self._start(dec, encode(tok, self.prompt(request), add_bos=True))
         out = AgentResult()
         for step in range(max_steps + 1):
             force = self.tool_choice == "required" and step == 0

@@ -10,6 +10,7 @@ import json
 import sys
 
 from .gguf import GGUFError
+from .memory.plan import AGENT_SNAPSHOT_TOKENS
 
 
 class UserError(Exception):
@@ -105,7 +106,7 @@ def cmd_agent(args):
     from .tools_builtin import TOOLS
     tools = _load_tools(args.tools) if args.tools else TOOLS
     try:
-        agent = Agent(_load_model(args, board=args.board), tools)
+        agent = Agent(_load_model(args, board=args.board), tools, cache_dir=args.cache_dir)
     except ValueError as e:
         raise UserError(str(e)) from None
 
@@ -149,7 +150,10 @@ def cmd_plan(args):
         path = default()
     threads = board.default_threads if board else (os.cpu_count() or 1)
     budget = board.budget if board else None
-    p = plan_for_model(path, n, threads=threads, budget=budget)
+    if args.snapshot_tokens < 0:
+        raise UserError(f"--snapshot-tokens must be >= 0, not {args.snapshot_tokens}")
+    p = plan_for_model(path, n, threads=threads, budget=budget,
+                       snapshot_tokens=args.snapshot_tokens)
     if args.json:
         _print_json({"model": str(path), "board": board.name if board else None, **p.to_dict(budget)})
         return 0
@@ -225,6 +229,8 @@ def build_parser():
     a.add_argument("--board")
     a.add_argument("--threads", type=int)
     a.add_argument("--max-steps", type=int, default=4)
+    a.add_argument("--cache-dir", help="keep the tool declarations' KV snapshot here, so the "
+                   "next start skips their prefill")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_agent)
 
@@ -232,6 +238,8 @@ def build_parser():
     pl.add_argument("--model")
     pl.add_argument("--board")
     pl.add_argument("--max-inference-len")
+    pl.add_argument("--snapshot-tokens", type=int, default=AGENT_SNAPSHOT_TOKENS,
+                    help="room for the agent's prefix KV snapshot (0: none)")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=cmd_plan)
 

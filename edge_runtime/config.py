@@ -53,55 +53,85 @@ class Config:
         return il in self.swa_layers
 
 
-def _require(meta, key):
-    if key not in meta:
+_INT_TYPES = ("u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64")
+_REQUIRED = object()
+# Far above any Gemma 3 (27B: n_embd 5376, n_ff 21504, 62 layers), far below what would overflow
+# the C core's int sizes: a crafted header is refused here, not by a failed giant allocation.
+MAX_DIM, MAX_LAYERS, MAX_CONTEXT, MAX_VOCAB = 1 << 16, 1 << 10, 1 << 24, 1 << 24
+
+
+def _num(g, key, default=_REQUIRED, kind=int, lo=None, hi=None):
+    """A scalar metadata value of the right kind, within [lo, hi]; a clear error otherwise."""
+    if key in g.metadata:
+        vtype = g.meta_type(key)
+        if vtype not in (_INT_TYPES if kind is int else _INT_TYPES + ("f32", "f64")):
+            raise UnsupportedModelError(f"metadata {key!r} is {vtype}, expected "
+                                        f"{'an integer' if kind is int else 'a number'}")
+        v = kind(g.metadata[key])
+    elif default is _REQUIRED:
         raise UnsupportedModelError(f"missing required metadata key {key!r}")
-    return meta[key]
+    else:
+        v = default
+    if v != v or (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise UnsupportedModelError(f"metadata {key!r} = {v} is outside {lo}..{hi}")
+    return v
+
+
+def _typed(g, key, vtype, default=None):
+    """A metadata value that must have GGUF type vtype ("string", "array[string]"...)."""
+    if key not in g.metadata:
+        return default
+    if g.meta_type(key) != vtype:
+        raise UnsupportedModelError(f"metadata {key!r} is {g.meta_type(key)}, expected {vtype}")
+    return g.metadata[key]
 
 
 def from_gguf(g) -> Config:
     meta = g.metadata
-    arch = meta.get("general.architecture")
+    arch = _typed(g, "general.architecture", "string")
     if arch not in SUPPORTED_ARCHITECTURES:
         raise UnsupportedModelError(
             f"architecture {arch!r} is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
     p = arch + "."
-    n_layer = int(_require(meta, p + "block_count"))
-    n_embd = int(_require(meta, p + "embedding_length"))
-    n_head = int(_require(meta, p + "attention.head_count"))
-    n_head_kv = int(meta.get(p + "attention.head_count_kv", n_head))
-    head_k = int(meta.get(p + "attention.key_length", n_embd // n_head))
-    head_v = int(meta.get(p + "attention.value_length", head_k))
+    dim = dict(lo=1, hi=MAX_DIM)
+    n_layer = _num(g, p + "block_count", lo=1, hi=MAX_LAYERS)
+    n_embd = _num(g, p + "embedding_length", **dim)
+    n_head = _num(g, p + "attention.head_count", **dim)
+    n_head_kv = _num(g, p + "attention.head_count_kv", n_head, **dim)
+    head_k = _num(g, p + "attention.key_length", n_embd // n_head, **dim)
+    head_v = _num(g, p + "attention.value_length", head_k, **dim)
     emb = g.tensors.get("token_embd.weight")
     if emb is None:
         raise UnsupportedModelError("missing required tensor 'token_embd.weight'")
     n_vocab = int(emb.shape[1]) if len(emb.shape) == 2 else 0
-    tokens = meta.get("tokenizer.ggml.tokens")
+    if n_vocab > MAX_VOCAB:
+        raise UnsupportedModelError(f"token_embd.weight has {n_vocab} rows, more than {MAX_VOCAB}")
+    tokens = _typed(g, "tokenizer.ggml.tokens", "array[string]")
     if tokens is not None and len(tokens) > n_vocab:
         raise UnsupportedModelError(
             f"vocabulary has {len(tokens)} tokens but token_embd.weight has {n_vocab} rows")
-    if n_layer <= 0 or n_head <= 0 or n_head_kv <= 0 or n_head % n_head_kv:
+    if n_head % n_head_kv:
         raise UnsupportedModelError(
             f"bad attention shape: {n_layer} layers, {n_head} heads, {n_head_kv} kv heads")
     if head_k != head_v:
         raise UnsupportedModelError(f"key_length {head_k} != value_length {head_v} is not supported")
     if head_k % 2:
         raise UnsupportedModelError(f"key_length {head_k} must be even for RoPE")
-    scaling = meta.get(p + "rope.scaling.type", "none")
-    factor = float(meta.get(p + "rope.scaling.factor", 1.0) or 1.0)
+    scaling = _typed(g, p + "rope.scaling.type", "string", "none")
+    factor = _num(g, p + "rope.scaling.factor", 1.0, float, lo=0.0, hi=1e6) or 1.0
     if scaling not in ("none", "linear"):
         raise UnsupportedModelError(f"rope scaling {scaling!r} is not supported (none, linear)")
-    window = int(meta.get(p + "attention.sliding_window", 0))
+    window = _num(g, p + "attention.sliding_window", 0, lo=0, hi=MAX_CONTEXT)
     swa = tuple(i for i in range(n_layer) if window > 0 and i % SWA_PATTERN < SWA_PATTERN - 1)
     return Config(
         n_vocab=n_vocab, n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_head_kv=n_head_kv,
         head_dim_k=head_k, head_dim_v=head_v,
-        n_ff=int(_require(meta, p + "feed_forward_length")),
-        eps=float(meta.get(p + "attention.layer_norm_rms_epsilon", 1e-6)),
-        context_length=int(_require(meta, p + "context_length")),
+        n_ff=_num(g, p + "feed_forward_length", **dim),
+        eps=_num(g, p + "attention.layer_norm_rms_epsilon", 1e-6, float, lo=0.0, hi=1.0),
+        context_length=_num(g, p + "context_length", lo=1, hi=MAX_CONTEXT),
         sliding_window=window,
-        rope_base_global=float(meta.get(p + "rope.freq_base", 1e6)),
+        rope_base_global=_num(g, p + "rope.freq_base", 1e6, float, lo=1.0, hi=1e12),
         rope_scale_global=1.0 / factor if scaling == "linear" else 1.0,
-        final_logit_softcap=float(meta.get(p + "final_logit_softcapping", 0.0) or 0.0),
+        final_logit_softcap=_num(g, p + "final_logit_softcapping", 0.0, float, lo=0.0, hi=1e6),
         swa_layers=swa,
     )

@@ -180,7 +180,10 @@ class GGUFFile:
             self.size = os.fstat(fd).st_size
             if self.size < 24:
                 raise GGUFError(f"header: file is {self.size} bytes, a GGUF header needs 24 at offset 0")
-            self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            try:
+                self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            except OSError as e:   # e.g. no address space left for it on a 32-bit board
+                raise GGUFError(f"cannot map {self.path} ({self.size} bytes): {e.strerror}") from None
         finally:
             os.close(fd)
         self.view = np.frombuffer(self._mm, dtype=np.uint8)

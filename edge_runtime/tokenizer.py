@@ -32,6 +32,10 @@ _SPACE, _ESCAPED_SPACE = b" ", "\u2581".encode()
 _SCAN_COST = 600  # a Python-level lookup costs about as much as searching 600 bytes in C
 
 
+def _is_hex(b: bytes) -> bool:
+    return all(c in b"0123456789abcdefABCDEF" for c in b)
+
+
 class TokenizerError(ValueError):
     """The vocabulary cannot be used, or an id is out of range."""
 
@@ -56,8 +60,11 @@ class Tokenizer:
         self._types = np.asarray(token_types)
         self.token_types = self._types  # GGUF token type per id (read-only view of the file)
         self._keepalive = keepalive  # the mapping the C table points into
-        self._vocab = _native.vocab_new(buffer_address, self._offsets.ctypes.data,
-                                        scores.ctypes.data, n)
+        try:
+            self._vocab = _native.vocab_new(buffer_address, self._offsets.ctypes.data,
+                                            scores.ctypes.data, n)
+        except ValueError as e:   # duplicate or empty vocabulary
+            raise TokenizerError(str(e)) from None
         self.n_vocab = n
         self.bos_id, self.eos_id = bos_id, eos_id
         self.add_bos, self.add_eos, self.add_space_prefix = add_bos, add_eos, add_space_prefix
@@ -66,12 +73,19 @@ class Tokenizer:
         # End-of-generation ids: eos plus the turn end (the Gemma part of llama.cpp's EOG list).
         self.eog_ids = frozenset(i for i in (eos_id, self.eot_id) if i is not None)
         self._build_special_index()
+        for i in np.flatnonzero(self._types == BYTE):   # token_to_piece reads <0xNN> as a byte
+            raw = self._tokens.raw(int(i))
+            if len(raw) != 6 or raw[:3] != b"<0x" or raw[5:] != b">" or not _is_hex(raw[3:5]):
+                raise TokenizerError(f"tokenizer: byte token {int(i)} is {raw!r}, not <0xNN>")
 
     @classmethod
     def from_gguf(cls, g) -> "Tokenizer":
         """Build from an open GGUFFile; the tokenizer keeps its mapping alive."""
         md = g.metadata
         model = md.get("tokenizer.ggml.model")
+        if model is not None and g.meta_type("tokenizer.ggml.model") != "string":
+            raise TokenizerError(f"tokenizer: tokenizer.ggml.model is "
+                                 f"{g.meta_type('tokenizer.ggml.model')}, expected string")
         if model != "llama":
             raise TokenizerError(f"tokenizer.ggml.model is {model!r}; only 'llama' "
                                  f"(SentencePiece) vocabularies are supported")
@@ -86,18 +100,29 @@ class Tokenizer:
                 raise TokenizerError(f"tokenizer: {key} is {g.meta_type(key)}, expected "
                                      f"{' or '.join(allowed)}")
 
+        def scalar(key, default, types):
+            if key not in md:
+                return default
+            if g.meta_type(key) not in types:
+                raise TokenizerError(f"tokenizer: {key} is {g.meta_type(key)}, expected "
+                                     f"{' or '.join(types)}")
+            return md[key]
+
         def opt_id(key):
-            v = md.get(key)
+            v = scalar(key, None, ("u32", "i32", "u64", "i64"))
             return None if v is None else int(v)
+
+        def flag(key, default):
+            return bool(scalar(key, default, ("bool",)))
 
         return cls(md["tokenizer.ggml.tokens"], md["tokenizer.ggml.scores"],
                    md["tokenizer.ggml.token_type"],
                    bos_id=opt_id("tokenizer.ggml.bos_token_id"),
                    eos_id=opt_id("tokenizer.ggml.eos_token_id"),
                    # llama.cpp's defaults for SPM vocabularies when a key is absent
-                   add_bos=bool(md.get("tokenizer.ggml.add_bos_token", True)),
-                   add_eos=bool(md.get("tokenizer.ggml.add_eos_token", False)),
-                   add_space_prefix=bool(md.get("tokenizer.ggml.add_space_prefix", True)),
+                   add_bos=flag("tokenizer.ggml.add_bos_token", True),
+                   add_eos=flag("tokenizer.ggml.add_eos_token", False),
+                   add_space_prefix=flag("tokenizer.ggml.add_space_prefix", True),
                    buffer_address=g.address(), keepalive=g)
 
     # ---- special tokens ------------------------------------------------------------------

@@ -72,7 +72,11 @@ def test_greedy_continuation_matches_llama(runtimes, prompt, record_property):
     delta = float(np.abs(logits - ref_logits[0]).max())
     record_property("first_logits_max_abs_delta", delta)
     record_property("llama_fa_on_off_max_abs_delta", self_noise)
-    assert logits.argmax() == ref_logits[0].argmax(), "last-position top-1 differs from llama.cpp"
+    tolerance = max(self_noise, 1e-2)
+    if logits.argmax() != ref_logits[0].argmax():   # allowed only at a near-tie llama.cpp flips too
+        gap0 = _gap(ref_logits[0])
+        print(f"\n{prompt[:30]!r}: last-position top-1 differs; llama.cpp top-2 gap {gap0:.4f}")
+        assert gap0 < tolerance, f"top-1 differs where llama.cpp's top-2 gap is {gap0:.4f}"
 
     got = list(ours.generate(ids, max_tokens=N_TOKENS, stop=[]))
     ours_stop_ids = {ours.tokenizer.eos_id, ours.tokenizer.find("<end_of_turn>")}
@@ -87,6 +91,6 @@ def test_greedy_continuation_matches_llama(runtimes, prompt, record_property):
     record_property("divergence", f"token {first}, llama top-2 gap {gap:.4f}")
     print(f"\n{prompt[:30]!r}: diverges at token {first}; llama.cpp top-2 gap {gap:.4f}, "
           f"its own fa on/off max |Δ| {self_noise:.3f}, ours vs llama max |Δ| {delta:.3f}")
-    assert gap < max(self_noise, 1e-2), (
+    assert gap < tolerance, (
         f"diverged at token {first} where llama.cpp's top-2 gap is {gap:.4f} "
         f"(its own attention paths differ by {self_noise:.3f})")

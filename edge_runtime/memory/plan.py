@@ -28,6 +28,10 @@ MIB = 1 << 20
 PAGE = 4096
 DEFAULT_MAX_INFERENCE_LEN = 4096
 AUTO_STEP = 256
+# What `edge-runtime plan` reserves for the agent's declarations snapshot: a handful of tools
+# (the built-in three take 277 tokens) fits, and past the 512-token window of Gemma 3 270M only
+# the global layers' share keeps growing.
+AGENT_SNAPSHOT_TOKENS = 512
 
 # Measured 2025-11-24 on the x86-64 dev VM (CPython 3.11, numpy 2.4 with OpenBLAS, psutil 7.2):
 # RssAnon and RssFile after `import edge_runtime` (numpy alone: 14.2 MiB anon, 12.8 MiB file).
@@ -182,19 +186,24 @@ def _scratch_rows(c, T: int, kv_bytes: int) -> list:
 
 
 def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="f16",
-         pages="keep", weights=None, n_vocab=None, budget=None) -> MemoryPlan:
+         pages="keep", weights=None, n_vocab=None, budget=None, snapshot_tokens=0) -> MemoryPlan:
     """Itemised plan for one session. `weights`: a WeightLayout, an open GGUF, a file size in
     bytes (layout estimated as Q8_0 of that size) or None (a Q8_0 file of this shape).
-    `max_inference_len`: int, None (default) or "auto" (needs `budget`)."""
+    `max_inference_len`: int, None (default) or "auto" (needs `budget`).
+    `snapshot_tokens`: length of a prefix whose KV snapshot is kept beside the session (the
+    agent's tool declarations; see snapshot_bytes), 0 for none."""
     if kv_dtype not in KV_BYTES:
         raise ValueError(f"kv_dtype must be one of {', '.join(KV_BYTES)}, not {kv_dtype!r}")
     if pages not in PAGE_POLICIES:
         raise ValueError(f"pages must be one of {', '.join(PAGE_POLICIES)}, not {pages!r}")
     if prefill_chunk < 1 or threads < 1:
         raise ValueError("prefill_chunk and threads must be >= 1")
+    if isinstance(snapshot_tokens, bool) or not isinstance(snapshot_tokens, int) \
+            or snapshot_tokens < 0:
+        raise ValueError(f"snapshot_tokens must be a non-negative integer, not {snapshot_tokens!r}")
     layout = _layout(config, weights)
     kw = dict(prefill_chunk=prefill_chunk, threads=threads, kv_dtype=kv_dtype, pages=pages,
-              weights=layout, n_vocab=n_vocab)
+              weights=layout, n_vocab=n_vocab, snapshot_tokens=snapshot_tokens)
     C = resolve_max_inference_len(config, max_inference_len, budget, **kw)
     c, V = config, n_vocab or config.n_vocab
     kvb = KV_BYTES[kv_dtype]
@@ -214,6 +223,8 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
         ("norm weights (f32 copies)", 4 * (c.n_layer * (4 * c.n_embd + 2 * c.head_dim_k) + c.n_embd),
          "anon"),
         ("logits", V * 4, "anon"),
+        *([(f"prefix snapshot: {min(snapshot_tokens, C)} tokens",
+            snapshot_bytes(ring, c, snapshot_tokens, kv_dtype), "anon")] if snapshot_tokens else []),
         ("shared libraries (mapped)", INTERPRETER_FILE, "file"),
         (f"weights resident (pages={pages})", layout.resident(pages, C), "file"),
         ("gguf header + vocabulary", layout.header, "file"),
@@ -221,6 +232,14 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
     return MemoryPlan(rows=rows, max_inference_len=C, ring_lens=ring, mapped=layout.file_size,
                       settings=dict(prefill_chunk=prefill_chunk, threads=threads,
                                     kv_dtype=kv_dtype, pages=pages))
+
+
+def snapshot_bytes(ring_lens, config, n_tokens: int, kv_dtype="f16") -> int:
+    """Bytes of a KV snapshot after n_tokens (native/gemma3.c er_session_state_bytes): a
+    16-byte header, one u32 ring length per layer, then each layer's occupied slots of K and V
+    - a sliding layer never holds more than its ring, so past the window it stops growing."""
+    slots = sum(min(n_tokens, r) for r in ring_lens)
+    return 16 + 4 * config.n_layer + 2 * slots * config.kv_dim * KV_BYTES[kv_dtype]
 
 
 def _layout(config, weights) -> WeightLayout:
