@@ -1,10 +1,14 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define SPIN_ITERS 200000
+/* Waiting escalates: spin (a task follows within microseconds while a token is computed),
+ * then yield the core (so an oversubscribed machine still makes progress), then sleep. */
+#define SPIN_ITERS 4000
+#define YIELD_ITERS 200
 
 struct er_pool {
     int n;
@@ -39,6 +43,7 @@ static void *worker(void *arg) {
         while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen) {
             if (atomic_load(&p->stop)) return NULL;
             if (++spins < SPIN_ITERS) { cpu_relax(); continue; }
+            if (spins < SPIN_ITERS + YIELD_ITERS) { sched_yield(); continue; }
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleeping, 1);
             while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop))
@@ -87,7 +92,10 @@ void er_pool_run(er_pool *p, er_task_fn fn, void *ctx) {
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) cpu_relax();
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < SPIN_ITERS) cpu_relax();
+        else sched_yield();
+    }
 }
 
 void er_pool_destroy(er_pool *p) {

@@ -61,9 +61,10 @@ def worker(engine, model, threads, n_prompt, n_decode, ctx):
         ids = _prompt_ids(lambda s: llm.tokenize(s.encode(), add_bos=True, special=True), n_prompt)
         peak.sample()
 
-        def evaluate(toks):
+        def evaluate(toks):   # last-position logits (llm.scores is filled only with logits_all)
             llm.eval(toks)
-            return np.asarray(llm.scores[llm.n_tokens - 1])
+            ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+            return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),))
     t1 = time.perf_counter()
     logits = evaluate(ids)
     t2 = time.perf_counter()
@@ -75,7 +76,15 @@ def worker(engine, model, threads, n_prompt, n_decode, ctx):
         tok = int(np.argmax(evaluate([tok])))
         peak.sample()
     t4 = time.perf_counter()
-    return {"engine": engine, "threads": threads, "prompt_tokens": len(ids),
+    constrained = None
+    if engine == "ours":
+        # a grammar-constrained step: logits for 64 allowed ids only (sparse lm_head rows)
+        rows = np.arange(1000, 1064, dtype=np.int32)
+        t5 = time.perf_counter()
+        for _ in range(n_decode):
+            tok = int(rows[np.argmax(m.eval([tok], rows=rows))])
+        constrained = n_decode / (time.perf_counter() - t5)
+    return {"engine": engine, "constrained_decode_tok_s": constrained, "threads": threads, "prompt_tokens": len(ids),
             "prefill_tok_s": len(ids) / (t2 - t1), "decode_tok_s": n_decode / (t4 - t3),
             "load_to_first_token_s": first_token, "load_s": t1 - t0,
             "peak_anon": peak.anon, "peak_file": peak.file, "peak_rss": peak.rss}
@@ -110,7 +119,9 @@ def report(results, args):
              f"- prompt {args.prompt_tokens} tokens, then {args.decode} greedy decode steps; "
              f"context {args.ctx}; llama-cpp-python {_llama_version()} with swa_full=False",
              f"- each cell: median of {args.reps} fresh processes; ratio = ours / llama.cpp "
-             f"(for time and memory, lower is better)", ""]
+             f"(for time and memory, lower is better)",
+             "- agent latency (request → tool call, prefix KV reuse): "
+             "[BENCHMARKS_AGENT.md](BENCHMARKS_AGENT.md), written by tools/bench_agent.py", ""]
     for threads in args.threads:
         lines += [f"## {threads} thread{'s' if threads > 1 else ''}", "",
                   "| metric | edge_runtime | llama.cpp | ratio |", "|---|---:|---:|---:|"]
@@ -123,6 +134,12 @@ def report(results, args):
             fmt = "{:.0f}" if scale > 1 or key.endswith("tok_s") else "{:.3f}"
             lines.append(f"| {label} | {fmt.format(med['ours'] / scale)} | "
                          f"{fmt.format(med['llama'] / scale)} | {med['ours'] / med['llama']:.2f}× |")
+        ours = [r["constrained_decode_tok_s"] for r in results
+                if r["engine"] == "ours" and r["threads"] == threads]
+        free = [r["decode_tok_s"] for r in results if r["engine"] == "llama" and r["threads"] == threads]
+        c, f = statistics.median(ours), statistics.median(free)
+        lines.append(f"| constrained decode tok/s (64 allowed rows) vs llama.cpp free decode | "
+                     f"{c:.0f} | {f:.0f} | {c / f:.2f}× |")
         lines.append("")
     return "\n".join(lines)
 

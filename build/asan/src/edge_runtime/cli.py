@@ -1,0 +1,274 @@
+"""`edge-runtime` command line: argument parsing and printing only; behaviour lives below.
+
+Each subcommand is one `cmd_*` function. User errors (bad files, bad arguments, budgets) print
+one line and exit 2; nothing a user can cause ends in a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .gguf import GGUFError
+from .memory.plan import AGENT_SNAPSHOT_TOKENS
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+# Errors that mean "your input is wrong", whichever module raises them.
+def _user_errors():
+    from .errors import USER_ERRORS
+    return (UserError, GGUFError, FileNotFoundError, IsADirectoryError, PermissionError) + USER_ERRORS
+
+
+def _print_json(obj):
+    print(json.dumps(obj, indent=None, default=str))
+
+
+# ---- subcommands -----------------------------------------------------------------------
+
+def _model_path(args):
+    if args.model:
+        return args.model
+    from .models import default
+    return default()
+
+
+def _load_model(args, **kw):
+    from .model import Model
+    return Model.load(_model_path(args), threads=args.threads,
+                      max_inference_len=getattr(args, "max_inference_len", None), **kw)
+
+
+def _format_stats(st):
+    mib = lambda b: f"{b / 2**20:.0f} MiB"
+    return (f"prefill {st['prefill_tokens']} tok at {st['prefill_tok_s']:.1f} tok/s, "
+            f"decode {st['decode_tokens']} tok at {st['decode_tok_s']:.1f} tok/s, "
+            f"load {st['load_s']:.2f} s, kernel {st['kernel']}, {st['threads']} threads; "
+            f"peak rss {mib(st['peak_rss'])} (anon {mib(st['peak_anon'])}, "
+            f"file {mib(st['peak_file'])})")
+
+
+def cmd_run(args):
+    m = _load_model(args)
+    tok = m.tokenizer
+    ids = tok.encode(args.prompt, add_bos=True, special=True)
+    out = []
+    stream = not args.json
+    printed = b""
+    for t in m.generate(ids, max_tokens=args.max_tokens, temperature=args.temperature,
+                        seed=args.seed):
+        out.append(t)
+        if stream:   # print whole UTF-8 characters only, as they complete
+            text = tok.decode_bytes(out)
+            new = text[len(printed):]
+            cut = len(new.decode("utf-8", errors="ignore").encode())
+            sys.stdout.write(new[:cut].decode("utf-8", errors="ignore"))
+            sys.stdout.flush()
+            printed += new[:cut]
+    st = m.stats()
+    if args.json:
+        _print_json({"prompt_tokens": len(ids), "tokens": out, "text": tok.decode(out),
+                     "stats": st if args.stats else None})
+        return 0
+    print()
+    if args.stats:
+        print(_format_stats(st), file=sys.stderr)
+    return 0
+
+
+def _load_tools(path):
+    """A module's TOOLS list if it has one, else its public functions."""
+    import importlib.util
+    import inspect
+    import os
+    if not os.path.isfile(path):
+        raise UserError(f"--tools: no such file {path!r}")
+    spec = importlib.util.spec_from_file_location("edge_runtime_user_tools", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise UserError(f"--tools: cannot import {path}: {type(e).__name__}: {e}") from None
+    tools = getattr(module, "TOOLS", None)
+    if tools is None:
+        tools = [f for n, f in vars(module).items() if not n.startswith("_")
+                 and inspect.isfunction(f) and f.__module__ == module.__name__]
+    if not tools:
+        raise UserError(f"--tools: {path} has no TOOLS list and no public functions")
+    return list(tools)
+
+
+def cmd_agent(args):
+    from .agent import Agent
+    from .tools_builtin import TOOLS
+    tools = _load_tools(args.tools) if args.tools else TOOLS
+    try:
+        agent = Agent(_load_model(args, board=args.board), tools, cache_dir=args.cache_dir)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+    def show(event):   # prose mode: stream the turn as it happens
+        kind = event["type"]
+        if kind == "token":
+            sys.stdout.write(event["text"])
+        elif kind == "call":
+            print(f"-> {event['name']}({json.dumps(event['arguments'], ensure_ascii=False)})")
+        elif kind == "result":
+            print(f"<- {json.dumps(event['result'], ensure_ascii=False, default=str)}")
+        elif kind == "answer":
+            print()
+        sys.stdout.flush()
+
+    r = agent.run(args.request, max_steps=args.max_steps, on_event=None if args.json else show)
+    if args.json:
+        _print_json({"calls": r.calls, "text": r.text})
+    return 0
+
+
+def cmd_plan(args):
+    import os
+    from . import boards
+    from .memory import plan_for_model
+    board = boards.get(args.board) if args.board else None
+    n = args.max_inference_len
+    if n is not None and n != "auto":
+        if not n.isdigit() or int(n) < 1:
+            raise UserError(f"--max-inference-len must be a positive integer or 'auto', not {n!r}")
+        n = int(n)
+    if n == "auto" and board is None:
+        raise UserError("--max-inference-len auto needs --board")
+    if args.model:
+        path = args.model
+    else:
+        try:
+            from .models import default
+        except ImportError:
+            raise UserError("no default model available: pass --model PATH") from None
+        path = default()
+    threads = board.default_threads if board else (os.cpu_count() or 1)
+    budget = board.budget if board else None
+    if args.snapshot_tokens < 0:
+        raise UserError(f"--snapshot-tokens must be >= 0, not {args.snapshot_tokens}")
+    p = plan_for_model(path, n, threads=threads, budget=budget,
+                       snapshot_tokens=args.snapshot_tokens)
+    if args.json:
+        _print_json({"model": str(path), "board": board.name if board else None, **p.to_dict(budget)})
+        return 0
+    where = f" on {board.description}" if board else ""
+    print(f"memory plan for {os.path.basename(str(path))}{where}, "
+          f"max_inference_len {p.max_inference_len}")
+    print(p.table(budget))
+    return 0
+
+
+def cmd_boards(args):
+    from .boards import all_boards
+    rows = [(b.name, f"{b.ram >> 20} MiB", f"{b.os_reserve >> 20} MiB", f"{b.budget >> 20} MiB",
+             str(b.cores), str(b.default_threads), ",".join(b.isa), b.description)
+            for b in all_boards().values()]
+    head = ("name", "ram", "os reserve", "budget", "cores", "threads", "isa", "description")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    for r in [head] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def cmd_convert(args):
+    from .convert import convert
+    s = convert(args.input, args.output, type=args.type, progress=sys.stderr.isatty())
+    print(f"{args.output}: {s['tensors']} tensors as Q8_0/F32 from {'/'.join(s['source_types'])}, "
+          f"{s['bytes'] / 2**20:.1f} MiB in {s['seconds']:.1f} s")
+
+
+def cmd_emulate(args):
+    import os
+    from . import boards, emulate
+    board = boards.get(args.board)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise UserError("emulate: no command given (edge-runtime emulate --board NAME -- CMD ...)")
+    # Without drop_caches, files named on the command line are evicted so the group pays for them.
+    evict = [a for a in cmd if os.path.isfile(a)]
+    try:
+        r = emulate.run_board(board, cmd, evict=evict)
+    except emulate.EmulationUnavailable as e:
+        raise UserError(f"cannot emulate here: {e}") from None
+    except FileNotFoundError:
+        raise UserError(f"command not found: {cmd[0]}") from None
+    print(f"emulate {board.name}: limit {r.limit / 2**20:.0f} MiB, cpus {','.join(map(str, r.cpus))}, "
+          f"peak {r.peak / 2**20:.1f} MiB, failcnt {r.failcnt}, oom kills {r.oom_kills}, "
+          f"exit {r.returncode}" + "".join(f"; {n}" for n in r.notes), file=sys.stderr)
+    return r.returncode if r.returncode >= 0 else 128 - r.returncode
+
+
+# ---- parser ----------------------------------------------------------------------------
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="edge-runtime", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="generate text from a prompt")
+    r.add_argument("prompt")
+    r.add_argument("--model")
+    r.add_argument("--max-tokens", type=int, default=128)
+    r.add_argument("--threads", type=int)
+    r.add_argument("--max-inference-len", type=int)
+    r.add_argument("--temperature", type=float, default=0.0)
+    r.add_argument("--seed", type=int)
+    r.add_argument("--stats", action="store_true")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    a = sub.add_parser("agent", help="run the tool-calling agent on a request")
+    a.add_argument("request")
+    a.add_argument("--model")
+    a.add_argument("--tools")
+    a.add_argument("--board")
+    a.add_argument("--threads", type=int)
+    a.add_argument("--max-steps", type=int, default=4)
+    a.add_argument("--cache-dir", help="keep the tool declarations' KV snapshot here, so the "
+                   "next start skips their prefill")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_agent)
+
+    pl = sub.add_parser("plan", help="print the memory plan")
+    pl.add_argument("--model")
+    pl.add_argument("--board")
+    pl.add_argument("--max-inference-len")
+    pl.add_argument("--snapshot-tokens", type=int, default=AGENT_SNAPSHOT_TOKENS,
+                    help="room for the agent's prefix KV snapshot (0: none)")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=cmd_plan)
+
+    b = sub.add_parser("boards", help="list board profiles")
+    b.set_defaults(func=cmd_boards)
+
+    c = sub.add_parser("convert", help="convert a GGUF to Q8_0")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.add_argument("--type", default="q8_0", choices=["q8_0"])
+    c.set_defaults(func=cmd_convert)
+
+    e = sub.add_parser("emulate", help="run a command inside a board's memory limit")
+    e.add_argument("--board", required=True)
+    e.add_argument("cmd", nargs=argparse.REMAINDER)
+    e.set_defaults(func=cmd_emulate)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except _user_errors() as e:
+        print(f"edge-runtime {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Exceptions that mean bad input from the user (the CLI turns them into exit status 2)."""
+from .config import UnsupportedModelError
+from .gguf import GGUFError
+
+
+class MemoryBudgetError(ValueError):
+    """The memory plan does not fit the budget; raised before anything is allocated."""
+
+
+class ContextLengthError(ValueError):
+    """A prompt (plus the tokens asked for) does not fit in max_inference_len."""
+
+
+USER_ERRORS = (GGUFError, UnsupportedModelError, MemoryBudgetError, ContextLengthError, ValueError)

@@ -1,0 +1,298 @@
+"""What a session will use, in bytes, computed from the model's dimensions before anything runs.
+
+The native session allocates exactly the anonymous rows below; the weights stay in the file
+mapping. Shape legend: T = prefill chunk (tokens per forward), C = max_inference_len (context),
+E = n_embd, Q = n_head * head_dim (q_dim), KV = n_head_kv * head_dim (kv_dim), F = n_ff,
+V = n_vocab. KV cache: per layer K and V of ring_len x KV (f16 or f32), ring_len = min(C, window)
+for sliding layers, C for global ones. Scratch: T x (E, Q, KV, F)-wide f32 buffers; attention
+scores: threads x C floats.
+
+Resident weights, by page policy (what we assume the decoder touches):
+  keep     every tensor the forward pass reads stays resident: all layer weights, output norm,
+           and the tied embedding in full (its every row is read by the lm_head each token);
+           an untied embedding contributes only the pages of the rows that C tokens can touch.
+  release  a layer's weight pages are dropped after it has run, so at most the largest layer
+           is resident at once, plus the lm_head (the whole embedding when tied) and the globals.
+The GGUF header (metadata and vocabulary, read once by the tokenizer at load) is counted
+resident under both policies: its pages stay in the mapping.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+from ..errors import MemoryBudgetError
+
+MIB = 1 << 20
+PAGE = 4096
+DEFAULT_MAX_INFERENCE_LEN = 4096
+AUTO_STEP = 256
+# What `edge-runtime plan` reserves for the agent's declarations snapshot: a handful of tools
+# (the built-in three take 277 tokens) fits, and past the 512-token window of Gemma 3 270M only
+# the global layers' share keeps growing.
+AGENT_SNAPSHOT_TOKENS = 512
+
+# Measured 2025-11-24 on the x86-64 dev VM (CPython 3.11, numpy 2.4 with OpenBLAS, psutil 7.2):
+# RssAnon and RssFile after `import edge_runtime` (numpy alone: 14.2 MiB anon, 12.8 MiB file).
+INTERPRETER_ANON = int(18.1 * MIB)
+INTERPRETER_FILE = int(16.2 * MIB)
+# Tokenizer lookup structures: the GGUF token offset table (8 B/token), the C hash table of ids
+# and the special-token index; measured 5.3-5.6 MiB (21-22.5 B/token) on Gemma 3's 262144
+# entries.
+TOKENIZER_BYTES_PER_TOKEN = 23
+# GGUF header bytes per vocabulary entry (token string + score + type), from the Gemma 3 file.
+HEADER_BYTES_PER_TOKEN = 25
+
+KV_BYTES = {"f16": 2, "f32": 4}
+PAGE_POLICIES = ("keep", "release")
+Q8_0_BLOCK, Q8_0_BYTES = 32, 34
+
+
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+def _q8_0_bytes(n_values: int) -> int:
+    return _round_up(n_values, Q8_0_BLOCK) // Q8_0_BLOCK * Q8_0_BYTES
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """Where the bytes of a GGUF go: header, each layer's tensors, embedding, lm_head, globals."""
+    file_size: int
+    header: int               # bytes before the first tensor (metadata, vocabulary)
+    layers: tuple             # bytes of each layer's tensors
+    token_embd: int
+    token_embd_row: int       # bytes of one embedding row
+    output: int               # untied lm_head bytes; 0 when tied to the embedding
+    globals_: int             # other non-layer tensors (output norm, ...)
+
+    @classmethod
+    def from_gguf(cls, g) -> "WeightLayout":
+        layers, globals_ = {}, 0
+        for name, t in g.tensors.items():
+            m = re.match(r"blk\.(\d+)\.", name)
+            if m:
+                layers[int(m.group(1))] = layers.get(int(m.group(1)), 0) + t.nbytes
+            elif name not in ("token_embd.weight", "output.weight"):
+                globals_ += t.nbytes
+        emb = g.tensors["token_embd.weight"]
+        out = g.tensors.get("output.weight")
+        n_rows = emb.shape[1] if len(emb.shape) == 2 else 1
+        return cls(file_size=g.size, header=min(t.offset for t in g.tensors.values()),
+                   layers=tuple(layers.get(i, 0) for i in range(max(layers, default=-1) + 1)),
+                   token_embd=emb.nbytes, token_embd_row=emb.nbytes // max(n_rows, 1),
+                   output=out.nbytes if out is not None else 0, globals_=globals_)
+
+    @classmethod
+    def estimate(cls, config, file_size=None) -> "WeightLayout":
+        """A Q8_0 file (matrices Q8_0, norms f32, tied embedding) of this config's shape."""
+        c = config
+        matrices = 2 * c.n_embd * c.q_dim + 2 * c.n_embd * c.kv_dim + 3 * c.n_embd * c.n_ff
+        norms = 4 * (4 * c.n_embd + 2 * c.head_dim_k)
+        layer = _q8_0_bytes(matrices) + norms
+        row = _q8_0_bytes(c.n_embd)
+        tensors = c.n_layer * layer + c.n_vocab * row + 4 * c.n_embd
+        header = HEADER_BYTES_PER_TOKEN * c.n_vocab
+        if file_size is not None:
+            header = max(int(file_size) - tensors, 0)
+        return cls(file_size=tensors + header, header=header, layers=(layer,) * c.n_layer,
+                   token_embd=c.n_vocab * row, token_embd_row=row, output=0, globals_=4 * c.n_embd)
+
+    def resident(self, pages: str, max_inference_len: int) -> int:
+        if self.output:  # untied: the embedding is only gathered, row by row
+            head = self.output + min(self.token_embd,
+                                     max_inference_len * _round_up(self.token_embd_row, PAGE))
+        else:
+            head = self.token_embd
+        layers = sum(self.layers) if pages == "keep" else max(self.layers, default=0)
+        return layers + head + self.globals_
+
+
+@dataclass
+class MemoryPlan:
+    rows: list                 # (name, bytes, kind) with kind "anon" or "file" (resident part)
+    max_inference_len: int
+    ring_lens: tuple           # KV positions held per layer
+    mapped: int                # bytes of the file mapping (address space, not all resident)
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def total_anon(self) -> int:
+        return sum(b for _, b, k in self.rows if k == "anon")
+
+    @property
+    def total_file(self) -> int:
+        return sum(b for _, b, k in self.rows if k == "file")
+
+    @property
+    def total_resident(self) -> int:
+        return self.total_anon + self.total_file
+
+    def fits(self, budget: int) -> bool:
+        return self.total_resident <= budget
+
+    def check(self, budget: int) -> "MemoryPlan":
+        """Raise MemoryBudgetError (one line: rows and overage) unless the plan fits."""
+        if not self.fits(budget):
+            rows = ", ".join(f"{n} {b / MIB:.1f} MiB"
+                             for n, b, _ in sorted(self.rows, key=lambda r: -r[1]))
+            raise MemoryBudgetError(
+                f"memory plan for max_inference_len {self.max_inference_len} needs "
+                f"{self.total_resident / MIB:.1f} MiB but the budget is {budget / MIB:.1f} MiB: "
+                f"over by {(self.total_resident - budget) / MIB:.1f} MiB ({rows})")
+        return self
+
+    def table(self, budget=None) -> str:
+        lines = [(n, k, b) for n, b, k in self.rows]
+        lines += [None, ("total anonymous", "anon", self.total_anon),
+                  ("total resident", "", self.total_resident)]
+        if budget is not None:
+            lines += [("budget", "", budget), ("headroom", "", budget - self.total_resident)]
+        width = max(len(r[0]) for r in lines if r)
+        out = [f"{'item':<{width}}  {'kind':<4}  {'MiB':>9}  {'bytes':>12}"]
+        for r in lines:
+            if r is None:
+                out.append("-" * (width + 33))
+            else:
+                out.append(f"{r[0]:<{width}}  {r[1]:<4}  {r[2] / MIB:>9.2f}  {r[2]:>12,}")
+        out.append(f"(file mapping {self.mapped / MIB:.1f} MiB of address space; "
+                   f"settings: {', '.join(f'{k}={v}' for k, v in self.settings.items())})")
+        return "\n".join(out)
+
+    def to_dict(self, budget=None) -> dict:
+        d = {"max_inference_len": self.max_inference_len,
+             "rows": [{"name": n, "bytes": b, "kind": k} for n, b, k in self.rows],
+             "total_anon": self.total_anon, "total_resident": self.total_resident,
+             "mapped": self.mapped, "ring_lens": list(self.ring_lens), **self.settings}
+        if budget is not None:
+            d.update(budget=budget, headroom=budget - self.total_resident, fits=self.fits(budget))
+        return d
+
+
+def _scratch_rows(c, T: int, kv_bytes: int) -> list:
+    """Per-chunk buffers of the native session (native/gemma3.c er_session_create), T tokens."""
+    f32 = 4
+    return [
+        ("scratch: hidden x, xn", T * (c.n_embd + max(c.n_embd, c.q_dim)) * f32, "anon"),
+        ("scratch: q, k, v, attn_out", T * (2 * c.q_dim + 2 * c.kv_dim) * f32, "anon"),
+        ("scratch: ffn gate, up", 2 * T * c.n_ff * f32, "anon"),
+        # RoPE has no [ctx x dim] table: cos and sin are computed per chunk, for both bases.
+        ("scratch: RoPE cos, sin", 2 * 2 * T * (c.head_dim_k // 2) * f32, "anon"),
+        ("scratch: quantized activations", T * _q8_0_bytes(max(c.n_embd, c.q_dim, c.n_ff)), "anon"),
+        ("scratch: K/V chunk staging", 2 * T * c.kv_dim * kv_bytes, "anon"),
+    ]
+
+
+def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="f16",
+         pages="keep", weights=None, n_vocab=None, budget=None, snapshot_tokens=0) -> MemoryPlan:
+    """Itemised plan for one session. `weights`: a WeightLayout, an open GGUF, a file size in
+    bytes (layout estimated as Q8_0 of that size) or None (a Q8_0 file of this shape).
+    `max_inference_len`: int, None (default) or "auto" (needs `budget`).
+    `snapshot_tokens`: length of a prefix whose KV snapshot is kept beside the session (the
+    agent's tool declarations; see snapshot_bytes), 0 for none."""
+    if kv_dtype not in KV_BYTES:
+        raise ValueError(f"kv_dtype must be one of {', '.join(KV_BYTES)}, not {kv_dtype!r}")
+    if pages not in PAGE_POLICIES:
+        raise ValueError(f"pages must be one of {', '.join(PAGE_POLICIES)}, not {pages!r}")
+    if prefill_chunk < 1 or threads < 1:
+        raise ValueError("prefill_chunk and threads must be >= 1")
+    if isinstance(snapshot_tokens, bool) or not isinstance(snapshot_tokens, int) \
+            or snapshot_tokens < 0:
+        raise ValueError(f"snapshot_tokens must be a non-negative integer, not {snapshot_tokens!r}")
+    layout = _layout(config, weights)
+    kw = dict(prefill_chunk=prefill_chunk, threads=threads, kv_dtype=kv_dtype, pages=pages,
+              weights=layout, n_vocab=n_vocab, snapshot_tokens=snapshot_tokens)
+    C = resolve_max_inference_len(config, max_inference_len, budget, **kw)
+    c, V = config, n_vocab or config.n_vocab
+    kvb = KV_BYTES[kv_dtype]
+    window = c.sliding_window if c.sliding_window > 0 else C
+    ring = tuple(min(C, window) if c.is_swa(il) else C for il in range(c.n_layer))
+    n_local = sum(1 for il in range(c.n_layer) if c.is_swa(il))
+    local_len = min(C, window)
+    rows = [
+        ("interpreter (python, numpy, psutil)", INTERPRETER_ANON, "anon"),
+        ("tokenizer index", TOKENIZER_BYTES_PER_TOKEN * V, "anon"),
+        (f"KV cache: {n_local} local layers x {local_len} pos",
+         n_local * 2 * local_len * c.kv_dim * kvb, "anon"),
+        (f"KV cache: {c.n_layer - n_local} global layers x {C} pos",
+         (c.n_layer - n_local) * 2 * C * c.kv_dim * kvb, "anon"),
+        *_scratch_rows(c, prefill_chunk, kvb),
+        ("attention scores", threads * C * 4, "anon"),
+        ("norm weights (f32 copies)", 4 * (c.n_layer * (4 * c.n_embd + 2 * c.head_dim_k) + c.n_embd),
+         "anon"),
+        ("logits", V * 4, "anon"),
+        *([(f"prefix snapshot: {min(snapshot_tokens, C)} tokens",
+            snapshot_bytes(ring, c, snapshot_tokens, kv_dtype), "anon")] if snapshot_tokens else []),
+        ("shared libraries (mapped)", INTERPRETER_FILE, "file"),
+        (f"weights resident (pages={pages})", layout.resident(pages, C), "file"),
+        ("gguf header + vocabulary", layout.header, "file"),
+    ]
+    return MemoryPlan(rows=rows, max_inference_len=C, ring_lens=ring, mapped=layout.file_size,
+                      settings=dict(prefill_chunk=prefill_chunk, threads=threads,
+                                    kv_dtype=kv_dtype, pages=pages))
+
+
+def snapshot_bytes(ring_lens, config, n_tokens: int, kv_dtype="f16") -> int:
+    """Bytes of a KV snapshot after n_tokens (native/gemma3.c er_session_state_bytes): a
+    16-byte header, one u32 ring length per layer, then each layer's occupied slots of K and V
+    - a sliding layer never holds more than its ring, so past the window it stops growing."""
+    slots = sum(min(n_tokens, r) for r in ring_lens)
+    return 16 + 4 * config.n_layer + 2 * slots * config.kv_dim * KV_BYTES[kv_dtype]
+
+
+def _layout(config, weights) -> WeightLayout:
+    if isinstance(weights, WeightLayout):
+        return weights
+    if hasattr(weights, "tensors"):
+        return WeightLayout.from_gguf(weights)
+    return WeightLayout.estimate(config, weights)
+
+
+def resolve_max_inference_len(config, requested=None, budget=None, **plan_kw) -> int:
+    """The effective context cap: default min(context_length, 4096); larger values are clamped
+    to the model's context_length with a warning; "auto" picks the largest multiple of 256 whose
+    plan fits `budget`."""
+    n_ctx = config.context_length
+    if requested is None:
+        return min(n_ctx, DEFAULT_MAX_INFERENCE_LEN)
+    if requested == "auto":
+        if budget is None:
+            raise ValueError('max_inference_len="auto" needs a budget or a board')
+        return auto_max_inference_len(config, budget, **plan_kw)
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise ValueError(f'max_inference_len must be a positive integer or "auto", not {requested!r}')
+    if requested > n_ctx:
+        warnings.warn(f"max_inference_len {requested} is above the model's context_length "
+                      f"{n_ctx}; using {n_ctx}", stacklevel=3)
+        return n_ctx
+    return requested
+
+
+def auto_max_inference_len(config, budget: int, **plan_kw) -> int:
+    """Largest multiple of 256 <= context_length whose plan fits `budget` (memory grows
+    monotonically with context, so a binary search over the multiples is exact)."""
+    lo, hi = 1, config.context_length // AUTO_STEP   # candidates lo*256 .. hi*256
+    if hi < 1:  # a model shorter than one step: all of it or nothing
+        plan(config, config.context_length, **plan_kw).check(budget)
+        return config.context_length
+    plan(config, AUTO_STEP, **plan_kw).check(budget)   # not even the smallest step fits: say why
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if plan(config, mid * AUTO_STEP, **plan_kw).fits(budget):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo * AUTO_STEP
+
+
+def plan_for_model(path, max_inference_len=None, **kw) -> MemoryPlan:
+    """The plan for a GGUF file: config and tensor layout read from its header."""
+    from ..config import from_gguf
+    from ..gguf import open_gguf
+    g = open_gguf(path)
+    try:
+        return plan(from_gguf(g), max_inference_len, weights=WeightLayout.from_gguf(g), **kw)
+    finally:
+        g.close()

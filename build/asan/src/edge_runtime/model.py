@@ -1,0 +1,317 @@
+"""`Model`: one mapped GGUF, its config and tokenizer, bound to the native decoder; and
+`Session`: one KV state over it. A model serves any number of sessions (each with its own
+KV cache); `Model.eval/generate/reset` use the model's default session.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+
+from . import _native
+from . import config as config_mod
+from .errors import ContextLengthError
+from .gguf import GGML_TYPE_IDS, open_gguf
+from .sampling import Sampler
+
+DEFAULT_PREFILL_CHUNK = 64
+WEIGHT_TYPES = ("Q8_0", "F32", "F16", "BF16")
+LAYER_TENSORS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
+                 "attn_norm", "attn_q_norm", "attn_k_norm", "post_attention_norm", "ffn_norm",
+                 "post_ffw_norm")
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _descriptor(g, name, optional=False):
+    t = g.tensors.get(name)
+    if t is None:
+        if optional:
+            return None
+        raise config_mod.UnsupportedModelError(f"missing required tensor {name!r}")
+    if t.type not in WEIGHT_TYPES:
+        raise config_mod.UnsupportedModelError(
+            f"tensor {name!r} has type {t.type}; supported: {', '.join(WEIGHT_TYPES)} "
+            f"(convert with `edge-runtime convert IN OUT --type q8_0`)")
+    rows = t.shape[1] if len(t.shape) > 1 else 1
+    if len(t.shape) > 2 or any(d != 1 for d in t.shape[2:]):
+        raise config_mod.UnsupportedModelError(f"tensor {name!r} has unexpected shape {t.shape}")
+    return (t.offset, GGML_TYPE_IDS[t.type], int(t.shape[0]), int(rows))
+
+
+class Model:
+    def __init__(self, gguf_file, cfg, tokenizer, handle, max_inference_len, threads, pages,
+                 kv_dtype, prefill_chunk, plan=None, tracker=None):
+        self.gguf, self.config, self.tokenizer = gguf_file, cfg, tokenizer
+        self._handle = handle
+        self.max_inference_len = max_inference_len
+        self.threads, self.pages, self.kv_dtype = threads, pages, kv_dtype
+        self.prefill_chunk = prefill_chunk
+        self.plan = plan
+        from .memory import RssTracker
+        self.tracker = tracker or RssTracker()
+        self.kernel = _native.model_kernel(handle)
+        self.load_seconds = 0.0
+        self._session = self.new_session()
+
+    @classmethod
+    def load(cls, path, max_inference_len=None, threads=None, budget=None, board=None,
+             pages="keep", kv_dtype="f16", prefill_chunk=DEFAULT_PREFILL_CHUNK):
+        t0 = time.perf_counter()
+        from .memory import RssTracker
+        tracker = RssTracker()
+        with tracker.phase("load"):
+            m = cls._load(path, max_inference_len, threads, budget, board, pages, kv_dtype,
+                          prefill_chunk, tracker)
+        m.load_seconds = time.perf_counter() - t0
+        return m
+
+    @classmethod
+    def _load(cls, path, max_inference_len, threads, budget, board, pages, kv_dtype,
+              prefill_chunk, tracker):
+        if pages not in ("keep", "release"):
+            raise ValueError(f"pages must be 'keep' or 'release', got {pages!r}")
+        if kv_dtype not in ("f16", "f32"):
+            raise ValueError(f"kv_dtype must be 'f16' or 'f32', got {kv_dtype!r}")
+        if board is not None:
+            from . import boards
+            b = boards.get(board) if isinstance(board, str) else board
+            budget = b.budget if budget is None else budget
+            threads = b.default_threads if threads is None else threads
+        if threads is None:
+            threads = default_threads()
+        if int(threads) <= 0:
+            raise ValueError(f"threads must be positive, got {threads}")
+        if int(prefill_chunk) <= 0:
+            raise ValueError(f"prefill_chunk must be positive, got {prefill_chunk}")
+        g = open_gguf(path)
+        cfg = config_mod.from_gguf(g)
+        from . import memory
+        plan = memory.plan(cfg, max_inference_len, prefill_chunk=int(prefill_chunk),
+                           threads=int(threads), kv_dtype=kv_dtype, pages=pages, weights=g,
+                           budget=budget)
+        if budget is not None:
+            plan.check(budget)   # MemoryBudgetError before anything is allocated
+        n_ctx = plan.max_inference_len
+        from .tokenizer import Tokenizer
+        tok = Tokenizer.from_gguf(g)
+        handle = _bind(g, cfg)
+        return cls(g, cfg, tok, handle, n_ctx, int(threads), pages, kv_dtype, int(prefill_chunk),
+                   plan, tracker)
+
+    def new_session(self) -> "Session":
+        return Session(self)
+
+    # The default session's API, as CONTRACT.md names it on the model.
+    def eval(self, ids, rows=None):
+        return self._session.eval(ids, rows=rows)
+
+    def reset(self):
+        self._session.reset()
+
+    def _common_prefix(self, ids) -> int:
+        n = 0
+        for a, b in zip(self.history, ids):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    def generate(self, prompt_or_ids, **kw):
+        return self._session.generate(prompt_or_ids, **kw)
+
+    def stats(self) -> dict:
+        return self._session.stats()
+
+    @property
+    def n_past(self) -> int:
+        return self._session.n_past
+
+    @property
+    def session(self) -> "Session":
+        return self._session
+
+
+def _bind(g, cfg):
+    """Hand the native core the mapping and where each tensor lies in it."""
+    glob = [_descriptor(g, "token_embd.weight"), _descriptor(g, "output.weight", optional=True),
+            _descriptor(g, "output_norm.weight")]
+    layers = [_descriptor(g, f"blk.{il}.{name}.weight")
+              for il in range(cfg.n_layer) for name in LAYER_TENSORS]
+    dims = (cfg.n_vocab, cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.n_head_kv, cfg.head_dim_k,
+            cfg.n_ff, cfg.sliding_window, cfg.eps, cfg.rope_base_global, cfg.rope_base_local,
+            cfg.rope_scale_global, cfg.final_logit_softcap)
+    swa = bytes(1 if cfg.is_swa(i) else 0 for i in range(cfg.n_layer))
+    try:
+        return _native.model_new(g.address(), g.size, dims, swa, glob, layers)
+    except ValueError as e:
+        raise config_mod.UnsupportedModelError(f"cannot bind the model: {e}") from None
+
+
+class KVSnapshot:
+    """A copy of a session's KV state after `ids`: restoring it replaces a prefill of `ids`.
+    Sliding-window rings that wrapped cannot be rewound, so a snapshot is how a shared prefix
+    (tool declarations, a system prompt) is reused whatever its length."""
+
+    __slots__ = ("ids", "data")
+
+    def __init__(self, ids, data: bytes):
+        self.ids, self.data = tuple(ids), data
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+
+class Session:
+    """One KV state over a model. Not for use by two threads at once (a lock enforces it)."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self._handle = _native.session_new(model._handle, model.max_inference_len,
+                                           model.prefill_chunk, model.kv_dtype == "f32",
+                                           model.threads, model.pages == "release")
+        self._lock = threading.Lock()
+        self.history: list[int] = []   # the ids whose keys and values the state holds
+        self._logits = np.empty(model.config.n_vocab, dtype=np.float32)
+        self._stats = {"prefill_tokens": 0, "prefill_s": 0.0, "decode_tokens": 0, "decode_s": 0.0}
+
+    @property
+    def n_past(self) -> int:
+        return len(self.history)
+
+    def native_bytes(self) -> dict:
+        return _native.session_sizes(self._handle)
+
+    def reset(self):
+        with self._lock:
+            _native.session_truncate(self._handle, 0)
+            self.history = []
+
+    def eval(self, ids, rows=None) -> np.ndarray:
+        """Append ids to the state; logits of the last position (all rows or just `rows`)."""
+        ids = np.ascontiguousarray(ids, dtype=np.int32).reshape(-1)
+        n = len(ids)
+        if n == 0:
+            raise ValueError("eval needs at least one token")
+        cfg = self.model.config
+        if ids.min() < 0 or ids.max() >= cfg.n_vocab:
+            raise ValueError(f"token id out of range 0..{cfg.n_vocab - 1}")
+        if self.n_past + n > self.model.max_inference_len:
+            raise ContextLengthError(
+                f"{self.n_past} tokens in context + {n} new exceed max_inference_len "
+                f"{self.model.max_inference_len}")
+        if rows is None:
+            out, rows_arr, n_rows = self._logits, None, 0
+        else:
+            rows_arr = np.ascontiguousarray(rows, dtype=np.int32).reshape(-1)
+            if len(rows_arr) == 0:
+                raise ValueError("rows must name at least one token")
+            if rows_arr.min() < 0 or rows_arr.max() >= cfg.n_vocab:
+                raise ValueError(f"row id out of range 0..{cfg.n_vocab - 1}")
+            out, n_rows = np.empty(len(rows_arr), dtype=np.float32), len(rows_arr)
+        with self._lock:
+            t0 = time.perf_counter()
+            _native.session_eval(self._handle, ids.ctypes.data, n, out.ctypes.data,
+                                 rows_arr.ctypes.data if rows_arr is not None else 0, n_rows)
+            dt = time.perf_counter() - t0
+            self.history.extend(ids.tolist())
+        kind = "decode" if n == 1 else "prefill"
+        self._stats[kind + "_tokens"] += n
+        self._stats[kind + "_s"] += dt
+        self.model.tracker.mark(kind)
+        return out.copy()
+
+    def snapshot(self) -> KVSnapshot:
+        with self._lock:
+            return KVSnapshot(self.history, _native.session_state(self._handle))
+
+    def restore(self, snap: KVSnapshot):
+        with self._lock:
+            if not _native.session_restore(self._handle, snap.data):
+                raise ValueError("KV snapshot does not fit this session (model shape, KV dtype "
+                                 "or max_inference_len differ, or the data is damaged)")
+            self.history = list(snap.ids)
+
+    def prepare(self, ids, snapshot: KVSnapshot | None = None) -> np.ndarray:
+        """Make the state hold exactly `ids`, reusing the longest prefix already computed (or
+        `snapshot`, when it covers more of ids); returns the last position's logits."""
+        ids = list(ids)
+        if not ids:
+            raise ValueError("empty prompt: nothing to evaluate")
+        if snapshot is not None and len(snapshot.ids) < len(ids) and \
+                tuple(ids[:len(snapshot.ids)]) == snapshot.ids and \
+                self._common_prefix(ids) < len(snapshot.ids):
+            self.restore(snapshot)
+        common = min(self._common_prefix(ids), len(ids) - 1)   # at least one token must run to give logits
+        with self._lock:
+            if not _native.session_truncate(self._handle, common):
+                common = 0
+                _native.session_truncate(self._handle, 0)
+            self.history = self.history[:common]
+        return self.eval(ids[common:])
+
+    def _common_prefix(self, ids) -> int:
+        n = 0
+        for a, b in zip(self.history, ids):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    def generate(self, prompt_or_ids, max_tokens=64, temperature=0.0, top_k=0, top_p=1.0,
+                 seed=None, stop=None):
+        """Yield new token ids. A string prompt is tokenized with BOS; the state is reused where
+        it already holds a prefix of the prompt. Stops at EOS/<end_of_turn>, a stop id, or
+        once the text produced contains a stop string (that token is yielded)."""
+        tok = self.model.tokenizer
+        if isinstance(prompt_or_ids, str):
+            ids = tok.encode(prompt_or_ids, add_bos=True, special=True)
+        else:
+            ids = [int(i) for i in prompt_or_ids]
+        if max_tokens <= 0:
+            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        if len(ids) + max_tokens > self.model.max_inference_len:
+            raise ContextLengthError(
+                f"prompt of {len(ids)} tokens + max_tokens {max_tokens} exceed max_inference_len "
+                f"{self.model.max_inference_len}")
+        sampler = Sampler(temperature, top_k, top_p, seed)
+        stop_ids, stop_strs = {tok.eos_id, tok.find("<end_of_turn>")} - {None, -1}, []
+        for s in stop or ():
+            (stop_ids.add(s) if isinstance(s, int) else stop_strs.append(s))
+        return self._generate(ids, max_tokens, sampler, stop_ids, stop_strs)
+
+    def _generate(self, ids, max_tokens, sampler, stop_ids, stop_strs):
+        tok = self.model.tokenizer
+        logits = self.prepare(ids)
+        produced = []
+        for _ in range(max_tokens):
+            nxt = sampler.sample(logits)
+            if nxt in stop_ids:
+                return
+            yield nxt
+            produced.append(nxt)
+            if stop_strs and any(s in tok.decode(produced) for s in stop_strs):
+                return
+            if len(produced) == max_tokens:
+                return
+            logits = self.eval([nxt])
+
+    def stats(self) -> dict:
+        st = dict(self._stats)
+        st["prefill_tok_s"] = st["prefill_tokens"] / st["prefill_s"] if st["prefill_s"] else 0.0
+        st["decode_tok_s"] = st["decode_tokens"] / st["decode_s"] if st["decode_s"] else 0.0
+        st["load_s"] = self.model.load_seconds
+        st["kernel"] = self.model.kernel
+        st["threads"] = self.model.threads
+        st["max_inference_len"] = self.model.max_inference_len
+        st.update(self.native_bytes())
+        st.update(self.model.tracker.summary())
+        return st

@@ -1,0 +1,91 @@
+/* The Gemma 3 decoder over weights that stay packed in the GGUF mapping.
+ *
+ * Shape legend: T = tokens in the chunk, E = n_embd, H = query heads, Hk = kv heads,
+ * D = head dim, Q = H*D, K = Hk*D, F = n_ff, V = n_vocab, C = n_ctx (max_inference_len).
+ */
+#ifndef ER_GEMMA3_H
+#define ER_GEMMA3_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pool.h"
+#include "q8_0.h"
+
+typedef struct {
+    const void *data;    /* into the mapping */
+    int type;            /* ER_Q8_0, ER_F32, ER_F16, ER_BF16 */
+    int rows, cols;      /* cols = values per row (GGUF shape[0]) */
+} er_mat;
+
+typedef struct {
+    er_mat wq, wk, wv, wo, gate, up, down;
+    const float *attn_norm, *q_norm, *k_norm, *post_attn_norm, *ffn_norm, *post_ffw_norm;
+    const uint8_t *lo, *hi;    /* byte range of this layer's weights, for page release */
+} er_layer;
+
+typedef struct {
+    int n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, sliding_window;
+    float eps, rope_base_global, rope_base_local, rope_scale_global, softcap;
+    uint8_t *is_swa;           /* per layer */
+    er_mat tok_embd, output;   /* output aliases tok_embd when the file ties them */
+    const float *output_norm;
+    er_layer *layers;
+    float *owned_norms;        /* norms converted from F16/BF16 (NULL when all are F32) */
+    const er_q8_0_kernel *kernel;
+} er_model;
+
+typedef struct er_session er_session;
+
+/* Sizes of what a session allocates, by purpose (what the memory planner predicts). */
+typedef struct {
+    size_t kv, scratch, scores;
+} er_session_bytes;
+
+er_session *er_session_create(const er_model *m, int n_ctx, int chunk, int kv_f32, int n_threads,
+                              int release_pages);
+void er_session_destroy(er_session *s);
+er_session_bytes er_session_sizes(const er_session *s);
+int er_session_n_past(const er_session *s);
+/* Forget everything from position n on (n <= n_past). n = 0 always works; otherwise sliding
+ * layers can only be rewound while their ring has not wrapped: returns -1 when it has. */
+int er_session_truncate(er_session *s, int n);
+
+/* Run tokens [0, n) at positions n_past.. in chunks. If logits is non-NULL, writes the last
+ * position's logits: all V rows, or only rows[0..n_rows) in that order when rows is non-NULL.
+ * Returns 0, or -1 when the tokens do not fit in n_ctx or an id is out of range. */
+int er_session_eval(er_session *s, const int32_t *tokens, int n, float *logits,
+                    const int32_t *rows, int n_rows);
+
+#endif
+
+/* ---- building a model over the mapping (weights.c) ---------------------------------- */
+
+typedef struct {
+    uint64_t offset;     /* from the start of the mapping */
+    int type;
+    int64_t ne0, ne1;    /* GGUF shape: ne0 values per row, ne1 rows (1 for vectors) */
+    int present;
+} er_tensor_desc;
+
+/* Order of the per-layer descriptors. */
+enum {
+    ER_T_WQ, ER_T_WK, ER_T_WV, ER_T_WO, ER_T_GATE, ER_T_UP, ER_T_DOWN, ER_T_ATTN_NORM,
+    ER_T_Q_NORM, ER_T_K_NORM, ER_T_POST_ATTN_NORM, ER_T_FFN_NORM, ER_T_POST_FFW_NORM,
+    ER_T_PER_LAYER
+};
+/* Global descriptors: token_embd, output (present = 0 when tied), output_norm. */
+enum { ER_T_TOK_EMBD, ER_T_OUTPUT, ER_T_OUTPUT_NORM, ER_T_GLOBAL };
+
+/* Fill *m (dims already set in it) from descriptors; on failure returns a static message. */
+const char *er_model_init(er_model *m, const uint8_t *base, uint64_t size,
+                          const er_tensor_desc *global, const er_tensor_desc *layers);
+void er_model_free(er_model *m);
+
+/* ---- KV state snapshots (prefix reuse) ------------------------------------------------ *
+ * The state is n_past plus each layer's occupied ring slots. A snapshot restores only into a
+ * session with the same model shape, KV dtype and ring lengths. */
+size_t er_session_state_bytes(const er_session *s);
+void er_session_state_save(const er_session *s, uint8_t *out);
+/* Returns 0, or -1 when the buffer is not a snapshot of a session shaped like this one. */
+int er_session_state_restore(er_session *s, const uint8_t *in, size_t n);

@@ -1,0 +1,402 @@
+/* The one door between CPython and the C core (limited API, abi3).
+ *
+ * Buffers cross as integer addresses that the Python side takes from numpy arrays or the
+ * GGUF mapping it owns and keeps alive; the Python wrappers check sizes before calling. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "gemma3.h"
+#include "q8_0.h"
+#include "spm.h"  /* tokenizer section */
+
+static void *addr_arg(PyObject *o) { return PyLong_AsVoidPtr(o); }
+
+/* ---- kernels (tests and tools) --------------------------------------------------------- */
+
+static PyObject *py_kernels(PyObject *self, PyObject *args) {
+    (void)self; (void)args;
+    int n = 0;
+    const er_q8_0_kernel *k = er_q8_0_kernels(&n);
+    PyObject *list = PyList_New(n);
+    if (!list) return NULL;
+    for (int i = 0; i < n; i++) PyList_SetItem(list, i, PyUnicode_FromString(k[i].name));
+    return list;
+}
+
+static PyObject *py_selected_kernel(PyObject *self, PyObject *args) {
+    (void)self; (void)args;
+    const er_q8_0_kernel *k = er_q8_0_select();
+    if (!k) {
+        PyErr_SetString(PyExc_ValueError, "ER_KERNEL names a kernel this CPU cannot run");
+        return NULL;
+    }
+    return PyUnicode_FromString(k->name);
+}
+
+static const er_q8_0_kernel *kernel_by_name(const char *name) {
+    int n = 0;
+    const er_q8_0_kernel *k = er_q8_0_kernels(&n);
+    for (int i = 0; i < n; i++)
+        if (strcmp(k[i].name, name) == 0) return &k[i];
+    PyErr_Format(PyExc_ValueError, "kernel %s is not available on this CPU", name);
+    return NULL;
+}
+
+/* q8_0_gemm(kernel, W, X, Y, k, rows, nt): Y[t*rows + r] = W[r] . X[t] */
+static PyObject *py_q8_0_gemm(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *name;
+    PyObject *w, *x, *y;
+    int k, rows, nt;
+    if (!PyArg_ParseTuple(args, "sOOOiii", &name, &w, &x, &y, &k, &rows, &nt)) return NULL;
+    const er_q8_0_kernel *kern = kernel_by_name(name);
+    if (!kern) return NULL;
+    if (k <= 0 || k % QK8_0 || rows <= 0 || nt <= 0) {
+        PyErr_SetString(PyExc_ValueError, "bad gemm shape");
+        return NULL;
+    }
+    const block_q8_0 *W = addr_arg(w), *X = addr_arg(x);
+    float *Y = addr_arg(y);
+    if (PyErr_Occurred()) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    kern->gemm(W, X, Y, k, 0, rows, nt, rows);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* quantize_q8_0(X, Y, n, kernel="scalar"): each kernel's own activation quantizer */
+static PyObject *py_quantize_q8_0(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *x, *y;
+    int n;
+    const char *name = "scalar";
+    if (!PyArg_ParseTuple(args, "OOi|s", &x, &y, &n, &name)) return NULL;
+    const er_q8_0_kernel *kern = kernel_by_name(name);
+    if (!kern) return NULL;
+    if (n <= 0 || n % QK8_0) {
+        PyErr_SetString(PyExc_ValueError, "n must be a positive multiple of 32");
+        return NULL;
+    }
+    const float *X = addr_arg(x);
+    block_q8_0 *Y = addr_arg(y);
+    if (PyErr_Occurred()) return NULL;
+    kern->quantize(X, Y, n);
+    Py_RETURN_NONE;
+}
+
+/* ---- half floats (tests): (src, dst, n) converts n values between numpy buffers ---------- */
+enum { FP16_TO_FP32, BF16_TO_FP32, FP32_TO_FP16 };
+
+static PyObject *convert_half(PyObject *args, int kind) {
+    PyObject *src, *dst;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "OOn", &src, &dst, &n)) return NULL;
+    void *s = addr_arg(src), *d = addr_arg(dst);
+    if (PyErr_Occurred()) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (kind == FP32_TO_FP16) ((uint16_t *)d)[i] = er_fp32_to_fp16(((const float *)s)[i]);
+        else if (kind == FP16_TO_FP32) ((float *)d)[i] = er_fp16_to_fp32(((const uint16_t *)s)[i]);
+        else ((float *)d)[i] = er_bf16_to_fp32(((const uint16_t *)s)[i]);
+    }
+    Py_RETURN_NONE;
+}
+static PyObject *py_fp16_to_fp32(PyObject *self, PyObject *a) { (void)self; return convert_half(a, FP16_TO_FP32); }
+static PyObject *py_bf16_to_fp32(PyObject *self, PyObject *a) { (void)self; return convert_half(a, BF16_TO_FP32); }
+static PyObject *py_fp32_to_fp16(PyObject *self, PyObject *a) { (void)self; return convert_half(a, FP32_TO_FP16); }
+/* ---- end half floats ------------------------------------------------------------------- */
+
+
+/* ---- decoder: model and session handles (capsules) ------------------------------------ */
+
+#define MODEL_CAPSULE "edge_runtime.model"
+#define SESSION_CAPSULE "edge_runtime.session"
+
+static void model_capsule_free(PyObject *cap) {
+    er_model *m = PyCapsule_GetPointer(cap, MODEL_CAPSULE);
+    if (m) { er_model_free(m); free(m); }
+}
+
+static int read_desc(PyObject *item, er_tensor_desc *d) {
+    if (item == Py_None) { d->present = 0; return 0; }
+    unsigned long long off;
+    long long ne0, ne1;
+    if (!PyArg_ParseTuple(item, "KiLL", &off, &d->type, &ne0, &ne1)) return -1;
+    d->offset = off; d->ne0 = ne0; d->ne1 = ne1; d->present = 1;
+    return 0;
+}
+
+static int read_descs(PyObject *seq, er_tensor_desc *out, Py_ssize_t n) {
+    if (!PyList_Check(seq) || PyList_Size(seq) != n) {
+        PyErr_Format(PyExc_ValueError, "expected a list of %zd tensor descriptors", n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (read_desc(PyList_GetItem(seq, i), &out[i]) < 0) return -1;
+    return 0;
+}
+
+/* model_new(base_addr, size, dims, swa: bytes, global_descs, layer_descs) */
+static PyObject *py_model_new(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *addr, *dims, *gl, *ll;
+    unsigned long long size;
+    const char *swa;
+    Py_ssize_t swa_len;
+    if (!PyArg_ParseTuple(args, "OKOy#OO", &addr, &size, &dims, &swa, &swa_len, &gl, &ll)) return NULL;
+    const uint8_t *base = addr_arg(addr);
+    if (PyErr_Occurred()) return NULL;
+    er_model *m = calloc(1, sizeof *m);
+    if (!m) return PyErr_NoMemory();
+    if (!PyArg_ParseTuple(dims, "iiiiiiiifffff", &m->n_vocab, &m->n_embd, &m->n_layer, &m->n_head,
+                          &m->n_head_kv, &m->head_dim, &m->n_ff, &m->sliding_window, &m->eps,
+                          &m->rope_base_global, &m->rope_base_local, &m->rope_scale_global,
+                          &m->softcap)) {
+        free(m);
+        return NULL;
+    }
+    if (m->n_layer <= 0 || swa_len != m->n_layer || m->n_head_kv <= 0 || m->n_head % m->n_head_kv ||
+        m->n_embd % QK8_0 || m->head_dim % 2) {
+        free(m);
+        PyErr_SetString(PyExc_ValueError, "inconsistent model dimensions");
+        return NULL;
+    }
+    m->is_swa = malloc((size_t)m->n_layer);
+    er_tensor_desc g[ER_T_GLOBAL];
+    er_tensor_desc *l = calloc((size_t)m->n_layer * ER_T_PER_LAYER, sizeof *l);
+    if (!m->is_swa || !l) { free(l); er_model_free(m); free(m); return PyErr_NoMemory(); }
+    memcpy(m->is_swa, swa, (size_t)m->n_layer);
+    const char *err = NULL;
+    if (read_descs(gl, g, ER_T_GLOBAL) < 0 ||
+        read_descs(ll, l, (Py_ssize_t)m->n_layer * ER_T_PER_LAYER) < 0)
+        err = "";
+    else
+        err = er_model_init(m, base, size, g, l);
+    free(l);
+    if (err) {
+        if (*err) PyErr_SetString(PyExc_ValueError, err);
+        er_model_free(m);
+        free(m);
+        return NULL;
+    }
+    return PyCapsule_New(m, MODEL_CAPSULE, model_capsule_free);
+}
+
+static PyObject *py_model_kernel(PyObject *self, PyObject *cap) {
+    (void)self;
+    er_model *m = PyCapsule_GetPointer(cap, MODEL_CAPSULE);
+    return m ? PyUnicode_FromString(m->kernel->name) : NULL;
+}
+
+static void session_capsule_free(PyObject *cap) {
+    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    er_session_destroy(s);
+    Py_XDECREF((PyObject *)PyCapsule_GetContext(cap));   /* the model it ran on */
+}
+
+/* session_new(model, n_ctx, chunk, kv_f32, threads, release_pages) */
+static PyObject *py_session_new(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *mcap;
+    int n_ctx, chunk, kv_f32, threads, release;
+    if (!PyArg_ParseTuple(args, "Oiiiii", &mcap, &n_ctx, &chunk, &kv_f32, &threads, &release))
+        return NULL;
+    er_model *m = PyCapsule_GetPointer(mcap, MODEL_CAPSULE);
+    if (!m) return NULL;
+    er_session *s = er_session_create(m, n_ctx, chunk, kv_f32, threads, release);
+    if (!s) return PyErr_NoMemory();
+    PyObject *cap = PyCapsule_New(s, SESSION_CAPSULE, session_capsule_free);
+    if (!cap) { er_session_destroy(s); return NULL; }
+    Py_INCREF(mcap);
+    PyCapsule_SetContext(cap, mcap);
+    return cap;
+}
+
+/* session_eval(session, tokens_addr, n, logits_addr | 0, rows_addr | 0, n_rows) */
+static PyObject *py_session_eval(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap, *tok, *lg, *rw;
+    int n, n_rows;
+    if (!PyArg_ParseTuple(args, "OOiOOi", &cap, &tok, &n, &lg, &rw, &n_rows)) return NULL;
+    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    if (!s) return NULL;
+    const int32_t *tokens = addr_arg(tok), *rows = addr_arg(rw);
+    float *logits = addr_arg(lg);
+    if (PyErr_Occurred()) return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = er_session_eval(s, tokens, n, logits, rows, n_rows);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        PyErr_SetString(PyExc_ValueError, "tokens do not fit the context or an id is out of range");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_session_n_past(PyObject *self, PyObject *cap) {
+    (void)self;
+    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    return s ? PyLong_FromLong(er_session_n_past(s)) : NULL;
+}
+
+static PyObject *py_session_truncate(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    int n;
+    if (!PyArg_ParseTuple(args, "Oi", &cap, &n)) return NULL;
+    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    if (!s) return NULL;
+    return PyBool_FromLong(er_session_truncate(s, n) == 0);
+}
+
+static PyObject *py_session_sizes(PyObject *self, PyObject *cap) {
+    (void)self;
+    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    if (!s) return NULL;
+    er_session_bytes b = er_session_sizes(s);
+    return Py_BuildValue("{s:n,s:n,s:n}", "kv", (Py_ssize_t)b.kv, "scratch", (Py_ssize_t)b.scratch,
+                         "scores", (Py_ssize_t)b.scores);
+}
+
+/* ---- tokenizer (spm.c) -- BEGIN tokenizer section ------------------------------------- */
+
+#define VOCAB_CAPSULE "edge_runtime.er_vocab"
+
+static void vocab_capsule_free(PyObject *cap) {
+    er_vocab_free(PyCapsule_GetPointer(cap, VOCAB_CAPSULE));
+}
+
+/* vocab_new(base, offsets, scores, n_vocab) -> capsule; the caller keeps the three alive. */
+static PyObject *py_vocab_new(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *base, *offsets, *scores;
+    int n;
+    if (!PyArg_ParseTuple(args, "OOOi", &base, &offsets, &scores, &n)) return NULL;
+    const uint8_t *B = addr_arg(base);
+    const int64_t *O = addr_arg(offsets);
+    const void *S = addr_arg(scores);
+    if (PyErr_Occurred()) return NULL;
+    if (n <= 0) {
+        PyErr_SetString(PyExc_ValueError, "tokenizer: empty vocabulary");
+        return NULL;
+    }
+    int32_t a, b;
+    er_vocab *v = er_vocab_new(B, O, S, n, &a, &b);
+    if (!v) {
+        if (a >= 0)
+            return PyErr_Format(PyExc_ValueError,
+                                "tokenizer: duplicate token in vocabulary (ids %d and %d)", a, b);
+        return PyErr_NoMemory();
+    }
+    PyObject *cap = PyCapsule_New(v, VOCAB_CAPSULE, vocab_capsule_free);
+    if (!cap) er_vocab_free(v);
+    return cap;
+}
+
+static PyObject *py_vocab_find(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    const char *s;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "Oy#", &cap, &s, &n)) return NULL;
+    er_vocab *v = PyCapsule_GetPointer(cap, VOCAB_CAPSULE);
+    if (!v) return NULL;
+    return PyLong_FromLong(er_vocab_find(v, (const uint8_t *)s, (size_t)n));
+}
+
+/* spm_encode(vocab, fragment) -> list of ids; the fragment's spaces are already escaped. */
+static PyObject *py_spm_encode(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    const char *s;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "Oy#", &cap, &s, &n)) return NULL;
+    er_vocab *v = PyCapsule_GetPointer(cap, VOCAB_CAPSULE);
+    if (!v) return NULL;
+    if (n >= INT32_MAX / 4) {
+        PyErr_SetString(PyExc_ValueError, "tokenizer: text fragment longer than 512 MiB");
+        return NULL;
+    }
+    int32_t *ids = PyMem_Malloc(sizeof(int32_t) * (n ? (size_t)n : 1));
+    if (!ids) return PyErr_NoMemory();
+    int64_t count;
+    Py_BEGIN_ALLOW_THREADS
+    count = er_spm_encode(v, (const uint8_t *)s, (size_t)n, ids);
+    Py_END_ALLOW_THREADS
+    PyObject *list = NULL;
+    if (count == -1) {
+        PyErr_NoMemory();
+    } else if (count == -2) {
+        PyErr_SetString(PyExc_ValueError,
+                        "tokenizer: text needs a byte-fallback token the vocabulary lacks");
+    } else if ((list = PyList_New((Py_ssize_t)count))) {
+        for (int64_t i = 0; i < count; i++) {
+            PyObject *id = PyLong_FromLong(ids[i]);
+            if (!id) {
+                Py_CLEAR(list);
+                break;
+            }
+            PyList_SetItem(list, (Py_ssize_t)i, id);
+        }
+    }
+    PyMem_Free(ids);
+    return list;
+}
+
+/* ---- END tokenizer section ------------------------------------------------------------- */
+
+/* session_state(session) -> bytes: a snapshot of the KV state */
+static PyObject *py_session_state(PyObject *self, PyObject *cap) {
+    (void)self;
+    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    if (!s) return NULL;
+    const size_t n = er_session_state_bytes(s);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    if (!out) return NULL;
+    er_session_state_save(s, (uint8_t *)PyBytes_AsString(out));
+    return out;
+}
+
+/* session_restore(session, snapshot: bytes) -> bool */
+static PyObject *py_session_restore(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    const char *data;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "Oy#", &cap, &data, &n)) return NULL;
+    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    if (!s) return NULL;
+    return PyBool_FromLong(er_session_state_restore(s, (const uint8_t *)data, (size_t)n) == 0);
+}
+
+/* ---- module ---------------------------------------------------------------------------- */
+
+static PyMethodDef methods[] = {
+    {"kernels", py_kernels, METH_NOARGS, "Q8_0 kernels this CPU can run, best last."},
+    {"selected_kernel", py_selected_kernel, METH_NOARGS, "The kernel in use (ER_KERNEL aware)."},
+    {"q8_0_gemm", py_q8_0_gemm, METH_VARARGS, "Run one kernel: (name, W, X, Y, k, rows, nt)."},
+    {"quantize_q8_0", py_quantize_q8_0, METH_VARARGS, "Quantize n floats at X into Q8_0 at Y."},
+    {"fp16_to_fp32", py_fp16_to_fp32, METH_VARARGS, "(src, dst, n): n fp16 -> float32."},
+    {"bf16_to_fp32", py_bf16_to_fp32, METH_VARARGS, "(src, dst, n): n bf16 -> float32."},
+    {"fp32_to_fp16", py_fp32_to_fp16, METH_VARARGS, "(src, dst, n): n float32 -> fp16 (RNE)."},
+    {"model_new", py_model_new, METH_VARARGS, "Bind a Gemma 3 model to the mapping."},
+    {"model_kernel", py_model_kernel, METH_O, "Name of the Q8_0 kernel a model uses."},
+    {"session_new", py_session_new, METH_VARARGS, "A KV state and scratch for one model."},
+    {"session_eval", py_session_eval, METH_VARARGS, "Run tokens; write last-position logits."},
+    {"session_n_past", py_session_n_past, METH_O, "Positions held in the KV state."},
+    {"session_truncate", py_session_truncate, METH_VARARGS, "Rewind the KV state to n positions."},
+    {"session_sizes", py_session_sizes, METH_O, "Bytes the session allocated, by purpose."},
+    {"session_state", py_session_state, METH_O, "Snapshot of the KV state (bytes)."},
+    {"session_restore", py_session_restore, METH_VARARGS, "Restore a KV snapshot; False if foreign."},
+    {"vocab_new", py_vocab_new, METH_VARARGS, "Index a mapped vocabulary (tokenizer)."},
+    {"vocab_find", py_vocab_find, METH_VARARGS, "Id of a token's bytes, or -1 (tokenizer)."},
+    {"spm_encode", py_spm_encode, METH_VARARGS, "SentencePiece-merge one fragment (tokenizer)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_native", "edge_runtime C core", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&moduledef); }

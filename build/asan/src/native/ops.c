@@ -1,0 +1,193 @@
+#include "ops.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "q8_0.h"
+
+void er_rmsnorm(const float *x, const float *w, float *y, int n, float eps) {
+    double ss = 0.0;                         /* ggml accumulates in double */
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+void er_rope_angles(float *cs, float *sn, int pos, int d, float base, float scale) {
+    const float step = powf(base, -2.0f / (float)d);
+    float theta = (float)pos * scale;
+    for (int i = 0; i < d / 2; i++) {
+        cs[i] = cosf(theta);
+        sn[i] = sinf(theta);
+        theta *= step;
+    }
+}
+
+void er_rope_neox(float *x, const float *cs, const float *sn, int d) {
+    const int h = d / 2;
+    for (int i = 0; i < h; i++) {
+        const float a = x[i], b = x[i + h];
+        x[i] = a * cs[i] - b * sn[i];
+        x[i + h] = a * sn[i] + b * cs[i];
+    }
+}
+
+/* gelu_tanh of every fp16 value, rounded to fp16: llama.cpp evaluates gelu through such a
+ * table, so reading it gives its numbers, and a lookup is far cheaper than tanhf. */
+static float gelu_table[1 << 16];
+static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+
+static void gelu_init(void) {
+    const float c = 0.79788456080286535588f;  /* sqrt(2/pi) */
+    for (uint32_t h = 0; h < (1u << 16); h++) {
+        const float x = er_fp16_to_fp32((uint16_t)h);
+        const float g = 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
+        gelu_table[h] = er_fp16_to_fp32(er_fp32_to_fp16(g));
+    }
+}
+
+void er_geglu(float *gate, const float *up, int n) {
+    pthread_once(&gelu_once, gelu_init);
+    uint16_t h[256];
+    for (int i0 = 0; i0 < n; i0 += 256) {
+        const int m = n - i0 < 256 ? n - i0 : 256;
+        er_fp32_to_fp16_row(gate + i0, h, m);
+        for (int i = 0; i < m; i++) {
+            const float x = gate[i0 + i];
+            const float g = x <= -10.0f ? 0.0f : x >= 10.0f ? x : gelu_table[h[i]];
+            gate[i0 + i] = g * up[i0 + i];
+        }
+    }
+}
+
+void er_softmax(float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    const float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+static inline float load_float(const void *W, int type, size_t i) {
+    switch (type) {
+    case ER_F16: return er_fp16_to_fp32(((const uint16_t *)W)[i]);
+    case ER_BF16: return er_bf16_to_fp32(((const uint16_t *)W)[i]);
+    default: return ((const float *)W)[i];
+    }
+}
+
+void er_gemm_float(const void *W, int type, const float *X, float *Y, int k,
+                   int r0, int r1, int nt, int ldy) {
+    for (int r = r0; r < r1; r++) {
+        for (int t = 0; t < nt; t++) {
+            const float *x = X + (size_t)t * k;
+            float s = 0.0f;
+            if (type == ER_F32) {
+                const float *w = (const float *)W + (size_t)r * k;
+                for (int i = 0; i < k; i++) s += w[i] * x[i];
+            } else {
+                for (int i = 0; i < k; i++) s += load_float(W, type, (size_t)r * k + i) * x[i];
+            }
+            Y[(size_t)t * ldy + r] = s;
+        }
+    }
+}
+
+void er_dequant_row(const void *W, int type, int row, int k, float *out) {
+    if (type == ER_Q8_0) {
+        const block_q8_0 *b = (const block_q8_0 *)W + (size_t)row * (k / QK8_0);
+        for (int i = 0; i < k / QK8_0; i++) {
+            const float d = er_fp16_to_fp32(b[i].d);
+            for (int j = 0; j < QK8_0; j++) out[i * QK8_0 + j] = d * b[i].qs[j];
+        }
+        return;
+    }
+    for (int i = 0; i < k; i++) out[i] = load_float(W, type, (size_t)row * k + i);
+}
+
+/* ---- KV rows ------------------------------------------------------------------------- */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2,fma,f16c")))
+static float dot_f16_f16c(const uint16_t *k, const float *q, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))),
+                              _mm256_loadu_ps(q + i), acc);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_hadd_ps(s, s);
+    s = _mm_hadd_ps(s, s);
+    float r = _mm_cvtss_f32(s);
+    for (; i < n; i++) r += er_fp16_to_fp32(k[i]) * q[i];
+    return r;
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void axpy_f16_f16c(float *y, const uint16_t *v, float a, int n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(
+            va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * er_fp16_to_fp32(v[i]);
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void to_f16_f16c(const float *x, uint16_t *y, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = er_fp32_to_fp16(x[i]);
+}
+
+static int have_f16c(void) {
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                             __builtin_cpu_supports("f16c");
+    return cached;
+}
+#endif
+
+void er_fp32_to_fp16_row(const float *x, uint16_t *y, int n) {
+#if defined(__x86_64__)
+    if (have_f16c()) { to_f16_f16c(x, y, n); return; }
+#endif
+    for (int i = 0; i < n; i++) y[i] = er_fp32_to_fp16(x[i]);
+}
+
+void er_kv_store(void *dst, const float *src, int n, int kv_f32) {
+    if (kv_f32) memcpy(dst, src, (size_t)n * sizeof(float));
+    else er_fp32_to_fp16_row(src, dst, n);
+}
+
+float er_kv_dot(const void *k, const float *q, int n, int kv_f32) {
+    float s = 0.0f;
+    if (kv_f32) {
+        const float *kf = k;
+        for (int i = 0; i < n; i++) s += kf[i] * q[i];
+        return s;
+    }
+#if defined(__x86_64__)
+    if (have_f16c()) return dot_f16_f16c(k, q, n);
+#endif
+    const uint16_t *kh = k;
+    for (int i = 0; i < n; i++) s += er_fp16_to_fp32(kh[i]) * q[i];
+    return s;
+}
+
+void er_kv_axpy(float *y, const void *v, float a, int n, int kv_f32) {
+    if (kv_f32) {
+        const float *vf = v;
+        for (int i = 0; i < n; i++) y[i] += a * vf[i];
+        return;
+    }
+#if defined(__x86_64__)
+    if (have_f16c()) { axpy_f16_f16c(y, v, a, n); return; }
+#endif
+    const uint16_t *vh = v;
+    for (int i = 0; i < n; i++) y[i] += a * er_fp16_to_fp32(vh[i]);
+}

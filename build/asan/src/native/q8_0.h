@@ -1,0 +1,78 @@
+/* Q8_0: the GGUF block layout (fp16 scale + 32 int8 = 34 bytes) and its dot-product kernels.
+ *
+ * Shape legend for the kernels:  k = values per row (a multiple of 32), nb = k / 32 blocks,
+ * W = weight rows (packed, straight from the mapping), X = nt activation rows quantized to Q8_0,
+ * Y[t * ldy + r] = dot(W[r], X[t]).
+ */
+#ifndef ER_Q8_0_H
+#define ER_Q8_0_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QK8_0 32
+
+typedef struct {
+    uint16_t d;          /* fp16 scale */
+    int8_t qs[QK8_0];
+} block_q8_0;
+
+_Static_assert(sizeof(block_q8_0) == 34, "Q8_0 block must match the GGUF layout");
+
+float er_fp16_to_fp32(uint16_t h);
+uint16_t er_fp32_to_fp16(float f);           /* round to nearest even, as ggml */
+float er_bf16_to_fp32(uint16_t h);
+
+/* Activation quantization exactly as llama.cpp's reference: d = amax / 127 (stored fp16),
+ * q = round(x / d) half away from zero. n is a multiple of 32. */
+void er_quantize_row_q8_0(const float *x, block_q8_0 *y, int n);
+#if defined(__x86_64__)
+void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n);
+#endif
+
+/* The hot function: rows [r0, r1) of W against all nt rows of X.
+ * W may hold any int8; X must come from er_quantize_row_q8_0 (|q| <= 127), which the
+ * AVX2 and plain-NEON kernels rely on to keep their int16 pair sums from saturating. */
+typedef void (*er_q8_0_gemm_fn)(const block_q8_0 *W, const block_q8_0 *X, float *Y,
+                                int k, int r0, int r1, int nt, int ldy);
+
+typedef struct {
+    const char *name;    /* "scalar", "avx2", "avx512vnni", "avxvnni", "neon", "neon_dotprod" */
+    er_q8_0_gemm_fn gemm;
+    void (*quantize)(const float *x, block_q8_0 *y, int n);   /* same bytes as the reference */
+} er_q8_0_kernel;
+
+/* The kernels this CPU can run, best last; *n receives the count. "scalar" is always first. */
+const er_q8_0_kernel *er_q8_0_kernels(int *n);
+
+/* The kernel to use: ER_KERNEL=<name> forces one (NULL if it is unknown or unsupported here),
+ * otherwise the best available. */
+const er_q8_0_kernel *er_q8_0_select(void);
+
+/* The readable definition every fast kernel is tested against. */
+void er_q8_0_gemm_scalar(const block_q8_0 *W, const block_q8_0 *X, float *Y,
+                         int k, int r0, int r1, int nt, int ldy);
+
+/* ISA kernels: each is defined only on its architecture (q8_0_x86.c, q8_0_arm.c) and
+ * offered by er_q8_0_kernels only when the CPU and OS support it. */
+#define ER_GEMM_DECL(isa) void er_q8_0_gemm_##isa(const block_q8_0 *W, const block_q8_0 *X, \
+                                                  float *Y, int k, int r0, int r1, int nt, int ldy)
+#if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 12) || \
+                             (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define ER_HAVE_AVXVNNI 1   /* the compiler knows the VEX-encoded VNNI (Alder Lake, Zen 5) */
+#endif
+#if defined(__x86_64__)
+ER_GEMM_DECL(avx2);
+ER_GEMM_DECL(avx512vnni);
+#if defined(ER_HAVE_AVXVNNI)
+ER_GEMM_DECL(avxvnni);
+#endif
+#elif defined(__aarch64__)
+ER_GEMM_DECL(neon);
+ER_GEMM_DECL(neon_dotprod);
+#elif defined(__arm__)
+ER_GEMM_DECL(neon);
+#endif
+#undef ER_GEMM_DECL
+
+#endif

@@ -1,0 +1,91 @@
+"""A small tokenizer and a scripted model for testing the FunctionGemma code without weights.
+
+FakeTokenizer follows edge_runtime's tokenizer interface (token_to_piece, encode, decode,
+n_vocab) with Gemma's fixed ids for <eos>, <bos>, the function tokens (46-52) and the turn
+tokens (105/106). ScriptedModel follows Model's public API (tokenizer, eval(ids, rows),
+reset, n_past) and steers each reply toward a scripted text wherever the constraint lets it.
+"""
+import numpy as np
+
+from edge_runtime.functiongemma import tokens as T
+
+WORDS = ["call", "call:", "get", "_weather", "weather", "Paris", "city", "set_timer",
+         "minutes", "label", "toggle", "_light", "room", "on", "true", "false", "kitchen",
+         "12", " is", "ok", "é", "日本", "<esc", "ape", "rm", "_rf", "path", "unit", "days",
+         "celsius", "{city", ":<", "}", "{", "Done", " it", "The"]
+
+
+class FakeTokenizer:
+    def __init__(self, words=WORDS):
+        special = {0: "<pad>", 1: "<eos>", 2: "<bos>", 3: "<unk>", 105: "<start_of_turn>",
+                   106: "<end_of_turn>", **T.TOKEN_NAMES}
+        self.pieces = [special.get(i, f"<unused{i}>").encode() for i in range(107)]
+        self.special = {p: i for i, p in enumerate(self.pieces)}
+        chars = [chr(c) for c in range(32, 127)] + ["\n"]
+        self.pieces += [w.encode() for w in chars + list(words)]
+        self.pieces.append(b"\xc3")      # a lone UTF-8 lead byte, like a byte-fallback token
+        self.n_vocab = len(self.pieces)
+        self.normal = {p: i for i, p in enumerate(self.pieces) if i > 106}
+
+    def token_to_piece(self, i):
+        return self.pieces[i]
+
+    def encode(self, text, add_bos=True, special=True):
+        data, ids, pos = text.encode(), [2] if add_bos else [], 0
+        while pos < len(data):
+            if special and data[pos:pos + 1] == b"<":
+                hit = next((p for p in self.special if data.startswith(p, pos)), None)
+                if hit:
+                    ids.append(self.special[hit])
+                    pos += len(hit)
+                    continue
+            n = max((len(p) for p in self.normal if data.startswith(p, pos)), default=0)
+            if n == 0:
+                raise ValueError(f"fake tokenizer cannot encode {data[pos:pos + 8]!r}")
+            ids.append(self.normal[data[pos:pos + n]])
+            pos += n
+        return ids
+
+    def decode(self, ids):
+        return b"".join(self.pieces[i] for i in ids).decode("utf-8", "replace")
+
+
+class ScriptedModel:
+    """Each model reply (the first after reset, then one after every batch of tool results)
+    prefers, token by token, whatever extends that reply's scripted text; when nothing does
+    it prefers <end_of_turn>. Ties break by a fixed tiny per-id bias."""
+
+    def __init__(self, script, tokenizer=None):
+        self.tokenizer = tokenizer or FakeTokenizer()
+        self.script = list(script)
+        self.reset()
+
+    def reset(self):
+        self.history, self.reply, self.reply_start, self.calls = [], -1, 0, []
+
+    @property
+    def n_past(self):
+        return len(self.history)
+
+    def eval(self, ids, rows=None):
+        ids = [int(i) for i in ids]
+        assert ids, "eval needs at least one id"
+        self.calls.append((list(ids), None if rows is None else np.asarray(rows).copy()))
+        self.history += ids
+        if len(self.history) == len(ids):      # first eval: the reply starts after the prompt
+            turn = len(self.history) - 1 - self.history[::-1].index(105)
+            self.reply, self.reply_start = 0, turn + 1 + len(self.tokenizer.encode(
+                "model\n", add_bos=False))
+        elif 51 in ids:                         # tool results in: the next reply starts
+            self.reply += 1
+            self.reply_start = len(self.history) - ids[::-1].index(51)
+        said = T.decode(self.tokenizer, self.history[self.reply_start:])
+        want = self.script[self.reply] if self.reply < len(self.script) else ""
+        logits = np.arange(self.tokenizer.n_vocab, dtype=np.float32) * -1e-6
+        logits[106] = 50.0
+        for i in range(self.tokenizer.n_vocab):
+            piece = T.TOKEN_NAMES.get(i) or self.tokenizer.pieces[i].decode("utf-8", "replace")
+            if i >= 106 or i in T.TOKEN_NAMES:
+                if want.startswith(said + piece) and len(want) > len(said):
+                    logits[i] = 100.0 + len(piece)
+        return logits if rows is None else logits[np.asarray(rows)]

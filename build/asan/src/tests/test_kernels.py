@@ -1,0 +1,183 @@
+"""The Q8_0 kernels (native/q8_0*.c) against independent numpy references.
+
+Every path the CPU offers is checked against numpy's evaluation of the defining formula
+    Y[t, r] = sum_b fp16(W[r,b].d) * fp16(X[t,b].d) * sum_j W[r,b].qs[j] * X[t,b].qs[j]
+and against the scalar kernel; quantization is compared byte for byte with gguf.quants (a
+port of llama.cpp's reference) and half-float conversion with numpy's float16.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_runtime import _native
+
+ALL_KERNELS = ("scalar", "avx2", "avxvnni", "avx512vnni", "neon", "neon_dotprod")
+AVAILABLE = _native.kernels()
+BLOCK = np.dtype([("d", "<f2"), ("qs", "i1", 32)])   # numpy's own view of a Q8_0 block
+assert BLOCK.itemsize == 34
+
+
+def quantize(x, kernel="scalar"):
+    """Rows of float32 -> Q8_0 blocks via a kernel's quantizer, shape (rows, k // 32)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty((x.shape[0], x.shape[1] // 32), dtype=BLOCK)
+    _native.quantize_q8_0(x.ctypes.data, out.ctypes.data, x.size, kernel)
+    return out
+
+
+def random_weights(rng, rows, k):
+    """Any int8 (including -128) with fp16 scales of mixed magnitude and sign."""
+    w = np.empty((rows, k // 32), dtype=BLOCK)
+    w["qs"] = rng.integers(-128, 128, size=w["qs"].shape)
+    w["d"] = (rng.standard_normal(w.shape) * 10.0 ** rng.integers(-4, 1, size=w.shape)).astype(np.float16)
+    return w
+
+
+def gemm(name, w, x):
+    rows, nb = w.shape
+    nt = x.shape[0]
+    y = np.full((nt, rows), np.nan, dtype=np.float32)
+    _native.q8_0_gemm(name, w.ctypes.data, x.ctypes.data, y.ctypes.data, nb * 32, rows, nt)
+    return y
+
+
+def reference(w, x):
+    """(Y in float64, bound on float reassociation error) straight from the formula."""
+    wq, xq = w["qs"].astype(np.int64), x["qs"].astype(np.int64)
+    dots = np.einsum("rbj,tbj->trb", wq, xq)
+    abs_dots = np.einsum("rbj,tbj->trb", np.abs(wq), np.abs(xq))
+    scale = x["d"].astype(np.float64)[:, None, :] * w["d"].astype(np.float64)[None, :, :]
+    return (scale * dots).sum(-1), 1e-5 * (np.abs(scale) * abs_dots).sum(-1) + 1e-30
+
+
+def kernel_param(name):
+    why = f"this CPU does not offer the {name} kernel"
+    return pytest.param(name, marks=pytest.mark.skipif(name not in AVAILABLE, reason=why))
+
+
+KERNELS = [kernel_param(n) for n in ALL_KERNELS]
+
+
+def test_kernel_list():
+    assert AVAILABLE[0] == "scalar"
+    assert set(AVAILABLE) <= set(ALL_KERNELS) and len(set(AVAILABLE)) == len(AVAILABLE)
+
+
+@pytest.mark.parametrize("name", KERNELS)
+@pytest.mark.parametrize("k", [32, 96, 640, 2048])
+def test_gemm_matches_formula_and_scalar(name, k):
+    rng = np.random.default_rng(k)
+    for nt in (1, 2, 3, 5, 64):
+        for rows in (1, 3, 8, int(rng.integers(9, 80)) | 1):     # odd row counts included
+            w = random_weights(rng, rows, k)
+            acts = rng.standard_normal((nt, k)).astype(np.float32) * rng.uniform(0.01, 100, (nt, 1))
+            acts[0, : k // 2] = 0.0                        # whole zero blocks: d == 0
+            x = quantize(acts.astype(np.float32))
+            want, tol = reference(w, x)
+            got = gemm(name, w, x)
+            err = np.abs(got - want)
+            assert np.all(err <= tol), (name, rows, k, nt, float(np.max(err / tol)))
+            if name != "scalar":
+                assert np.all(np.abs(got - gemm("scalar", w, x)) <= 2 * tol)
+
+
+def test_gemm_rejects_bad_shapes():
+    w = np.zeros((2, 1), dtype=BLOCK)
+    y = np.zeros(2, dtype=np.float32)
+    with pytest.raises(ValueError):
+        _native.q8_0_gemm("scalar", w.ctypes.data, w.ctypes.data, y.ctypes.data, 33, 2, 1)
+    with pytest.raises(ValueError):
+        _native.q8_0_gemm("no-such-kernel", w.ctypes.data, w.ctypes.data, y.ctypes.data, 32, 2, 1)
+
+
+@pytest.mark.parametrize("name", [kernel_param(k) for k in ALL_KERNELS])
+@pytest.mark.parametrize("scale", [0.0, 1e-9, 1e-6, 1e-3, 1.0, 7.5, 1e3, 6e4])
+def test_quantize_matches_gguf_byte_for_byte(scale, name):
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize as gguf_quantize
+
+    rng = np.random.default_rng(int(scale * 1000) + 1)
+    x = (rng.standard_normal((16, 640)) * scale).astype(np.float32)
+    x[1] = np.round(x[1] * 2) / 2                           # exact halves: ties round away
+    x[2, :32] = np.linspace(-127, 127, 32) * scale          # amax on a grid point
+    x[3, :32] = np.r_[127.0, np.arange(-15, 16) + 0.5]       # d = 1: x / d ties exactly
+    x[3, 32:64] = -x[3, :32]
+    want = gguf_quantize(x, GGMLQuantizationType.Q8_0)
+    got = quantize(x, name).view(np.uint8).reshape(want.shape)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_quantize_rejects_bad_length():
+    x = np.zeros(40, dtype=np.float32)
+    with pytest.raises(ValueError):
+        _native.quantize_q8_0(x.ctypes.data, x.ctypes.data, 40)
+
+
+def test_fp16_to_fp32_all_values():
+    h = np.arange(65536, dtype=np.uint16)
+    got = np.empty(65536, dtype=np.float32)
+    _native.fp16_to_fp32(h.ctypes.data, got.ctypes.data, h.size)
+    want = h.view(np.float16).astype(np.float32)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    np.testing.assert_array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
+
+
+def fp32_to_fp16(f):
+    f = np.ascontiguousarray(f, dtype=np.float32)
+    out = np.empty(f.shape, dtype=np.uint16)
+    _native.fp32_to_fp16(f.ctypes.data, out.ctypes.data, f.size)
+    return out
+
+
+def test_fp32_to_fp16_rounds_like_numpy():
+    rng = np.random.default_rng(5)
+    h = np.arange(65536, dtype=np.uint16)
+    exact = h.view(np.float16).astype(np.float32)
+    with np.errstate(all="ignore"):                     # NaN and inf inputs are intended
+        nexts = np.nextafter(exact, np.float32(np.inf)), np.nextafter(exact, np.float32(-np.inf))
+        mids = ((exact[:-1].astype(np.float64) + exact[1:]) / 2).astype(np.float32)  # ties
+        f = np.concatenate([
+            exact, *nexts, mids,
+            rng.integers(0, 2**32, 1 << 20, dtype=np.uint64).astype(np.uint32).view(np.float32),
+            np.array([65504, 65519.99, 65520, 1e6, -1e6, 2.0**-25, 2.0**-26, 3 * 2.0**-26], np.float32),
+        ])
+        want = f.astype(np.float16).view(np.uint16)
+    got = fp32_to_fp16(f)
+    nan = np.isnan(f)
+    assert np.all(np.isnan(got[nan].view(np.float16)))
+    np.testing.assert_array_equal(got[~nan], want[~nan])
+
+
+def test_bf16_to_fp32():
+    h = np.arange(0, 65536, 7, dtype=np.uint16)
+    got = np.empty(h.size, dtype=np.float32)
+    _native.bf16_to_fp32(h.ctypes.data, got.ctypes.data, h.size)
+    np.testing.assert_array_equal(got.view(np.uint32), h.astype(np.uint32) << 16)
+
+
+def selected_in_subprocess(value):
+    env = dict(os.environ, ER_KERNEL=value)
+    code = "from edge_runtime import _native; print(_native.selected_kernel())"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+
+def test_default_is_best_available():
+    r = selected_in_subprocess("")
+    assert r.returncode == 0 and r.stdout.strip() == AVAILABLE[-1]
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_er_kernel_override(name):
+    r = selected_in_subprocess(name)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == name
+
+
+@pytest.mark.parametrize("name", ["bogus"] + [n for n in ALL_KERNELS if n not in AVAILABLE])
+def test_er_kernel_unknown_or_unsupported_rejected(name):
+    r = selected_in_subprocess(name)
+    assert r.returncode != 0 and "ValueError" in r.stderr

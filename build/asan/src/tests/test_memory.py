@@ -1,0 +1,371 @@
+"""Memory: the planner's rows against their formulas, auto-context, budgets, RSS tracking, page
+release, cgroup emulation; and (marked `model`) the plan and RSS budgets against measurement."""
+import json
+import mmap
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime import boards, cli, emulate
+from edge_runtime.config import Config
+from edge_runtime.emulate import EmulationUnavailable
+from edge_runtime.errors import MemoryBudgetError
+from edge_runtime.memory import RssTracker, WeightLayout, advise, plan, plan_for_model
+from edge_runtime.memory.pages import PAGE_SIZE, page_range
+from edge_runtime.memory.rss import read_status
+
+MIB = 1 << 20
+HERE = Path(__file__).resolve().parent
+
+# Gemma 3 270M as its GGUF describes it (llama.cpp's layer rule: il % 6 == 5 is global).
+REAL = Config(n_vocab=262144, n_embd=640, n_layer=18, n_head=4, n_head_kv=1, head_dim_k=256,
+              head_dim_v=256, n_ff=2048, eps=1e-6, context_length=32768, sliding_window=512,
+              rope_base_global=1e6, swa_layers=tuple(i for i in range(18) if i % 6 != 5))
+TINY = Config(n_vocab=512, n_embd=64, n_layer=6, n_head=4, n_head_kv=2, head_dim_k=32,
+              head_dim_v=32, n_ff=96, eps=1e-6, context_length=2048, sliding_window=16,
+              rope_base_global=1e6, swa_layers=(0, 1, 2, 3, 4))
+
+
+def row(p, prefix):
+    """Sum of the rows whose name starts with prefix (a formula below names exactly one set)."""
+    hits = [b for n, b, _ in p.rows if n.startswith(prefix)]
+    assert hits, f"no row {prefix!r} in {[n for n, _, _ in p.rows]}"
+    return sum(hits)
+
+
+# ---- planner formulas ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cfg", [REAL, TINY], ids=["real", "tiny"])
+@pytest.mark.parametrize("ctx", [8, 512, 2048])
+@pytest.mark.parametrize("kv_dtype,kvb", [("f16", 2), ("f32", 4)])
+def test_rows_follow_formulas(cfg, ctx, kv_dtype, kvb):
+    T, threads = 32, 3
+    p = plan(cfg, ctx, prefill_chunk=T, threads=threads, kv_dtype=kv_dtype)
+    E, D, H, Hkv, F, V = cfg.n_embd, cfg.head_dim_k, cfg.n_head, cfg.n_head_kv, cfg.n_ff, cfg.n_vocab
+    kv = Hkv * D
+    n_local = len(cfg.swa_layers)
+    local_len = min(ctx, cfg.sliding_window)
+    assert p.ring_lens == tuple(local_len if i in cfg.swa_layers else ctx for i in range(cfg.n_layer))
+    assert row(p, "KV cache: %d local" % n_local) == n_local * 2 * local_len * kv * kvb
+    assert row(p, "KV cache: %d global" % (cfg.n_layer - n_local)) == \
+        (cfg.n_layer - n_local) * 2 * ctx * kv * kvb
+    assert row(p, "scratch: hidden") == 4 * T * (E + max(E, H * D))
+    assert row(p, "scratch: q, k, v") == 4 * T * (2 * H * D + 2 * kv)
+    assert row(p, "scratch: ffn") == 4 * T * 2 * F
+    assert row(p, "scratch: RoPE") == 4 * 2 * 2 * T * D // 2
+    assert row(p, "scratch: quantized") == T * max(E, H * D, F) // 32 * 34
+    assert row(p, "scratch: K/V chunk staging") == 2 * T * kv * kvb
+    assert row(p, "attention scores") == 4 * threads * ctx
+    assert row(p, "logits") == 4 * V
+    assert p.total_anon == sum(b for _, b, k in p.rows if k == "anon")
+    assert p.total_resident == sum(b for _, b, _ in p.rows)
+
+
+def test_local_layers_stop_growing_at_the_window():
+    a, b = plan(REAL, 512), plan(REAL, 4096)
+    n_global = REAL.n_layer - len(REAL.swa_layers)
+    assert n_global == 3
+    kv_growth = n_global * 2 * (4096 - 512) * REAL.kv_dim * 2
+    scores_growth = 4 * (4096 - 512)   # threads=1
+    assert b.total_anon - a.total_anon == kv_growth + scores_growth
+    assert row(a, "KV cache: 15 local") == row(b, "KV cache: 15 local")
+    assert b.total_resident - a.total_resident == kv_growth + scores_growth
+
+
+def test_default_and_clamped_max_inference_len():
+    assert plan(REAL).max_inference_len == 4096
+    assert plan(TINY).max_inference_len == 2048
+    with pytest.warns(UserWarning, match="above the model's context_length 32768"):
+        assert plan(REAL, 100000).max_inference_len == 32768
+    for bad in (0, -1, "x", 1.5, True):
+        with pytest.raises(ValueError, match="max_inference_len"):
+            plan(REAL, bad)
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="kv_dtype must be one of f16, f32"):
+        plan(REAL, 512, kv_dtype="q8")
+    with pytest.raises(ValueError, match="pages must be one of keep, release"):
+        plan(REAL, 512, pages="drop")
+    with pytest.raises(ValueError, match="needs a budget"):
+        plan(REAL, "auto")
+
+
+def test_page_policy_resident_weights():
+    lay = WeightLayout(file_size=1000 * MIB, header=6 * MIB, layers=(5 * MIB, 7 * MIB, 6 * MIB),
+                       token_embd=170 * MIB, token_embd_row=680, output=0, globals_=2560)
+    keep, rel = (row(plan(REAL, 512, pages=p, weights=lay), "weights resident") for p in
+                 ("keep", "release"))
+    assert keep == 18 * MIB + 170 * MIB + 2560          # every layer + tied lm_head + norms
+    assert rel == 7 * MIB + 170 * MIB + 2560            # the largest layer only
+    untied = WeightLayout(file_size=0, header=0, layers=(5 * MIB,), token_embd=170 * MIB,
+                          token_embd_row=680, output=170 * MIB, globals_=0)
+    # untied: the embedding contributes at most one page per position of context
+    assert row(plan(REAL, 512, weights=untied), "weights resident") == \
+        5 * MIB + 170 * MIB + 512 * PAGE_SIZE
+
+
+def test_estimated_layout_is_a_q8_0_file():
+    lay = WeightLayout.estimate(REAL)
+    per_layer = (2 * 640 * 1024 + 2 * 640 * 256 + 3 * 640 * 2048) // 32 * 34 + 4 * (4 * 640 + 512)
+    assert lay.layers == (per_layer,) * 18
+    assert lay.token_embd == 262144 * 640 // 32 * 34
+    sized = WeightLayout.estimate(REAL, file_size=lay.file_size + 1000)
+    assert sized.header == lay.header + 1000
+
+
+# ---- auto-context and budgets ----------------------------------------------------------------
+
+@pytest.mark.parametrize("cfg", [REAL, TINY], ids=["real", "tiny"])
+def test_auto_picks_the_largest_fitting_multiple_of_256(cfg):
+    small, large = plan(cfg, 256).total_resident, plan(cfg, cfg.context_length).total_resident
+    for budget in np.linspace(small, large + MIB, 9).astype(int):
+        n = plan(cfg, "auto", budget=int(budget)).max_inference_len
+        assert n % 256 == 0 and n <= cfg.context_length
+        assert plan(cfg, n).fits(budget)
+        if n + 256 <= cfg.context_length:
+            assert not plan(cfg, n + 256).fits(budget)
+    exact = plan(REAL, 2048).total_resident
+    assert plan(REAL, "auto", budget=exact).max_inference_len == 2048
+    assert plan(REAL, "auto", budget=exact - 1).max_inference_len == 1792
+
+
+def test_auto_with_no_room_raises_with_the_rows():
+    with pytest.raises(MemoryBudgetError, match="max_inference_len 256 needs"):
+        plan(REAL, "auto", budget=100 * MIB)
+    short = Config(**{**TINY.__dict__, "context_length": 200})
+    assert plan(short, "auto", budget=1 << 40).max_inference_len == 200
+
+
+def test_budget_error_lists_rows_and_overage():
+    p = plan(REAL, 4096)
+    budget = p.total_resident - 3 * MIB
+    assert not p.fits(budget) and p.fits(p.total_resident)
+    with pytest.raises(MemoryBudgetError) as e:
+        p.check(budget)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "over by 3.0 MiB" in msg
+    for name, _, _ in p.rows:
+        assert name in msg
+
+
+def test_table_and_json():
+    p = plan(REAL, 4096, threads=2)
+    t = p.table(budget=352 * MIB).splitlines()
+    assert [len(line) for line in t[1:len(p.rows) + 1]] == [len(t[1])] * len(p.rows)  # aligned
+    assert t[-2].startswith("headroom") and t[-2].split()[2] == f"{(352 * MIB - p.total_resident):,}"
+    d = p.to_dict(budget=352 * MIB)
+    assert d["headroom"] == 352 * MIB - p.total_resident and d["fits"] == p.fits(352 * MIB)
+    assert json.loads(json.dumps(d))["total_anon"] == p.total_anon
+
+
+def test_plan_for_model_reads_the_file(tiny_gguf_factory):
+    gguf = pytest.importorskip("gguf")
+    path = tiny_gguf_factory(n_layer=6, context_length=256, sliding_window=8)
+    r = gguf.GGUFReader(path)
+    tensor_bytes = sum(int(t.n_bytes) for t in r.tensors)
+    p = plan_for_model(path, 128)
+    assert p.mapped == os.path.getsize(path)
+    assert row(p, "weights resident (pages=keep)") == tensor_bytes
+    assert row(p, "gguf header") == min(int(t.data_offset) for t in r.tensors)
+    assert p.ring_lens == (8, 8, 8, 8, 8, 128)
+
+
+def test_native_session_allocates_what_the_plan_says(tiny_gguf_factory):
+    from edge_runtime.model import Model
+    path = tiny_gguf_factory(n_layer=6, context_length=256, sliding_window=8)
+    for n, threads, kv_dtype, chunk in ((256, 2, "f16", 64), (40, 1, "f32", 16)):
+        m = Model.load(path, max_inference_len=n, threads=threads, kv_dtype=kv_dtype,
+                       prefill_chunk=chunk)
+        p = plan_for_model(path, n, threads=threads, kv_dtype=kv_dtype, prefill_chunk=chunk)
+        st = m.stats()
+        assert st["kv"] == row(p, "KV cache")
+        assert st["scratch"] == row(p, "scratch:")
+        assert st["scores"] == row(p, "attention scores")
+
+
+def test_cli_plan(tiny_gguf_factory, capsys):
+    path = tiny_gguf_factory(n_layer=6, context_length=256, sliding_window=8)
+    assert cli.main(["plan", "--model", path, "--board", "rpi-zero-2w"]) == 0
+    out = capsys.readouterr().out
+    assert "max_inference_len 256" in out and "headroom" in out
+    assert cli.main(["plan", "--model", path, "--max-inference-len", "auto", "--json",
+                     "--board", "sl2610"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["max_inference_len"] == 256 and d["board"] == "sl2610" and d["fits"]
+    assert d["budget"] == boards.get("sl2610").budget
+    for argv in (["--max-inference-len", "auto"], ["--max-inference-len", "0"],
+                 ["--board", "nope"]):
+        assert cli.main(["plan", "--model", path] + argv) == 2
+    assert cli.main(["plan", "--model", path + ".missing"]) == 2
+
+
+# ---- RSS tracking and page release -------------------------------------------------------------
+
+needs_proc = pytest.mark.skipif("anon" not in read_status(), reason="no RssAnon in /proc/self/status")
+
+
+@needs_proc
+def test_rss_tracker_sees_a_64_mib_allocation_between_samples():
+    t = RssTracker()
+    with t.phase("idle"):
+        time.sleep(0.02)
+    with t.phase("alloc"):
+        a = np.ones(64 * MIB, dtype=np.uint8)   # touched, anonymous
+        # only the background sampler can see it; give it time even on a loaded machine
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and \
+                t.peak["alloc"].anon - t.peak["idle"].anon < 60 * MIB:
+            time.sleep(0.01)
+        del a
+    idle, alloc = t.peak["idle"], t.peak["alloc"]
+    assert alloc.anon - idle.anon >= 60 * MIB
+    assert alloc.rss - idle.rss >= 60 * MIB
+    assert t.sample().anon < alloc.anon - 32 * MIB     # freed again; the peak remembers
+    assert alloc.uss is not None and alloc.hwm >= alloc.rss
+    s = t.summary()
+    assert s["peak_anon"] == alloc.anon and s["alloc_peak_anon"] == alloc.anon
+
+
+@needs_proc
+def test_advise_dontneed_drops_a_mapped_files_pages(tmp_path):
+    f = tmp_path / "blob"
+    f.write_bytes(os.urandom(16 * MIB))
+    with open(f, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    view = np.frombuffer(mm, dtype=np.uint8)
+    before = read_status()["file"]
+    assert int(view[::PAGE_SIZE].sum()) >= 0   # touch every page
+    touched = read_status()["file"]
+    assert touched - before >= 15 * MIB
+    assert advise(view.ctypes.data, view.nbytes, "dontneed")
+    assert touched - read_status()["file"] >= 15 * MIB
+    assert advise(view.ctypes.data, view.nbytes, "willneed")
+    del view
+    mm.close()
+
+
+def test_page_range_alignment():
+    P = PAGE_SIZE
+    assert page_range(P + 10, 3 * P, inward=True) == (2 * P, 2 * P)
+    assert page_range(P + 10, 3 * P, inward=False) == (P, 4 * P)
+    assert page_range(P + 10, 100, inward=True) == (2 * P, 0)
+    assert not advise(P + 10, 100, "dontneed")   # no whole page inside: nothing to do
+    with pytest.raises(ValueError, match="page policy must be one of"):
+        advise(0, P, "forget")
+
+
+# ---- board emulation ---------------------------------------------------------------------------
+
+def _group_or_skip():
+    try:
+        emulate._remove(emulate.make_group(64 * MIB))
+    except EmulationUnavailable as e:
+        pytest.skip(str(e))
+
+
+ALLOC = "import numpy as np; a = np.ones({} << 20, np.uint8); print(int(a[::4096].sum()))"
+
+
+def test_emulate_limits_memory_and_reports_oom():
+    _group_or_skip()
+    ok = emulate.run([sys.executable, "-c", ALLOC.format(32)], 160 * MIB, cores=1,
+                     drop_caches=False)
+    assert ok.returncode == 0 and ok.oom_kills == 0 and len(ok.cpus) == 1
+    assert 32 * MIB <= ok.peak <= 160 * MIB
+    killed = emulate.run([sys.executable, "-c", ALLOC.format(256)], 96 * MIB, drop_caches=False)
+    assert killed.returncode == -9 and killed.oom_kills >= 1 and killed.peak <= 96 * MIB
+
+
+def test_cli_emulate_without_cgroups_exits_2(monkeypatch, capsys):
+    def unavailable(limit):
+        raise EmulationUnavailable("no writable memory cgroup: test")
+    monkeypatch.setattr(emulate, "make_group", unavailable)
+    assert cli.main(["emulate", "--board", "rpi-zero-2w", "--", sys.executable, "-c", "0"]) == 2
+    assert "cannot emulate here: no writable memory cgroup" in capsys.readouterr().err
+    assert cli.main(["emulate", "--board", "rpi-zero-2w", "--"]) == 2
+
+
+def test_cli_emulate_runs_a_command(capsys):
+    _group_or_skip()
+    rc = cli.main(["emulate", "--board", "rpi-zero-2w", "--", sys.executable, "-c",
+                   "import sys; sys.exit(3)"])
+    assert rc == 3
+    err = capsys.readouterr().err
+    assert "emulate rpi-zero-2w: limit 352 MiB" in err and "oom kills 0" in err
+
+
+# ---- against the real model (need the Model and the default model) -----------------------------
+
+def probe(model, n, prompt_tokens=128, decode=32, pages="keep"):
+    out = subprocess.run(
+        [sys.executable, str(HERE / "rss_probe.py"), model, "--max-inference-len", str(n),
+         "--prompt-tokens", str(prompt_tokens), "--decode", str(decode), "--pages", pages,
+         "--threads", "2"],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def probes(default_model):
+    """One fresh-process measurement per max_inference_len, shared by the tests below."""
+    cache = {}
+
+    def get(n):
+        if n not in cache:
+            cache[n] = probe(default_model, n)
+        return cache[n]
+    return get
+
+
+@pytest.mark.model
+def test_plan_within_10_percent_of_measured(default_model):
+    # A full context (480 + 32 = 512 positions), so every KV page the plan counts is touched.
+    d = probe(default_model, 512, prompt_tokens=480, decode=32)
+    assert d["n_prompt"] == 480
+    assert abs(d["peak_anon"] - d["plan_anon"]) <= 0.10 * d["plan_anon"]
+    assert abs(d["peak_rss"] - d["plan_resident"]) <= 0.10 * d["plan_resident"]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("n", [512, 4096, 32768])
+def test_rss_budget(probes, n):
+    budgets = boards.parse_flat_toml((HERE / "rss_budgets.toml").read_text())
+    d = probes(n)
+    assert d["max_inference_len"] == n
+    assert d["peak_anon"] <= budgets[f"anon_mib_{n}"] * MIB
+    assert d["peak_rss"] <= budgets[f"total_mib_{n}"] * MIB
+    assert d["peak_anon"] <= 1.10 * d["plan_anon"]   # never more than the plan
+
+
+@pytest.mark.model
+def test_anon_grows_with_context_only_as_planned(probes):
+    lo, hi = probes(512), probes(32768)
+    planned = hi["plan_anon"] - lo["plan_anon"]
+    # the plan's growth is the global layers' KV (and scores) alone ...
+    assert planned == 3 * 2 * (32768 - 512) * 256 * 2 + 2 * 4 * (32768 - 512)
+    # ... and the measured growth does not exceed it
+    assert hi["peak_anon"] - lo["peak_anon"] <= planned + 2 * MIB
+
+
+@pytest.mark.model
+def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path):
+    _group_or_skip()
+    tools = tmp_path / "home_tools.py"
+    tools.write_text('def set_light(room: str, on: bool) -> str:\n'
+                     '    """Turn the lights in a room on or off."""\n'
+                     '    return f"{room} lights {\'on\' if on else \'off\'}"\n')
+    r = emulate.run_board(boards.get("rpi-zero-2w"),
+                          [sys.executable, "-m", "edge_runtime", "agent", "--model", default_model,
+                           "--tools", str(tools), "turn on the kitchen lights"],
+                          evict=[default_model])
+    assert r.oom_kills == 0, r
+    assert r.returncode == 0, r
+    assert r.peak <= boards.get("rpi-zero-2w").budget
