@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+from bench import _cpu_name, _llama_version   # tools/ is on sys.path when run as a script
+
 REQUESTS = ["set a timer for 10 minutes", "turn on the kitchen lights",
             "what is the weather in Paris?"]
 CTX = 4096
@@ -235,22 +237,6 @@ def report(res, calib, args):
                     for c in calib["calls"]),
         ""]
     return "\n".join(lines)
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _llama_version():
-    import llama_cpp
-    return llama_cpp.__version__
 
 
 def main():
