@@ -106,7 +106,8 @@ def cmd_agent(args):
     from .tools_builtin import TOOLS
     tools = _load_tools(args.tools) if args.tools else TOOLS
     try:
-        agent = Agent(_load_model(args, board=args.board), tools, cache_dir=args.cache_dir)
+        agent = Agent(_load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS),
+                      tools, cache_dir=args.cache_dir)
     except ValueError as e:
         raise UserError(str(e)) from None
 

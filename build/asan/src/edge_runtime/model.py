@@ -10,11 +10,13 @@ import time
 
 import numpy as np
 
-from . import _native
+from . import _native, boards, memory
 from . import config as config_mod
 from .errors import ContextLengthError
 from .gguf import GGML_TYPE_IDS, open_gguf
+from .memory import RssTracker
 from .sampling import Sampler
+from .tokenizer import Tokenizer
 
 DEFAULT_PREFILL_CHUNK = 64
 WEIGHT_TYPES = ("Q8_0", "F32", "F16", "BF16")
@@ -55,7 +57,6 @@ class Model:
         self.threads, self.pages, self.kv_dtype = threads, pages, kv_dtype
         self.prefill_chunk = prefill_chunk
         self.plan = plan
-        from .memory import RssTracker
         self.tracker = tracker or RssTracker()
         self.kernel = _native.model_kernel(handle)
         self.load_seconds = 0.0
@@ -63,25 +64,25 @@ class Model:
 
     @classmethod
     def load(cls, path, max_inference_len=None, threads=None, budget=None, board=None,
-             pages="keep", kv_dtype="f16", prefill_chunk=DEFAULT_PREFILL_CHUNK):
+             pages="keep", kv_dtype="f16", prefill_chunk=DEFAULT_PREFILL_CHUNK, snapshot_tokens=0):
+        """snapshot_tokens: length of a prefix whose KV snapshot will be kept (the agent's
+        tool declarations); the memory plan and budget check count it."""
         t0 = time.perf_counter()
-        from .memory import RssTracker
         tracker = RssTracker()
         with tracker.phase("load"):
             m = cls._load(path, max_inference_len, threads, budget, board, pages, kv_dtype,
-                          prefill_chunk, tracker)
+                          prefill_chunk, snapshot_tokens, tracker)
         m.load_seconds = time.perf_counter() - t0
         return m
 
     @classmethod
     def _load(cls, path, max_inference_len, threads, budget, board, pages, kv_dtype,
-              prefill_chunk, tracker):
+              prefill_chunk, snapshot_tokens, tracker):
         if pages not in ("keep", "release"):
             raise ValueError(f"pages must be 'keep' or 'release', got {pages!r}")
         if kv_dtype not in ("f16", "f32"):
             raise ValueError(f"kv_dtype must be 'f16' or 'f32', got {kv_dtype!r}")
         if board is not None:
-            from . import boards
             b = boards.get(board) if isinstance(board, str) else board
             budget = b.budget if budget is None else budget
             threads = b.default_threads if threads is None else threads
@@ -93,14 +94,12 @@ class Model:
             raise ValueError(f"prefill_chunk must be positive, got {prefill_chunk}")
         g = open_gguf(path)
         cfg = config_mod.from_gguf(g)
-        from . import memory
         plan = memory.plan(cfg, max_inference_len, prefill_chunk=int(prefill_chunk),
                            threads=int(threads), kv_dtype=kv_dtype, pages=pages, weights=g,
-                           budget=budget)
+                           budget=budget, snapshot_tokens=snapshot_tokens)
         if budget is not None:
             plan.check(budget)   # MemoryBudgetError before anything is allocated
         n_ctx = plan.max_inference_len
-        from .tokenizer import Tokenizer
         tok = Tokenizer.from_gguf(g)
         handle = _bind(g, cfg)
         return cls(g, cfg, tok, handle, n_ctx, int(threads), pages, kv_dtype, int(prefill_chunk),
@@ -115,14 +114,6 @@ class Model:
 
     def reset(self):
         self._session.reset()
-
-    def _common_prefix(self, ids) -> int:
-        n = 0
-        for a, b in zip(self.history, ids):
-            if a != b:
-                break
-            n += 1
-        return n
 
     def generate(self, prompt_or_ids, **kw):
         return self._session.generate(prompt_or_ids, **kw)
@@ -181,6 +172,7 @@ class Session:
         self._lock = threading.Lock()
         self.history: list[int] = []   # the ids whose keys and values the state holds
         self._logits = np.empty(model.config.n_vocab, dtype=np.float32)
+        self._last_mark, self._last_kind = 0.0, "prefill"
         self._stats = {"prefill_tokens": 0, "prefill_s": 0.0, "decode_tokens": 0, "decode_s": 0.0}
 
     @property
@@ -226,7 +218,13 @@ class Session:
         kind = "decode" if n == 1 else "prefill"
         self._stats[kind + "_tokens"] += n
         self._stats[kind + "_s"] += dt
-        self.model.tracker.mark(kind)
+        # Memory only grows inside a session (KV pages fill), so a sample every 50 ms, plus one
+        # in stats(), finds the peak at a fraction of the cost of one per token.
+        now = time.perf_counter()
+        if kind == "prefill" or now - self._last_mark > 0.05:
+            self.model.tracker.mark(kind)
+            self._last_mark = now
+        self._last_kind = kind
         return out.copy()
 
     def snapshot(self) -> KVSnapshot:
@@ -313,5 +311,6 @@ class Session:
         st["threads"] = self.model.threads
         st["max_inference_len"] = self.model.max_inference_len
         st.update(self.native_bytes())
+        self.model.tracker.mark(self._last_kind)
         st.update(self.model.tracker.summary())
         return st

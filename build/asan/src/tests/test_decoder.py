@@ -96,6 +96,7 @@ CASES = [
     dict(weight_type="F32", kv_dtype="f32", atol=2e-2, mean=2e-3),
     dict(weight_type="Q8_0", kv_dtype="f16", atol=3e-1, mean=4e-2),
     dict(weight_type="F16", kv_dtype="f16", atol=5e-2, mean=1e-2),
+    dict(weight_type="BF16", kv_dtype="f16", atol=5e-2, mean=1e-2),
 ]
 
 

@@ -31,10 +31,15 @@ PROMPTS = [
 @pytest.fixture(scope="module")
 def runtimes(default_model):
     ours = er.Model.load(default_model, max_inference_len=2048, threads=2)
-    kw = dict(n_ctx=2048, n_threads=2, n_threads_batch=2, verbose=False, logits_all=True,
-              swa_full=False)
+    kw = dict(n_ctx=2048, n_threads=2, n_threads_batch=2, verbose=False, swa_full=False)
     return ours, llama_cpp.Llama(default_model, flash_attn=False, **kw), \
         llama_cpp.Llama(default_model, flash_attn=True, **kw)
+
+
+def _last_logits(llm):
+    """Last-position logits (llm.scores is only filled with logits_all, which costs GBs)."""
+    ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+    return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float32)
 
 
 def _llama_greedy(llm, ids, n):
@@ -43,7 +48,7 @@ def _llama_greedy(llm, ids, n):
     llm.eval(ids)
     out, logits = [], []
     for _ in range(n):
-        row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        row = _last_logits(llm)
         logits.append(row)
         out.append(int(row.argmax()))
         llm.eval([out[-1]])

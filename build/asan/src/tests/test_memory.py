@@ -217,7 +217,9 @@ def test_rss_tracker_sees_a_64_mib_allocation_between_samples():
     with t.phase("idle"):
         time.sleep(0.02)
     with t.phase("alloc"):
-        a = np.ones(64 * MIB, dtype=np.uint8)   # touched, anonymous
+        # fresh pages from the kernel (malloc could hand back memory that is already resident)
+        a = mmap.mmap(-1, 64 * MIB, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        np.frombuffer(a, dtype=np.uint8)[::PAGE_SIZE] = 1   # touch every page
         # only the background sampler can see it; give it time even on a loaded machine
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and \

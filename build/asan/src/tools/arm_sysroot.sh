@@ -13,8 +13,8 @@
 set -euo pipefail
 
 case "${1:-}" in
-    aarch64) deb_arch=arm64 ;;
-    armv7l)  deb_arch=armhf ;;
+    aarch64) deb_arch=arm64 qemu=qemu-aarch64-static ;;
+    armv7l)  deb_arch=armhf qemu=qemu-arm-static ;;
     *) echo "usage: $0 aarch64|armv7l" >&2; exit 2 ;;
 esac
 arch=$1
@@ -69,5 +69,9 @@ if [ "$arch" = aarch64 ]; then
 else  # pure-Python only; its dependencies are the Debian packages above
     python3 -m pip install -q --target "$site" --no-deps "${pypi[@]}" >&2
 fi
+# Debian compiles bytecode in postinst, which dpkg -x skips: compile once here with the target's
+# own interpreter, or every emulated start recompiles the stdlib it imports.
+"$qemu" -L "$root" "$root/usr/bin/python3.11" -m compileall -q -j0 \
+    "$root/usr/lib/python3.11" "$root/usr/lib/python3" "$site" >/dev/null
 echo "$stamp" >"$root/.complete"
 echo "$root"

@@ -61,9 +61,10 @@ def worker(engine, model, threads, n_prompt, n_decode, ctx):
         ids = _prompt_ids(lambda s: llm.tokenize(s.encode(), add_bos=True, special=True), n_prompt)
         peak.sample()
 
-        def evaluate(toks):
+        def evaluate(toks):   # last-position logits (llm.scores is filled only with logits_all)
             llm.eval(toks)
-            return np.asarray(llm.scores[llm.n_tokens - 1])
+            ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+            return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),))
     t1 = time.perf_counter()
     logits = evaluate(ids)
     t2 = time.perf_counter()
@@ -118,7 +119,9 @@ def report(results, args):
              f"- prompt {args.prompt_tokens} tokens, then {args.decode} greedy decode steps; "
              f"context {args.ctx}; llama-cpp-python {_llama_version()} with swa_full=False",
              f"- each cell: median of {args.reps} fresh processes; ratio = ours / llama.cpp "
-             f"(for time and memory, lower is better)", ""]
+             f"(for time and memory, lower is better)",
+             "- agent latency (request → tool call, prefix KV reuse): "
+             "[BENCHMARKS_AGENT.md](BENCHMARKS_AGENT.md), written by tools/bench_agent.py", ""]
     for threads in args.threads:
         lines += [f"## {threads} thread{'s' if threads > 1 else ''}", "",
                   "| metric | edge_runtime | llama.cpp | ratio |", "|---|---:|---:|---:|"]

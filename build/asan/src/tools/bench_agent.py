@@ -15,7 +15,7 @@ the request) on the default model, 1 thread, until the first tool call is parsed
 Every cold measurement is a fresh process (timed from model load, imports done, to the call),
 engines alternating; warm = median over the requests of each process; cells = medians over repetitions.
 
-    python tools/bench_agent.py [--model P] [--reps 3] [--out docs/BENCHMARKS_AGENT.md]
+    PYTHONPATH=. python tools/bench_agent.py [--model P] [--reps 3] [--out docs/BENCHMARKS_AGENT.md]
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from bench import _cpu_name, _llama_version   # tools/ is on sys.path when run as a script
 
 REQUESTS = ["set a timer for 10 minutes", "turn on the kitchen lights",
             "what is the weather in Paris?"]
@@ -132,7 +134,7 @@ def llama(model, prefix, prompts, call_tokens, state_file):
             llm.reset()
             llm.eval(ids)
         out = []
-        for _ in range(n):
+        for _ in range(n):   # as many greedy tokens as our call took
             logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
             out.append(int(np.argmax(logits)))
             if len(out) < n:
@@ -147,12 +149,12 @@ def llama(model, prefix, prompts, call_tokens, state_file):
     cold = time.perf_counter() - t0
     if state_file:
         state = save_prefix()   # as ours, the warm requests reuse the state kept in memory
-    warm = []
+    warm, tokens = [], []
     for text, n in zip(prompts, call_tokens):
         t = time.perf_counter()
-        job(text, n, state)
+        tokens.append(job(text, n, state))
         warm.append(time.perf_counter() - t)
-    return {"cold": cold, "warm": warm}
+    return {"cold": cold, "warm": warm, "tokens": tokens}
 
 
 def llama_state_file(model, prefix, path):
@@ -208,7 +210,8 @@ def report(res, calib, args):
         f"{time.strftime('%Y-%m-%d')}; see the script's docstring for exactly what each engine does.",
         "",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_name()}; shared and noisy, "
-        f"so compare within a row (same run, engines alternating); 1 thread everywhere",
+        f"so compare within a row (same run, engines alternating); 1 thread everywhere; load "
+        f"average {args.load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
         f"- model: `{os.path.basename(args.model)}`; built-in toolset "
         f"(edge_runtime.tools_builtin); declarations prefix {calib['prefix_tokens']} tokens; "
         f"context {CTX}; llama-cpp-python {_llama_version()} (swa_full=False)",
@@ -222,32 +225,18 @@ def report(res, calib, args):
         "| cold start → call parsed (s) | " + " | ".join(f"{cold[e]:.3f}" for e in ENGINES) + " |",
         "| warm request → call parsed (s) | " + " | ".join(f"{warm[e]:.3f}" for e in ENGINES) + " |",
         "",
-        f"Warm request → call, edge_runtime / llama.cpp: **{warm['ours'] / warm['llama']:.2f}×** "
+        f"Warm request → call, edge_runtime / llama.cpp: **{warm['ours'] / warm['llama']:.3f}×** "
         f"against llama.cpp re-evaluating the prompt (target ≤ 0.25×); "
-        f"{warm['ours'] / warm['llama+state']:.2f}× against llama.cpp restoring its own prefix "
-        f"state. Cold with the snapshot file / without: {cold['ours+file'] / cold['ours']:.2f}×.",
+        f"{warm['ours'] / warm['llama+state']:.3f}× against llama.cpp restoring its own prefix "
+        f"state. Cold with the snapshot file / without: {cold['ours+file'] / cold['ours']:.3f}×.",
         "",
-        "Calls parsed (identical with and without the snapshot file, in every process): "
+        f"llama.cpp's greedy tokens were {'identical' if calib['llama_same'] else 'NOT identical'} "
+        "with and without its prefix state, in every process. Calls parsed by edge_runtime (identical with and without the snapshot file, in "
+        "every process; the model is base Gemma 3 270M, so the call is valid, not sensible): "
         + "; ".join(f"`{c['name']}({json.dumps(c['arguments'], ensure_ascii=False)})`"
                     for c in calib["calls"]),
         ""]
     return "\n".join(lines)
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _llama_version():
-    import llama_cpp
-    return llama_cpp.__version__
 
 
 def main():
@@ -265,6 +254,7 @@ def main():
         args.model = er.models.default()
     if args.worker:
         return worker(args)
+    args.load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         cache_dir, state_file = os.path.join(tmp, "kv"), os.path.join(tmp, "llama.state")
         # Untimed: write both engines' prefix files; learn the call lengths.
@@ -283,6 +273,10 @@ def main():
                 r = run_worker(args, eng, **extra[eng])
                 if eng.startswith("ours") and r["calls"] != calib["calls"]:
                     raise RuntimeError(f"{eng}: calls differ from the calibration run: {r['calls']}")
+                if eng.startswith("llama"):   # does its state restore change its output?
+                    calib.setdefault("llama_tokens", r["tokens"])
+                    calib["llama_same"] = calib.get("llama_same", True) and \
+                        r["tokens"] == calib["llama_tokens"]
                 res[eng].append(r)
                 print(f"rep {rep} {eng}: cold {r['cold']:.3f} s, warm "
                       f"{' '.join(f'{w:.3f}' for w in r['warm'])} s", file=sys.stderr)

@@ -12,7 +12,6 @@
 # Needs (Debian): gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user-static.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
 
 tests=(tests/test_kernels.py tests/test_decoder.py)
 arches=(aarch64)
@@ -43,6 +42,10 @@ if [ -z "$wheel_dir" ]; then
         || { cat "$scratch/build.log" >&2; exit 1; }
 fi
 
+# Tests find "the package" as their parent directory (subprocesses run with cwd or PYTHONPATH
+# there): a copy of tests/ whose parent holds no edge_runtime leaves only the unpacked wheel.
+cp -r tests pyproject.toml "$scratch/"
+
 status=0
 for arch in "${arches[@]}"; do
     [ -n "${cpus[$arch]:-}" ] || { echo "emulated_tests: unknown arch $arch" >&2; exit 2; }
@@ -51,10 +54,10 @@ for arch in "${arches[@]}"; do
         || { echo "emulated_tests: want exactly one $arch wheel in $wheel_dir" >&2; exit 1; }
     wheel=${wheels[0]}
     sysroot=$(tools/arm_sysroot.sh "$arch")
-    # "Install": a wheel is a zip laid out as site-packages; a fresh copy every run.
-    pkgs=$sysroot/opt/edge_runtime
-    rm -rf "$pkgs"
-    python3 -m zipfile -e "$wheel" "$pkgs"
+    # "Install": a wheel is laid out as site-packages; `wheel unpack` also checks RECORD's hashes.
+    rm -rf "$sysroot/opt"
+    python3 -m wheel unpack -d "$sysroot/opt" "$wheel" >/dev/null
+    pkgs=$(echo "$sysroot"/opt/edge_runtime-*)
     file -L "$pkgs/edge_runtime/_native.abi3.so" | grep -q "$([ "$arch" = aarch64 ] && echo 'ARM aarch64' || echo 'ARM, EABI5')" \
         || { echo "emulated_tests: $wheel carries a non-$arch extension" >&2; exit 1; }
 
@@ -88,8 +91,8 @@ assert got == want, f"kernels offered: {got}, expected {want}"
 print(f"   {_native.__file__}: kernels {got}; wheel tag accepted by this interpreter")
 EOF
         start=$SECONDS
-        if (cd "$scratch" && "${py[@]}" -m pytest -q -p no:cacheprovider --continue-on-collection-errors --rootdir "$repo" \
-                -c "$repo/pyproject.toml" -m "not model and not llama" "${tests[@]/#/$repo/}"); then
+        if (cd "$scratch" && "${py[@]}" -m pytest -q -p no:cacheprovider --continue-on-collection-errors \
+                -m "not model and not llama" "${tests[@]}"); then
             echo "== $arch $cpu: passed in $((SECONDS - start)) s"
         else
             echo "== $arch $cpu: FAILED"

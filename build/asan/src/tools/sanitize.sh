@@ -41,7 +41,7 @@ assert n.__file__.startswith(os.getcwd()), n.__file__   # the sanitized build, n
 EOF
 status=0
 # Measured-RSS checks hold for a normal build; ASan's shadow memory and quarantine inflate RSS.
-RSS_TESTS="within_10_percent or rss_budget or anon_grows or emulated or memory_bounded"
+RSS_TESTS="within_10_percent or rss_budget or anon_grows or emulated or opens_fast_and_small or rss_tracker"
 if [ $# -eq 0 ]; then set -- tests -k "not ($RSS_TESTS)"; fi
 python -m pytest -q -p no:cacheprovider "$@" || status=$?
 unset LD_PRELOAD
