@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from .gguf import GGUFError
 from .memory.plan import AGENT_SNAPSHOT_TOKENS
@@ -260,7 +261,12 @@ def build_parser():
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"edge-runtime: warning: {message}\n"
+
+
 def main(argv=None):
+    warnings.formatwarning = _one_line_warning
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

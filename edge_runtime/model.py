@@ -129,13 +129,46 @@ class Model:
     def session(self) -> "Session":
         return self._session
 
+    def close(self):
+        """Free the default session's KV state and unmap the file now, rather than when the
+        cycle collector gets to this model (sessions made by new_session() must be dropped
+        first). The model cannot be used afterwards."""
+        self._session = None
+        self._handle = None
+        self.gguf.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _expected_shapes(cfg) -> dict:
+    """GGUF shape (values per row, rows) of each tensor the decoder reads, by short name."""
+    E, Q, K, F, D = cfg.n_embd, cfg.q_dim, cfg.kv_dim, cfg.n_ff, cfg.head_dim_k
+    return {"token_embd": (E, cfg.n_vocab), "output": (E, cfg.n_vocab), "output_norm": (E, 1),
+            "attn_q": (E, Q), "attn_k": (E, K), "attn_v": (E, K), "attn_output": (Q, E),
+            "ffn_gate": (E, F), "ffn_up": (E, F), "ffn_down": (F, E), "attn_norm": (E, 1),
+            "attn_q_norm": (D, 1), "attn_k_norm": (D, 1), "post_attention_norm": (E, 1),
+            "ffn_norm": (E, 1), "post_ffw_norm": (E, 1)}
+
 
 def _bind(g, cfg):
     """Hand the native core the mapping and where each tensor lies in it."""
-    glob = [_descriptor(g, "token_embd.weight"), _descriptor(g, "output.weight", optional=True),
-            _descriptor(g, "output_norm.weight")]
-    layers = [_descriptor(g, f"blk.{il}.{name}.weight")
-              for il in range(cfg.n_layer) for name in LAYER_TENSORS]
+    shapes = _expected_shapes(cfg)
+
+    def desc(name, optional=False):
+        d = _descriptor(g, name + ".weight", optional)
+        short = name.split(".")[-1]
+        if d is not None and d[2:] != shapes[short]:
+            raise config_mod.UnsupportedModelError(
+                f"tensor {name + '.weight'!r} has shape {list(d[2:])}, the config implies "
+                f"{list(shapes[short])}")
+        return d
+
+    glob = [desc("token_embd"), desc("output", optional=True), desc("output_norm")]
+    layers = [desc(f"blk.{il}.{name}") for il in range(cfg.n_layer) for name in LAYER_TENSORS]
     dims = (cfg.n_vocab, cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.n_head_kv, cfg.head_dim_k,
             cfg.n_ff, cfg.sliding_window, cfg.eps, cfg.rope_base_global, cfg.rope_base_local,
             cfg.rope_scale_global, cfg.final_logit_softcap)
@@ -215,6 +248,8 @@ class Session:
                                  rows_arr.ctypes.data if rows_arr is not None else 0, n_rows)
             dt = time.perf_counter() - t0
             self.history.extend(ids.tolist())
+        if not np.isfinite(out.sum(dtype=np.float64)):   # NaN/Inf anywhere poisons the sum
+            raise ValueError("the model produced non-finite logits (NaN or Inf in its weights?)")
         kind = "decode" if n == 1 else "prefill"
         self._stats[kind + "_tokens"] += n
         self._stats[kind + "_s"] += dt
@@ -274,6 +309,8 @@ class Session:
             ids = tok.encode(prompt_or_ids, add_bos=True, special=True)
         else:
             ids = [int(i) for i in prompt_or_ids]
+        if not ids:
+            raise ValueError("empty prompt: nothing to evaluate")
         if max_tokens <= 0:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
         if len(ids) + max_tokens > self.model.max_inference_len:
