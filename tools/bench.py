@@ -232,9 +232,27 @@ def main():
                       file=sys.stderr)
                 results.append(r)
     text = report(results, args)
-    with open(args.out, "w") as f:
-        f.write(text + "\n")
+    _write_between_markers(args.out, text)
     print(text)
+
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _write_between_markers(path, text):
+    """Replace the measured part of the file, keeping the hand-written analysis around it."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = ""
+    block = f"{START}\n{text}\n{END}"
+    if START in old and END in old:
+        new = old[:old.index(START)] + block + old[old.index(END) + len(END):]
+    else:
+        new = block + "\n" + old
+    with open(path, "w") as f:
+        f.write(new if new.endswith("\n") else new + "\n")
 
 
 if __name__ == "__main__":
