@@ -102,9 +102,11 @@ def test_token_to_piece_matches_llama_cpp(tok, llama):
     buf = ctypes.create_string_buffer(256)
     vocab = llama._model.vocab
     for special in (True, False):
+        bulk = tok.all_pieces(special)
         for i in range(0, tok.n_vocab, 1 if special else 7):
             n = llama_cpp.llama_token_to_piece(vocab, i, buf, len(buf), 0, special)
             assert tok.token_to_piece(i, special) == buf.raw[:n], (i, special)
+            assert bulk[i] == buf.raw[:n], (i, special)
 
 
 def test_decode_matches_llama_cpp(tok, llama, texts):

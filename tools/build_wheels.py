@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import os
 import re
 import runpy
 import shutil
@@ -31,9 +32,10 @@ from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT_PATH = "edge_runtime/_native.abi3.so"
-# target -> (cross triplet or None for the host compiler, Debian multiarch dir, `file` must say)
+# target -> (cross triplet, Debian multiarch dir of its Python headers, what `file` must say);
+# x86_64 is the host: setuptools builds it with the host compiler and headers.
 TARGETS = {
-    "x86_64": (None, "x86_64-linux-gnu", "x86-64"),
+    "x86_64": (None, None, "x86-64"),
     "aarch64": ("aarch64-linux-gnu", "aarch64-linux-gnu", "ARM aarch64"),
     "armv7l": ("arm-linux-gnueabihf", "arm-linux-gnueabihf", "ARM, EABI5"),
 }
@@ -53,8 +55,13 @@ def run(cmd, **kw):
 
 def native_extension():
     """The Extension setup.py declares (sources, macros, flags), read without building it."""
-    with mock.patch("setuptools.setup") as setup:
-        runpy.run_path(str(ROOT / "setup.py"))
+    cwd = os.getcwd()
+    os.chdir(ROOT)   # setup.py globs native/*.c relative to the working directory
+    try:
+        with mock.patch("setuptools.setup") as setup:
+            runpy.run_path("setup.py")
+    finally:
+        os.chdir(cwd)
     (ext,) = setup.call_args.kwargs["ext_modules"]
     return ext
 

@@ -375,8 +375,12 @@ class Vocab:
                 self.ids.append([i])
         self.normal = np.zeros(self.n, bool)
         self.normal[normal] = True
-        self.chars = np.array([sum(1 for b in p if not 0x80 <= b <= 0xBF) for p in pieces],
-                              np.int32)
+        # characters per piece: bytes that are not UTF-8 continuation bytes
+        flat = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+        starts = np.zeros(self.n + 1, np.int64)
+        np.cumsum([len(p) for p in pieces], out=starts[1:])
+        lead = np.concatenate([[0], np.cumsum((flat & 0xC0) != 0x80)])
+        self.chars = (lead[starts[1:]] - lead[starts[:-1]]).astype(np.int32)
         self._valid = {}
         known = set(self.keys)
         self.byte_fallback = all(bytes((b,)) in known for b in range(0x80, 0xC0))
@@ -388,11 +392,12 @@ class Vocab:
         except (KeyError, TypeError):
             pass
         n = int(tok.n_vocab)
-        pieces = [bytes(tok.token_to_piece(i)) for i in range(n)]
+        pieces = tok.all_pieces() if hasattr(tok, "all_pieces") else \
+            [bytes(tok.token_to_piece(i)) for i in range(n)]
         types = getattr(tok, "token_types", None)
         if types is not None:  # GGUF types: 1 normal, 4 user-defined, 6 byte
             types = np.asarray(types)
-            special = [t not in (1, 4, 6) or bool(_CONTROL.fullmatch(p))
+            special = [t not in (1, 4, 6) or (p[:1] in b"<[" and bool(_CONTROL.fullmatch(p)))
                        for t, p in zip(types.tolist(), pieces)]
         else:
             special = [bool(_CONTROL.fullmatch(p)) for p in pieces]
