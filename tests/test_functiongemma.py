@@ -456,3 +456,30 @@ def test_random_constrained_walks_always_yield_schema_valid_declared_calls(const
         assert not out.errors and len(out.calls) == 1
         c = out.calls[0]
         assert c["name"] in schemas and validate(c["arguments"], schemas[c["name"]]) == []
+
+
+def test_vectorised_string_tables_match_the_byte_automaton():
+    """Vocab.string_ids runs all tokens through a table form of _utf8_kmp at once; check it
+    against walking each piece byte by byte through _utf8_kmp itself."""
+    from edge_runtime.functiongemma import grammar as G
+
+    rng = np.random.default_rng(0)
+    pieces = [b"", b"a", b"<", b"<esc", b"<escape>", b"x<escape", "é".encode(), b"\xc3", b"\xa9",
+              b"\xe2\x82", "€".encode(), b"\x00", b"\xff", b"ok ok"]
+    pieces += [bytes(rng.integers(0, 256, size=rng.integers(1, 6)).tolist()) for _ in range(400)]
+    pieces += [bytes((b,)) for b in range(0x80, 0xC0)]          # byte fallback present
+    v = G.Vocab(pieces, [False] * len(pieces))
+    for pend in range(4):
+        for kmp in range(len(G._PAT)):
+            want = []
+            for i, p in enumerate(pieces):
+                if not p:
+                    continue
+                s = (pend, kmp)
+                for c in p:
+                    s = G._utf8_kmp(s[0], s[1], c)
+                    if s is None:
+                        break
+                if s is not None and (s[0] == 0 or v.byte_fallback):
+                    want.append(i)
+            assert v.string_ids(pend, kmp, 10 ** 6).tolist() == want, (pend, kmp)

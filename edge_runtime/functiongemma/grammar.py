@@ -21,6 +21,7 @@ Every string, number and array has a length cap, so a call always finishes in bo
 """
 from __future__ import annotations
 
+import functools
 import re
 import weakref
 from bisect import bisect_left
@@ -177,6 +178,20 @@ def _utf8_kmp(pend, kmp, c):
         pend = 1 if c < 0xE0 else 2 if c < 0xF0 else 3
     kmp = kmp + 1 if c == _PAT[kmp] else 1 if c == 60 else 0
     return None if kmp == len(_PAT) else (pend, kmp)
+
+
+@functools.lru_cache(maxsize=1)
+def _string_table() -> np.ndarray:
+    """_utf8_kmp as a table: [pend * len(_PAT) + kmp, byte] -> next state, or -1."""
+    L = len(_PAT)
+    table = np.full((4 * L, 256), -1, np.int32)
+    for pend in range(4):
+        for kmp in range(L):
+            for c in range(256):
+                nxt = _utf8_kmp(pend, kmp, c)
+                if nxt is not None:
+                    table[pend * L + kmp, c] = nxt[0] * L + nxt[1]
+    return table
 
 
 class CallGrammar:
@@ -376,11 +391,11 @@ class Vocab:
         self.normal = np.zeros(self.n, bool)
         self.normal[normal] = True
         # characters per piece: bytes that are not UTF-8 continuation bytes
-        flat = np.frombuffer(b"".join(pieces), dtype=np.uint8)
-        starts = np.zeros(self.n + 1, np.int64)
-        np.cumsum([len(p) for p in pieces], out=starts[1:])
-        lead = np.concatenate([[0], np.cumsum((flat & 0xC0) != 0x80)])
-        self.chars = (lead[starts[1:]] - lead[starts[:-1]]).astype(np.int32)
+        self.flat = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+        self.starts = np.zeros(self.n + 1, np.int64)
+        np.cumsum([len(p) for p in pieces], out=self.starts[1:])
+        lead = np.concatenate([[0], np.cumsum((self.flat & 0xC0) != 0x80)])
+        self.chars = (lead[self.starts[1:]] - lead[self.starts[:-1]]).astype(np.int32)
         self._valid = {}
         known = set(self.keys)
         self.byte_fallback = all(bytes((b,)) in known for b in range(0x80, 0xC0))
@@ -417,16 +432,20 @@ class Vocab:
         on first use; a step then costs a slice (or one comparison pass near the cap)."""
         t = self._valid.get((pend, kmp))
         if t is None:
+            # run every normal token through the string automaton at once, byte position by
+            # byte position (states are pend * len(_PAT) + kmp; -1 is dead)
+            L, table = len(_PAT), _string_table()
+            cand = np.flatnonzero(self.normal)
+            starts, lens = self.starts[cand], self.starts[cand + 1] - self.starts[cand]
+            state = np.full(len(cand), pend * L + kmp, np.int32)
+            for pos in range(int(lens.max(initial=0))):
+                live = np.flatnonzero((lens > pos) & (state >= 0))
+                state[live] = table[state[live], self.flat[starts[live] + pos]]
+            # a token that stops mid-character is only safe if every continuation byte
+            # exists as a token (byte fallback), else the string could never close
+            good = (state >= 0) & ((state // L == 0) | self.byte_fallback)
             ok = np.zeros(self.n, bool)
-            for i in np.flatnonzero(self.normal):
-                s = (pend, kmp)
-                for c in self.pieces[i]:
-                    s = _utf8_kmp(s[0], s[1], c)
-                    if s is None:
-                        break
-                # a token that stops mid-character is only safe if every continuation byte
-                # exists as a token (byte fallback), else the string could never close
-                ok[i] = s is not None and (s[0] == 0 or self.byte_fallback)
+            ok[cand[good]] = True
             ids = np.flatnonzero(ok).astype(np.int32)
             t = (ids, self.chars[ids], int(self.chars[ids].max(initial=0)))
             self._valid[(pend, kmp)] = t
