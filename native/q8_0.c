@@ -53,7 +53,16 @@ float er_bf16_to_fp32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 void er_quantize_row_q8_0(const float *x, block_q8_0 *y, int n) {
     for (int b = 0; b < n / QK8_0; b++, x += QK8_0) {
         float amax = 0.0f;
-        for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+        int finite = 1;
+        for (int j = 0; j < QK8_0; j++) {
+            amax = fmaxf(amax, fabsf(x[j]));
+            finite &= isfinite(x[j]) != 0;
+        }
+        if (!finite) {   /* keep NaN/Inf visible downstream instead of rounding it away */
+            y[b].d = ER_FP16_NAN;
+            memset(y[b].qs, 0, QK8_0);
+            continue;
+        }
         const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = er_fp32_to_fp16(d);
         for (int j = 0; j < QK8_0; j++) y[b].qs[j] = (int8_t)roundf(x[j] * id);

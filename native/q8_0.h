@@ -24,7 +24,9 @@ uint16_t er_fp32_to_fp16(float f);           /* round to nearest even, as ggml *
 float er_bf16_to_fp32(uint16_t h);
 
 /* Activation quantization exactly as llama.cpp's reference: d = amax / 127 (stored fp16),
- * q = round(x / d) half away from zero. n is a multiple of 32. */
+ * q = round(x / d) half away from zero. n is a multiple of 32. A block holding NaN or Inf
+ * gets d = NaN (and q = 0) on every path, so the dot products, and the logits, say so. */
+#define ER_FP16_NAN 0x7e00
 void er_quantize_row_q8_0(const float *x, block_q8_0 *y, int n);
 #if defined(__x86_64__)
 void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n);

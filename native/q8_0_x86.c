@@ -6,6 +6,7 @@
 #include "q8_0.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 /* ---- shared by every x86 kernel (AVX2 + FMA + F16C is a subset of each target) --------- */
 
@@ -50,10 +51,17 @@ __attribute__((target(X86_BASE)))
 void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int b = 0; b < n / QK8_0; b++, x += QK8_0) {
-        __m256 v[4], m = _mm256_setzero_ps();
+        __m256 v[4], m = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
         for (int i = 0; i < 4; i++) {
             v[i] = _mm256_loadu_ps(x + 8 * i);
-            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
+            const __m256 a = _mm256_andnot_ps(sign, v[i]);
+            m = _mm256_max_ps(m, a);
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, _mm256_set1_ps(INFINITY), _CMP_NLT_UQ));
+        }
+        if (_mm256_movemask_ps(bad)) {   /* NaN or Inf: see q8_0.h */
+            y[b].d = ER_FP16_NAN;
+            _mm256_storeu_si256((__m256i *)y[b].qs, _mm256_setzero_si256());
+            continue;
         }
         __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         h = _mm_max_ps(h, _mm_movehl_ps(h, h));

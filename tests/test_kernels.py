@@ -110,6 +110,20 @@ def test_quantize_matches_gguf_byte_for_byte(scale, name):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("name", [kernel_param(k) for k in ALL_KERNELS])
+def test_quantize_keeps_non_finite_blocks_visible(name):
+    """A block holding NaN or Inf quantizes to d = NaN, so every dot with it is NaN (on every
+    path; rounding NaN to int8 is undefined and fmaxf would drop it)."""
+    x = np.random.default_rng(5).standard_normal((1, 128)).astype(np.float32)
+    x[0, 3], x[0, 70] = np.nan, np.inf
+    q = quantize(x, name)
+    assert np.isnan(q["d"][0, [0, 2]]).all() and (q["qs"][0, [0, 2]] == 0).all()
+    assert np.isfinite(q["d"][0, [1, 3]]).all()
+    w = random_weights(np.random.default_rng(6), 3, 128)
+    y = gemm(name, w, q)
+    assert np.isnan(y).all()
+
+
 def test_quantize_rejects_bad_length():
     x = np.zeros(40, dtype=np.float32)
     with pytest.raises(ValueError):
