@@ -7,8 +7,13 @@ class MemoryBudgetError(ValueError):
     """The memory plan does not fit the budget; raised before anything is allocated."""
 
 
+class NonFiniteLogitsError(ValueError):
+    """A step produced NaN or Inf logits (the weights hold NaN/Inf): nothing is sampled."""
+
+
 class ContextLengthError(ValueError):
     """A prompt (plus the tokens asked for) does not fit in max_inference_len."""
 
 
-USER_ERRORS = (GGUFError, UnsupportedModelError, MemoryBudgetError, ContextLengthError, ValueError)
+USER_ERRORS = (GGUFError, UnsupportedModelError, MemoryBudgetError, ContextLengthError,
+               NonFiniteLogitsError, ValueError)

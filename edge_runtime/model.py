@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _native, boards, memory
 from . import config as config_mod
-from .errors import ContextLengthError
+from .errors import ContextLengthError, NonFiniteLogitsError
 from .gguf import GGML_TYPE_IDS, open_gguf
 from .memory import RssTracker
 from .sampling import Sampler
@@ -249,7 +249,8 @@ class Session:
             dt = time.perf_counter() - t0
             self.history.extend(ids.tolist())
         if not np.isfinite(out.sum(dtype=np.float64)):   # NaN/Inf anywhere poisons the sum
-            raise ValueError("the model produced non-finite logits (NaN or Inf in its weights?)")
+            raise NonFiniteLogitsError(
+                "the model produced non-finite logits (NaN or Inf in its weights?)")
         kind = "decode" if n == 1 else "prefill"
         self._stats[kind + "_tokens"] += n
         self._stats[kind + "_s"] += dt

@@ -20,6 +20,7 @@ import pytest
 import gguf_craft as craft
 from edge_runtime import ContextLengthError, GGUFError, MemoryBudgetError, Model
 from edge_runtime.config import UnsupportedModelError
+from edge_runtime.errors import NonFiniteLogitsError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(n_layer=1, n_embd=32, n_head=2, n_head_kv=1, head_dim=16, n_ff=64, n_vocab=300,
@@ -207,10 +208,10 @@ def test_nan_inf_weights_are_caught_at_the_first_step(raw, tmp_path):
     path = tmp_path / "nan.gguf"
     path.write_bytes(craft.build(p))
     m = Model.load(path, threads=1, max_inference_len=32)
-    with pytest.raises(ValueError, match="non-finite logits"):
+    with pytest.raises(NonFiniteLogitsError, match="non-finite logits"):
         m.eval([2, 10, 11])
     m.reset()
-    with pytest.raises(ValueError, match="non-finite logits"):
+    with pytest.raises(NonFiniteLogitsError, match="non-finite logits"):
         list(m.generate([2, 10], max_tokens=4))
     assert_cli_user_error(["run", "--model", str(path), "--max-tokens", "2", "hi"], "non-finite logits")
 

@@ -244,7 +244,9 @@ def _alarm(signum, frame):
 
 
 def check_case(path, runnable):
-    """Outcome of loading one file: "parse-reject", "load-reject", "ok". Anything else raises."""
+    """Outcome of loading one file: "parse-reject", "load-reject", "eval-reject" (NaN/Inf weights
+    reached the logits), "ok". Anything else raises."""
+    from edge_runtime.errors import NonFiniteLogitsError
     from edge_runtime.gguf import GGUFError, StringArray, open_gguf
     from edge_runtime.model import Model
     from edge_runtime.tokenizer import TokenizerError
@@ -267,7 +269,10 @@ def check_case(path, runnable):
         return "load-reject"
     if runnable:
         ids = m.tokenizer.encode("hi", add_bos=False)[:min(2, m.max_inference_len)] or [0]
-        m.eval(ids)
+        try:
+            m.eval(ids)
+        except NonFiniteLogitsError:   # mutated weight bytes that are NaN/Inf: documented
+            return "eval-reject"
     return "ok"
 
 
