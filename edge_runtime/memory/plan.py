@@ -32,6 +32,7 @@ AUTO_STEP = 256
 # (the built-in three take 277 tokens) fits, and past the 512-token window of Gemma 3 270M only
 # the global layers' share keeps growing.
 AGENT_SNAPSHOT_TOKENS = 512
+GELU_TABLE_BYTES = 4 << 16   # one f32 per fp16 value, built on the first FFN step
 
 # Measured 2025-11-24 on the x86-64 dev VM (CPython 3.11, numpy 2.4 with OpenBLAS, psutil 7.2):
 # RssAnon and RssFile after `import edge_runtime` (numpy alone: 14.2 MiB anon, 12.8 MiB file).
@@ -220,6 +221,7 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
          (c.n_layer - n_local) * 2 * C * c.kv_dim * kvb, "anon"),
         *_scratch_rows(c, prefill_chunk, kvb),
         ("attention scores", threads * C * 4, "anon"),
+        ("GELU table (native/ops.c)", GELU_TABLE_BYTES, "anon"),
         ("norm weights (f32 copies)", 4 * (c.n_layer * (4 * c.n_embd + 2 * c.head_dim_k) + c.n_embd),
          "anon"),
         ("logits", V * 4, "anon"),
