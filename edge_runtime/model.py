@@ -248,7 +248,7 @@ class Session:
                                  rows_arr.ctypes.data if rows_arr is not None else 0, n_rows)
             dt = time.perf_counter() - t0
             self.history.extend(ids.tolist())
-        if not np.isfinite(out.sum(dtype=np.float64)):   # NaN/Inf anywhere poisons the sum
+        if not np.isfinite(out.sum()):   # NaN/Inf anywhere poisons the sum
             raise NonFiniteLogitsError(
                 "the model produced non-finite logits (NaN or Inf in its weights?)")
         kind = "decode" if n == 1 else "prefill"
