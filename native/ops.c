@@ -152,9 +152,50 @@ static int have_f16c(void) {
 }
 #endif
 
+#if defined(__aarch64__)
+/* AArch64 converts halves in hardware (baseline NEON), eight at a time. */
+#include <arm_neon.h>
+
+static float dot_f16_neon(const uint16_t *k, const float *q, int n) {
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(k + i));
+        a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(q + i));
+        a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h), vld1q_f32(q + i + 4));
+    }
+    float r = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; i < n; i++) r += er_fp16_to_fp32(k[i]) * q[i];
+    return r;
+}
+
+static void axpy_f16_neon(float *y, const uint16_t *v, float a, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(v + i));
+        vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vcvt_f32_f16(vget_low_f16(h)), a));
+        vst1q_f32(y + i + 4, vfmaq_n_f32(vld1q_f32(y + i + 4), vcvt_high_f32_f16(h), a));
+    }
+    for (; i < n; i++) y[i] += a * er_fp16_to_fp32(v[i]);
+}
+
+static void to_f16_neon(const float *x, uint16_t *y, int n) {   /* round to nearest even */
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float16x8_t h = vcombine_f16(vcvt_f16_f32(vld1q_f32(x + i)),
+                                           vcvt_f16_f32(vld1q_f32(x + i + 4)));
+        vst1q_u16(y + i, vreinterpretq_u16_f16(h));
+    }
+    for (; i < n; i++) y[i] = er_fp32_to_fp16(x[i]);
+}
+#endif
+
 void er_fp32_to_fp16_row(const float *x, uint16_t *y, int n) {
 #if defined(__x86_64__)
     if (have_f16c()) { to_f16_f16c(x, y, n); return; }
+#elif defined(__aarch64__)
+    to_f16_neon(x, y, n);
+    return;
 #endif
     for (int i = 0; i < n; i++) y[i] = er_fp32_to_fp16(x[i]);
 }
@@ -173,6 +214,8 @@ float er_kv_dot(const void *k, const float *q, int n, int kv_f32) {
     }
 #if defined(__x86_64__)
     if (have_f16c()) return dot_f16_f16c(k, q, n);
+#elif defined(__aarch64__)
+    return dot_f16_neon(k, q, n);
 #endif
     const uint16_t *kh = k;
     for (int i = 0; i < n; i++) s += er_fp16_to_fp32(kh[i]) * q[i];
@@ -187,6 +230,9 @@ void er_kv_axpy(float *y, const void *v, float a, int n, int kv_f32) {
     }
 #if defined(__x86_64__)
     if (have_f16c()) { axpy_f16_f16c(y, v, a, n); return; }
+#elif defined(__aarch64__)
+    axpy_f16_neon(y, v, a, n);
+    return;
 #endif
     const uint16_t *vh = v;
     for (int i = 0; i < n; i++) y[i] += a * er_fp16_to_fp32(vh[i]);
