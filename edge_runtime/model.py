@@ -130,12 +130,11 @@ class Model:
         return self._session
 
     def close(self):
-        """Free the default session's KV state and unmap the file now, rather than when the
-        cycle collector gets to this model (sessions made by new_session() must be dropped
-        first). The model cannot be used afterwards."""
+        """Free the default session's KV state now and break the model <-> session cycle, so
+        the mapping goes as soon as the last reference to it does, not when the cycle
+        collector runs. Sessions from new_session() keep working (they hold what they use);
+        this model's own eval/generate do not."""
         self._session = None
-        self._handle = None
-        self.gguf.close()
 
     def __enter__(self):
         return self

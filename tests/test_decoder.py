@@ -195,3 +195,27 @@ def test_snapshot_from_another_shape_is_refused(tiny_gguf_factory):
     damaged = er.KVSnapshot(snap.ids, snap.data[:-1])
     with pytest.raises(ValueError):
         a.session.restore(damaged)
+
+
+def test_close_frees_the_default_session_and_keeps_other_sessions_working(tiny_gguf_factory):
+    import gc
+    import weakref
+
+    path = tiny_gguf_factory()
+    m = er.Model.load(path, max_inference_len=32, threads=1)
+    probe = weakref.ref(m)
+    gc.disable()
+    try:
+        m.close()
+        del m
+        assert probe() is None          # no cycle left: freed by reference counting alone
+    finally:
+        gc.enable()
+
+    m = er.Model.load(path, max_inference_len=32, threads=1)
+    other = m.new_session()
+    expected = other.eval([2, 5, 6])
+    other.reset()
+    m.close()
+    del m                               # the session keeps what it uses alive
+    np.testing.assert_array_equal(other.eval([2, 5, 6]), expected)
