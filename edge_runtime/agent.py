@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .functiongemma import (DEFAULT_SYSTEM, CallGrammar, TokenConstraint, Vocab, decode, encode,
+from .functiongemma import (DEFAULT_SYSTEM, CallGrammar, TokenConstraint, Vocab, encode,
                             normalize_tool, parse, render, render_response,
                             schema_from_callable, validate)
 from .functiongemma import tokens as T

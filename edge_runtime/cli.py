@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
+from . import boards, emulate
+from .agent import Agent
+from .errors import USER_ERRORS
 from .gguf import GGUFError
+from .memory import plan_for_model
 from .memory.plan import AGENT_SNAPSHOT_TOKENS
+from .model import Model
+from .models import default as default_model
+from .tools_builtin import TOOLS
 
 
 class UserError(Exception):
@@ -20,7 +28,6 @@ class UserError(Exception):
 
 # Errors that mean "your input is wrong", whichever module raises them.
 def _user_errors():
-    from .errors import USER_ERRORS
     return (UserError, GGUFError, FileNotFoundError, IsADirectoryError, PermissionError) + USER_ERRORS
 
 
@@ -31,14 +38,10 @@ def _print_json(obj):
 # ---- subcommands -----------------------------------------------------------------------
 
 def _model_path(args):
-    if args.model:
-        return args.model
-    from .models import default
-    return default()
+    return args.model or default_model()
 
 
 def _load_model(args, **kw):
-    from .model import Model
     return Model.load(_model_path(args), threads=args.threads,
                       max_inference_len=getattr(args, "max_inference_len", None), **kw)
 
@@ -84,7 +87,6 @@ def _load_tools(path):
     """A module's TOOLS list if it has one, else its public functions."""
     import importlib.util
     import inspect
-    import os
     if not os.path.isfile(path):
         raise UserError(f"--tools: no such file {path!r}")
     spec = importlib.util.spec_from_file_location("edge_runtime_user_tools", path)
@@ -103,8 +105,6 @@ def _load_tools(path):
 
 
 def cmd_agent(args):
-    from .agent import Agent
-    from .tools_builtin import TOOLS
     tools = _load_tools(args.tools) if args.tools else TOOLS
     try:
         agent = Agent(_load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS),
@@ -131,9 +131,6 @@ def cmd_agent(args):
 
 
 def cmd_plan(args):
-    import os
-    from . import boards
-    from .memory import plan_for_model
     board = boards.get(args.board) if args.board else None
     n = args.max_inference_len
     if n is not None and n != "auto":
@@ -142,14 +139,7 @@ def cmd_plan(args):
         n = int(n)
     if n == "auto" and board is None:
         raise UserError("--max-inference-len auto needs --board")
-    if args.model:
-        path = args.model
-    else:
-        try:
-            from .models import default
-        except ImportError:
-            raise UserError("no default model available: pass --model PATH") from None
-        path = default()
+    path = _model_path(args)
     threads = board.default_threads if board else (os.cpu_count() or 1)
     budget = board.budget if board else None
     if args.snapshot_tokens < 0:
@@ -167,10 +157,9 @@ def cmd_plan(args):
 
 
 def cmd_boards(args):
-    from .boards import all_boards
     rows = [(b.name, f"{b.ram >> 20} MiB", f"{b.os_reserve >> 20} MiB", f"{b.budget >> 20} MiB",
              str(b.cores), str(b.default_threads), ",".join(b.isa), b.description)
-            for b in all_boards().values()]
+            for b in boards.all_boards().values()]
     head = ("name", "ram", "os reserve", "budget", "cores", "threads", "isa", "description")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     for r in [head] + rows:
@@ -179,15 +168,13 @@ def cmd_boards(args):
 
 
 def cmd_convert(args):
-    from .convert import convert
+    from .convert import convert   # needs the gguf package, which boards do not install
     s = convert(args.input, args.output, type=args.type, progress=sys.stderr.isatty())
     print(f"{args.output}: {s['tensors']} tensors as Q8_0/F32 from {'/'.join(s['source_types'])}, "
           f"{s['bytes'] / 2**20:.1f} MiB in {s['seconds']:.1f} s")
 
 
 def cmd_emulate(args):
-    import os
-    from . import boards, emulate
     board = boards.get(args.board)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:

@@ -87,7 +87,6 @@ def _typed(g, key, vtype, default=None):
 
 
 def from_gguf(g) -> Config:
-    meta = g.metadata
     arch = _typed(g, "general.architecture", "string")
     if arch not in SUPPORTED_ARCHITECTURES:
         raise UnsupportedModelError(

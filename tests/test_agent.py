@@ -2,7 +2,6 @@
 (marked `model`: they run once edge_runtime.Model exists)."""
 import time
 
-import numpy as np
 import pytest
 
 from edge_runtime.agent import Agent
