@@ -63,7 +63,7 @@ def cmd_run(args):
     stream = not args.json
     printed = b""
     for t in m.generate(ids, max_tokens=args.max_tokens, temperature=args.temperature,
-                        seed=args.seed):
+                        seed=args.seed, truncate=args.truncate):
         out.append(t)
         if stream:   # print whole UTF-8 characters only, as they complete
             text = tok.decode_bytes(out)
@@ -208,6 +208,8 @@ def build_parser():
     r.add_argument("--temperature", type=float, default=0.0)
     r.add_argument("--seed", type=int)
     r.add_argument("--stats", action="store_true")
+    r.add_argument("--truncate", choices=["left"],
+                   help="drop the prompt's oldest tokens when it does not fit (keeps BOS)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_run)
 

@@ -300,10 +300,12 @@ class Session:
         return n
 
     def generate(self, prompt_or_ids, max_tokens=64, temperature=0.0, top_k=0, top_p=1.0,
-                 seed=None, stop=None):
+                 seed=None, stop=None, truncate=None):
         """Yield new token ids. A string prompt is tokenized with BOS; the state is reused where
         it already holds a prefix of the prompt. Stops at EOS/<end_of_turn>, a stop id, or
-        once the text produced contains a stop string (that token is yielded)."""
+        once the text produced contains a stop string (that token is yielded).
+        A prompt that leaves no room for max_tokens is an error, or with truncate="left" loses
+        its oldest tokens (a leading BOS is kept)."""
         tok = self.model.tokenizer
         if isinstance(prompt_or_ids, str):
             ids = tok.encode(prompt_or_ids, add_bos=True, special=True)
@@ -313,6 +315,12 @@ class Session:
             raise ValueError("empty prompt: nothing to evaluate")
         if max_tokens <= 0:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        if truncate not in (None, "left"):
+            raise ValueError(f"truncate must be None or 'left', got {truncate!r}")
+        room = self.model.max_inference_len - max_tokens
+        if truncate == "left" and len(ids) > room > 1:
+            bos = tok.bos_id is not None and ids[0] == tok.bos_id
+            ids = ids[:1] + ids[len(ids) - room + 1:] if bos else ids[len(ids) - room:]
         if len(ids) + max_tokens > self.model.max_inference_len:
             raise ContextLengthError(
                 f"prompt of {len(ids)} tokens + max_tokens {max_tokens} exceed max_inference_len "

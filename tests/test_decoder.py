@@ -219,3 +219,17 @@ def test_close_frees_the_default_session_and_keeps_other_sessions_working(tiny_g
     m.close()
     del m                               # the session keeps what it uses alive
     np.testing.assert_array_equal(other.eval([2, 5, 6]), expected)
+
+
+def test_left_truncation_keeps_bos_and_the_newest_tokens(tiny_gguf_factory):
+    path = tiny_gguf_factory()
+    prompt = [2] + _ids(40, 512, seed=17).tolist()
+    m = er.Model.load(path, max_inference_len=24, threads=1)
+    with pytest.raises(ContextLengthError):
+        list(m.generate(prompt, max_tokens=4))
+    got = list(m.generate(prompt, max_tokens=4, truncate="left"))
+    assert m.session.history[:20] == [2] + prompt[-19:]          # BOS + the newest 19
+    fresh = er.Model.load(path, max_inference_len=24, threads=1)
+    assert got == list(fresh.generate([2] + prompt[-19:], max_tokens=4))
+    with pytest.raises(ValueError):
+        list(m.generate(prompt, max_tokens=4, truncate="right"))
