@@ -459,7 +459,7 @@ def test_random_constrained_walks_always_yield_schema_valid_declared_calls(const
 
 
 def test_vectorised_string_tables_match_the_byte_automaton():
-    """Vocab.string_ids runs all tokens through a table form of _utf8_kmp at once; check it
+    """Vocab.content_ids runs all tokens through a table form of _utf8_kmp at once; check it
     against walking each piece byte by byte through _utf8_kmp itself."""
     from edge_runtime.functiongemma import grammar as G
 
@@ -482,4 +482,5 @@ def test_vectorised_string_tables_match_the_byte_automaton():
                         break
                 if s is not None and (s[0] == 0 or v.byte_fallback):
                     want.append(i)
-            assert v.string_ids(pend, kmp, 10 ** 6).tolist() == want, (pend, kmp)
+            got = v.content_ids(G._string_automaton(), pend * len(G._PAT) + kmp, 10 ** 6)
+            assert got.tolist() == want, (pend, kmp)

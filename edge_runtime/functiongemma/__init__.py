@@ -9,7 +9,7 @@ from .grammar import CallGrammar, TokenConstraint, Vocab
 from .parse import ParseError, ParseResult, parse
 from .render import (DEFAULT_SYSTEM, format_value, render, render_call, render_declaration,
                      render_response)
-from .schema import normalize_tool, schema_from_callable, validate
+from ..calls.schema import normalize_tool, schema_from_callable, validate
 from .tokens import FUNCTION_TOKENS, decode, encode
 
 __all__ = ["CallGrammar", "TokenConstraint", "Vocab", "ParseError", "ParseResult", "parse",

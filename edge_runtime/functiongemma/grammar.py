@@ -30,7 +30,8 @@ import numpy as np
 
 from . import tokens as T
 from .render import format_value
-from .schema import normalize_tool
+from ..calls.schema import normalize_tool
+from ..calls.vocab import Vocab
 
 ESC, END = 256, 257
 ANY = None                     # "next_symbols": any byte (string content)
@@ -181,8 +182,9 @@ def _utf8_kmp(pend, kmp, c):
 
 
 @functools.lru_cache(maxsize=1)
-def _string_table() -> np.ndarray:
-    """_utf8_kmp as a table: [pend * len(_PAT) + kmp, byte] -> next state, or -1."""
+def _string_automaton():
+    """_utf8_kmp as a table for Vocab.content_ids: [pend * len(_PAT) + kmp, byte] -> next
+    state, or -1; a character is complete where pend == 0."""
     L = len(_PAT)
     table = np.full((4 * L, 256), -1, np.int32)
     for pend in range(4):
@@ -191,7 +193,7 @@ def _string_table() -> np.ndarray:
                 nxt = _utf8_kmp(pend, kmp, c)
                 if nxt is not None:
                     table[pend * L + kmp, c] = nxt[0] * L + nxt[1]
-    return table
+    return ("functiongemma-string", table, np.arange(4 * L) < L)
 
 
 class CallGrammar:
@@ -366,93 +368,6 @@ class CallGrammar:
         return st
 
 
-# ---- the vocabulary side -----------------------------------------------------------------
-
-_CONTROL = re.compile(rb"<[A-Za-z0-9_]+>|\[[a-z_]+\]")
-
-
-class Vocab:
-    """Token byte strings indexed for grammar walks. Built once per tokenizer (lazily)."""
-
-    _cache = weakref.WeakKeyDictionary()
-
-    def __init__(self, pieces, special):
-        self.pieces = pieces
-        self.n = len(pieces)
-        normal = [i for i in range(self.n) if pieces[i] and not special[i]]
-        order = sorted(normal, key=pieces.__getitem__)
-        self.keys, self.ids = [], []
-        for i in order:
-            if self.keys and self.keys[-1] == pieces[i]:
-                self.ids[-1].append(i)
-            else:
-                self.keys.append(pieces[i])
-                self.ids.append([i])
-        self.normal = np.zeros(self.n, bool)
-        self.normal[normal] = True
-        # characters per piece: bytes that are not UTF-8 continuation bytes
-        self.flat = np.frombuffer(b"".join(pieces), dtype=np.uint8)
-        self.starts = np.zeros(self.n + 1, np.int64)
-        np.cumsum([len(p) for p in pieces], out=self.starts[1:])
-        lead = np.concatenate([[0], np.cumsum((self.flat & 0xC0) != 0x80)])
-        self.chars = (lead[self.starts[1:]] - lead[self.starts[:-1]]).astype(np.int32)
-        self._valid = {}
-        known = set(self.keys)
-        self.byte_fallback = all(bytes((b,)) in known for b in range(0x80, 0xC0))
-
-    @classmethod
-    def from_tokenizer(cls, tok):
-        try:
-            return cls._cache[tok]
-        except (KeyError, TypeError):
-            pass
-        n = int(tok.n_vocab)
-        pieces = tok.all_pieces() if hasattr(tok, "all_pieces") else \
-            [bytes(tok.token_to_piece(i)) for i in range(n)]
-        types = getattr(tok, "token_types", None)
-        if types is not None:  # GGUF types: 1 normal, 4 user-defined, 6 byte
-            types = np.asarray(types)
-            special = [t not in (1, 4, 6) or (p[:1] in b"<[" and bool(_CONTROL.fullmatch(p)))
-                       for t, p in zip(types.tolist(), pieces)]
-        else:
-            special = [bool(_CONTROL.fullmatch(p)) for p in pieces]
-        for i in T.TOKEN_NAMES:
-            if i < n:
-                special[i] = True
-        v = cls(pieces, special)
-        try:
-            cls._cache[tok] = v
-        except TypeError:
-            pass
-        return v
-
-    def string_ids(self, pend, kmp, room):
-        """Sorted ids of tokens that may continue string content entered in UTF-8/escape-check
-        state (pend, kmp) and add at most room characters. Tables are built per entry state
-        on first use; a step then costs a slice (or one comparison pass near the cap)."""
-        t = self._valid.get((pend, kmp))
-        if t is None:
-            # run every normal token through the string automaton at once, byte position by
-            # byte position (states are pend * len(_PAT) + kmp; -1 is dead)
-            L, table = len(_PAT), _string_table()
-            cand = np.flatnonzero(self.normal)
-            starts, lens = self.starts[cand], self.starts[cand + 1] - self.starts[cand]
-            state = np.full(len(cand), pend * L + kmp, np.int32)
-            for pos in range(int(lens.max(initial=0))):
-                live = np.flatnonzero((lens > pos) & (state >= 0))
-                state[live] = table[state[live], self.flat[starts[live] + pos]]
-            # a token that stops mid-character is only safe if every continuation byte
-            # exists as a token (byte fallback), else the string could never close
-            good = (state >= 0) & ((state // L == 0) | self.byte_fallback)
-            ok = np.zeros(self.n, bool)
-            ok[cand[good]] = True
-            ids = np.flatnonzero(ok).astype(np.int32)
-            t = (ids, self.chars[ids], int(self.chars[ids].max(initial=0)))
-            self._valid[(pend, kmp)] = t
-        ids, chars, longest = t
-        return ids if room >= longest else ids[chars <= room]
-
-
 class TokenConstraint:
     """Which token ids may come next while a call is being written."""
 
@@ -467,7 +382,7 @@ class TokenConstraint:
         syms = self.g.next_symbols(st)
         if syms is ANY:
             _, node, _, count, pend, kmp = st[-1]
-            ids = self.v.string_ids(pend, kmp, node.max - count)
+            ids = self.v.content_ids(_string_automaton(), pend * len(_PAT) + kmp, node.max - count)
             if self.g.step(st, ESC) is not None:
                 ids = np.insert(ids, np.searchsorted(ids, T.ESCAPE_ID), T.ESCAPE_ID)
             return ids

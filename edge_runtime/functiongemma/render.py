@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from .schema import normalize_tool
+from ..calls.schema import normalize_tool
 from .tokens import (END_CALL, END_DECL, END_RESP, ESCAPE, START_CALL, START_DECL,
                      START_RESP)
 
