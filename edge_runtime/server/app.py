@@ -1,0 +1,248 @@
+"""HTTP side: routes, JSON and server-sent events (Starlette on uvicorn).
+
+A request is checked (openai_shapes), admitted (admission: a slot = a session), then run by the
+engine in a worker thread. Its slot is given back when the worker finishes, whatever happened
+to the connection meanwhile, so a client that goes away never leaks a session. A streamed reply
+starts only once the worker has produced something: errors before the first token (a prompt
+that does not fit, a bad schema) are still plain 4xx responses; an error after it becomes an
+error event in the stream, never a silently cut connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from ..memory import RssTracker
+from . import openai_shapes as S
+from .admission import Admission, Busy
+from .engine import Engine
+
+MAX_BODY = 1 << 20          # bytes of a request body
+DEFAULT_QUEUE = 8
+
+
+def model_id(model) -> str:
+    name = os.path.basename(getattr(model.gguf, "path", "") or "model")
+    return name[:-5] if name.endswith(".gguf") else name
+
+
+class _Cancelled(Exception):
+    """Raised inside a worker's on_text when its client has gone: stops the decode early."""
+
+
+class Server:
+    """The application state: engine, admission, counters. `app` is the ASGI app."""
+
+    def __init__(self, model, sessions=1, queue=DEFAULT_QUEUE, cache_dir=None, engine=None,
+                 name=None, plan=None):
+        self.model = model
+        self.name = name or model_id(model)
+        self.engine = engine or Engine(model, cache_dir=cache_dir)
+        self.admission = Admission(sessions, queue)
+        self.plan = plan
+        self.started = S.now()
+        self.rss = RssTracker()
+        self._pool = ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="er-decode")
+        self.app = Starlette(routes=[
+            Route("/health", self.health, methods=["GET"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/edge/stats", self.stats, methods=["GET"]),
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/completions", self.completions, methods=["POST"]),
+        ], exception_handlers={HTTPException: _http_error, Exception: _internal_error})
+
+    # ---- simple routes ---------------------------------------------------------------------
+
+    async def health(self, request):
+        return JSONResponse({"status": "ok", "model": self.name})
+
+    async def models(self, request):
+        return JSONResponse(S.models_list(self.name, self.started))
+
+    async def stats(self, request):
+        self.rss.mark("stats")
+        body = {"model": self.name, "admission": self.admission.snapshot(),
+                "prefix_reuse": self.engine.stats(), "rss": self.rss.summary()}
+        if self.plan is not None:
+            body["memory_plan"] = self.plan.to_dict()
+        return JSONResponse(body)
+
+    # ---- completions -----------------------------------------------------------------------
+
+    async def chat(self, request):
+        return await self._serve(request, S.parse_chat, self.engine.chat, self._chat_reply)
+
+    async def completions(self, request):
+        return await self._serve(request, S.parse_completion, self.engine.complete,
+                                 self._completion_reply)
+
+    async def _serve(self, request, parse, work, reply):
+        try:
+            p = parse(await _json_body(request))
+            if p["model"] != self.name:
+                raise S.RequestError(f"the model {p['model']!r} does not exist; this server "
+                                     f"serves {self.name!r}", 404, "model", "model_not_found")
+            since = await self.admission.acquire()
+        except S.RequestError as e:
+            return JSONResponse(e.body(), e.status)
+        except Busy as e:
+            return JSONResponse(S.error_body(str(e), "server_error", None, "server_busy"), 503,
+                                headers={"Retry-After": str(e.retry_after)})
+        run = _Run(asyncio.get_running_loop())
+        fut = run.start(self._pool, work, p)
+        fut.add_done_callback(lambda f: self.admission.release(since))
+        return await reply(p, run)
+
+    async def _chat_reply(self, p, run):
+        cid, created = S.new_id("chatcmpl"), S.now()
+        if not p["stream"]:
+            try:
+                text, calls, reason, u = await run.result()
+            except S.RequestError as e:
+                return JSONResponse(e.body(), e.status)
+            return JSONResponse(S.chat_completion(cid, self.name, created, text,
+                                                  S.wire_calls(calls), reason, u))
+
+        def chunk(**kw):
+            return S.chat_chunk(cid, self.name, created, **kw)
+
+        def head():
+            yield chunk(delta={"role": "assistant", "content": ""})
+
+        def tail(res):
+            _text, calls, reason, u = res
+            for d in S.tool_call_deltas(S.wire_calls(calls)):
+                yield chunk(delta=d)
+            yield chunk(finish_reason=reason)
+            if p["include_usage"]:
+                yield chunk(u=u)
+
+        return await run.stream(head, lambda piece: chunk(delta={"content": piece}), tail)
+
+    async def _completion_reply(self, p, run):
+        cid, created = S.new_id("cmpl"), S.now()
+        if not p["stream"]:
+            try:
+                text, reason, u = await run.result()
+            except S.RequestError as e:
+                return JSONResponse(e.body(), e.status)
+            return JSONResponse(S.text_completion(cid, self.name, created, text, reason, u))
+
+        def tail(res):
+            _text, reason, u = res
+            yield S.text_completion(cid, self.name, created, "", reason,
+                                    u if p["include_usage"] else None)
+
+        return await run.stream(lambda: iter(()),
+                                lambda piece: S.text_completion(cid, self.name, created, piece,
+                                                                None), tail)
+
+
+class _Run:
+    """One request's work in a worker thread, with its text pieces passed to the event loop."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.cancelled = threading.Event()
+        self.fut = None
+
+    def start(self, pool, work, p):
+        def on_text(piece):
+            if self.cancelled.is_set():
+                raise _Cancelled
+            self.loop.call_soon_threadsafe(self.events.put_nowait, piece)
+
+        self.fut = asyncio.wrap_future(pool.submit(_guarded, work, p, on_text), loop=self.loop)
+        self.fut.add_done_callback(lambda f: self.events.put_nowait(None))   # None: finished
+        return self.fut
+
+    async def result(self):
+        return await self.fut
+
+    async def stream(self, head, piece_chunk, tail):
+        first = await self.events.get()
+        if first is None and self.fut.exception() is not None:
+            e = self.fut.exception()
+            if isinstance(e, S.RequestError):
+                return JSONResponse(e.body(), e.status)
+            raise e
+
+        async def events():
+            try:
+                for c in head():
+                    yield _sse(c)
+                item = first
+                while item is not None:
+                    yield _sse(piece_chunk(item))
+                    item = await self.events.get()
+                try:
+                    res = await self.fut
+                except S.RequestError as e:
+                    yield _sse(e.body())
+                    return
+                except Exception as e:   # after the headers: tell the client in the stream
+                    yield _sse(S.error_body(f"{type(e).__name__}: {e}", "server_error"))
+                    return
+                for c in tail(res):
+                    yield _sse(c)
+                yield b"data: [DONE]\n\n"
+            finally:
+                self.cancelled.set()   # a client gone mid-stream stops the decode
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+
+def _guarded(work, p, on_text):
+    """work(p, on_text) with the runtime's bad-input errors as RequestError (400)."""
+    from ..errors import ContextLengthError, NonFiniteLogitsError
+    try:
+        return work(p, on_text)
+    except ContextLengthError as e:
+        raise S.RequestError(str(e), 400, None, "context_length_exceeded") from None
+    except NonFiniteLogitsError:
+        raise   # the model's fault, not the request's: a 500
+    except ValueError as e:   # what the runtime refuses in a request (messages it cannot render)
+        raise S.RequestError(str(e)) from None
+    except _Cancelled:
+        return None
+
+
+def _sse(obj) -> bytes:
+    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+
+
+async def _json_body(request: Request):
+    if request.headers.get("content-length", "0").isdigit() and \
+            int(request.headers.get("content-length", "0")) > MAX_BODY:
+        raise S.RequestError(f"request body over {MAX_BODY} bytes", 413)
+    raw = b""
+    async for part in request.stream():
+        raw += part
+        if len(raw) > MAX_BODY:
+            raise S.RequestError(f"request body over {MAX_BODY} bytes", 413)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise S.RequestError(f"the request body is not valid JSON: {e}") from None
+
+
+async def _http_error(request, exc):
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return JSONResponse(S.error_body(f"{request.method} {request.url.path}: {exc.detail}",
+                                     "invalid_request_error", None, code), exc.status_code)
+
+
+async def _internal_error(request, exc):
+    return JSONResponse(S.error_body(f"internal error: {type(exc).__name__}: {exc}",
+                                     "server_error"), 500)
