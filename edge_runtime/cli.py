@@ -130,6 +130,20 @@ def cmd_agent(args):
     return 0
 
 
+def cmd_serve(args):
+    try:
+        from . import server
+    except ImportError as e:
+        raise UserError(f"the server needs the [server] extra (pip install "
+                        f"'edge_runtime[server]'): {e}") from None
+    model = _load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS)
+    print(f"edge-runtime serve: http://{args.host}:{args.port}/v1 ({server.model_id(model)}, "
+          f"max_inference_len {model.max_inference_len})", file=sys.stderr)
+    server.serve(model, host=args.host, port=args.port, queue=args.queue,
+                 cache_dir=args.cache_dir)
+    return 0
+
+
 def cmd_plan(args):
     board = boards.get(args.board) if args.board else None
     n = args.max_inference_len
@@ -224,6 +238,18 @@ def build_parser():
                    "next start skips their prefill")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_agent)
+
+    s = sub.add_parser("serve", help="serve the OpenAI chat/completions API over HTTP")
+    s.add_argument("--model")
+    s.add_argument("--board")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--max-inference-len", type=int)
+    s.add_argument("--threads", type=int)
+    s.add_argument("--cache-dir", help="keep each toolset's prefix KV snapshot here")
+    s.add_argument("--queue", type=int, default=8,
+                   help="requests that may wait for a session; more get 503 (default 8)")
+    s.set_defaults(func=cmd_serve)
 
     pl = sub.add_parser("plan", help="print the memory plan")
     pl.add_argument("--model")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import threading
 import time
 
-from .app import Server
+from .app import Server, model_id
 
-__all__ = ["Server", "serve", "start", "Running"]
+__all__ = ["Server", "serve", "start", "Running", "model_id"]
 
 
 def _uvicorn_server(model, host, port, **kw):

@@ -1,0 +1,316 @@
+"""The HTTP layer of `edge-runtime serve` with the official `openai` client: wire shapes, SSE,
+errors and admission. Chat turns come from a scripted agent (the respond() signature of
+edge_runtime.Agent, no model) so each shape is checked against a known answer; plain
+completions run on a tiny random GGUF through the real Model. The real agent on the real model:
+tests/test_server.py."""
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import pytest
+
+openai = pytest.importorskip("openai")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from edge_runtime import Model, server  # noqa: E402
+from edge_runtime.calls.schema import normalize_tool  # noqa: E402
+from edge_runtime.server.engine import Engine  # noqa: E402
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+TIMER = {"type": "function", "function": {
+    "name": "set_timer", "parameters": {"type": "object",
+                                        "properties": {"minutes": {"type": "integer"}}}}}
+
+
+class ScriptedAgent:
+    """respond() as edge_runtime.Agent declares it, answering from the conversation:
+    a tool result -> "got <content>"; a call when tool_choice asks for one or the user says
+    "call"; otherwise the user's text echoed word by word. Every call is recorded."""
+
+    log: list = []
+    gate: threading.Event | None = None     # when set by a test, respond() waits on it
+
+    def __init__(self, model, tools, cache_dir=None):
+        self.tools = [normalize_tool(t) for t in tools]   # ValueError outside the subset
+
+    def respond(self, messages, tool_choice="auto", max_tokens=None, temperature=0.0, top_p=1.0,
+                seed=None, stop=None, on_text=None):
+        ScriptedAgent.log.append({"messages": messages, "tool_choice": tool_choice,
+                                  "max_tokens": max_tokens, "temperature": temperature,
+                                  "top_p": top_p, "seed": seed, "stop": stop})
+        if ScriptedAgent.gate is not None:
+            assert ScriptedAgent.gate.wait(30)
+        last = messages[-1]
+        named = tool_choice.get("function", {}).get("name") if isinstance(tool_choice, dict) \
+            else None
+        wants = named or tool_choice == "required" or \
+            (tool_choice == "auto" and "call" in last["content"])
+        if last["role"] != "tool" and wants and self.tools:
+            calls = [{"name": named or self.tools[0]["name"], "arguments": {"city": "Paris"}}]
+            if "two" in last["content"]:
+                calls.append({"name": self.tools[-1]["name"], "arguments": {"minutes": 3}})
+            return SimpleNamespace(text="", calls=calls, finish_reason="tool_calls",
+                                   usage={"prompt_tokens": 40, "completion_tokens": 9,
+                                          "cached_tokens": 30})
+        text = f"got {last['content']}" if last["role"] == "tool" else last["content"]
+        words = text.split(" ")
+        limit = max_tokens or len(words)
+        words = words[:limit]
+        for i, w in enumerate(words):
+            if on_text:
+                on_text(w if i == 0 else " " + w)
+        return SimpleNamespace(text=" ".join(words), calls=[],
+                               finish_reason="length" if limit < len(text.split(" ")) else "stop",
+                               usage={"prompt_tokens": 12, "completion_tokens": len(words),
+                                      "cached_tokens": 0})
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_gguf_factory):
+    return Model.load(tiny_gguf_factory(), threads=1, max_inference_len=96)
+
+
+def _start(model, **kw):
+    return server.start(model, engine=Engine(model, agent_factory=ScriptedAgent), **kw)
+
+
+@pytest.fixture(scope="module")
+def srv(tiny_model):
+    with _start(tiny_model, sessions=1, queue=4) as s:
+        yield s
+
+
+@pytest.fixture
+def client(srv):
+    ScriptedAgent.log.clear()
+    return openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0, timeout=60)
+
+
+def _name(srv):
+    return srv.server.name
+
+
+def _raw(srv, path, body=None, method=None):
+    """(status, headers, parsed JSON) of a raw HTTP request."""
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(srv.url.removesuffix("/v1") + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.headers, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, json.loads(e.read())
+
+
+def _error(status_body):
+    status, _, body = status_body
+    assert set(body["error"]) >= {"message", "type", "param", "code"}
+    return status, body["error"]
+
+
+def test_models_and_health(srv, client):
+    assert [m.id for m in client.models.list().data] == [_name(srv)]
+    assert _raw(srv, "/health")[:1] == (200,)
+    st = _raw(srv, "/v1/edge/stats")[2]
+    assert st["admission"]["slots"] == 1 and st["rss"]["peak_rss"] > 0
+
+
+def test_plain_chat(srv, client):
+    r = client.chat.completions.create(model=_name(srv), temperature=0, max_tokens=50, messages=[
+        {"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}])
+    assert r.object == "chat.completion" and r.choices[0].finish_reason == "stop"
+    assert r.choices[0].message.content == "hello there" and r.choices[0].message.tool_calls is None
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (12, 2, 14)
+    got = ScriptedAgent.log[-1]
+    assert got["messages"][0] == {"role": "system", "content": "be brief"}
+    assert (got["tool_choice"], got["max_tokens"], got["temperature"]) == ("none", 50, 0.0)
+
+
+def test_tool_calls_and_tool_result_round_trip(srv, client):
+    msgs = [{"role": "user", "content": "call two tools"}]
+    r = client.chat.completions.create(model=_name(srv), messages=msgs, tools=[WEATHER, TIMER])
+    ch = r.choices[0]
+    assert ch.finish_reason == "tool_calls" and ch.message.content is None
+    calls = ch.message.tool_calls
+    assert [c.function.name for c in calls] == ["get_weather", "set_timer"]
+    assert [json.loads(c.function.arguments) for c in calls] == [{"city": "Paris"}, {"minutes": 3}]
+    assert len({c.id for c in calls}) == 2 and all(c.type == "function" for c in calls)
+    assert r.usage.prompt_tokens_details.cached_tokens == 30
+    assert ScriptedAgent.log[-1]["tool_choice"] == "auto"
+
+    msgs.append(ch.message.model_dump(exclude_none=True))
+    msgs.append({"role": "tool", "tool_call_id": calls[0].id, "content": "sunny"})
+    r2 = client.chat.completions.create(model=_name(srv), messages=msgs, tools=[WEATHER, TIMER])
+    assert r2.choices[0].message.content == "got sunny"
+    sent = ScriptedAgent.log[-1]["messages"]
+    assert sent[1]["tool_calls"][0] == {"id": calls[0].id, "type": "function", "function": {
+        "name": "get_weather", "arguments": json.dumps({"city": "Paris"})}}
+    assert sent[2] == {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny"}
+
+
+def _reassemble(stream):
+    text, calls, finish, usage, roles = "", {}, None, None, []
+    for chunk in stream:
+        assert chunk.object == "chat.completion.chunk"
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            d = ch.delta
+            roles += [d.role] if d.role else []
+            text += d.content or ""
+            for tc in d.tool_calls or []:
+                c = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                c["id"] += tc.id or ""
+                c["name"] += tc.function.name or ""
+                c["arguments"] += tc.function.arguments or ""
+            finish = ch.finish_reason or finish
+    return text, [calls[i] for i in sorted(calls)], finish, usage, roles
+
+
+@pytest.mark.parametrize("content,tools,max_tokens", [
+    ("one two three four", None, None), ("one two three four", None, 2),
+    ("call two", [WEATHER, TIMER], None)])
+def test_stream_reassembles_to_the_unstreamed_reply(srv, client, content, tools, max_tokens):
+    kw = dict(model=_name(srv), messages=[{"role": "user", "content": content}],
+              max_tokens=max_tokens, temperature=0, **({"tools": tools} if tools else {}))
+    r = client.chat.completions.create(**kw)
+    text, calls, finish, usage, roles = _reassemble(client.chat.completions.create(
+        stream=True, stream_options={"include_usage": True}, **kw))
+    m = r.choices[0].message
+    assert roles == ["assistant"]
+    assert text == (m.content or "") and finish == r.choices[0].finish_reason
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == \
+        [(c.function.name, json.loads(c.function.arguments)) for c in m.tool_calls or []]
+    assert all(c["id"].startswith("call_") for c in calls)
+    assert usage.model_dump() == r.usage.model_dump()
+
+
+NAMED = {"type": "function", "function": {"name": "set_timer"}}
+
+
+@pytest.mark.parametrize("choice,names", [
+    ("none", []), ("required", ["get_weather"]), ("auto", []), (NAMED, ["set_timer"])])
+def test_tool_choice_reaches_the_agent(srv, client, choice, names):
+    r = client.chat.completions.create(model=_name(srv), tools=[WEATHER, TIMER], tool_choice=choice,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert ScriptedAgent.log[-1]["tool_choice"] == choice
+    assert [c.function.name for c in r.choices[0].message.tool_calls or []] == names
+
+
+@pytest.mark.parametrize("kw,status,param", [
+    ({"model": "no-such-model"}, 404, "model"),
+    ({"n": 2}, 400, "n"),
+    ({"temperature": 3}, 400, "temperature"),
+    ({"max_tokens": 0}, 400, "max_tokens"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
+    ({"tool_choice": "required"}, 400, "tool_choice"),                       # no tools
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}},
+     400, "tool_choice"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"x": {"type": "null"}}}}}]}, 400, "tools"),
+    ({"messages": []}, 400, "messages"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, 400, "messages[0]"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+     400, "messages[0].content"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, 400, "messages[0]"),
+])
+def test_bad_chat_requests_get_openai_errors(srv, client, kw, status, param):
+    body = {"model": _name(srv), "messages": [{"role": "user", "content": "hi"}], **kw}
+    got_status, err = _error(_raw(srv, "/v1/chat/completions", body))
+    assert (got_status, err["param"]) == (status, param)
+    assert err["message"]
+    err_cls = openai.NotFoundError if status == 404 else openai.BadRequestError
+    with pytest.raises(err_cls):
+        client.chat.completions.create(**body)
+    assert not ScriptedAgent.log   # refused before reaching the model
+
+
+def test_malformed_bodies_and_unknown_routes(srv):
+    status, err = _error(_raw(srv, "/v1/chat/completions", b"{not json"))
+    assert status == 400 and "JSON" in err["message"]
+    assert _error(_raw(srv, "/v1/chat/completions", b"[1, 2]"))[0] == 400
+    assert _error(_raw(srv, "/v1/chat/completions", b"x" * (2 << 20)))[0] == 413
+    assert _error(_raw(srv, "/v1/nothing"))[1]["code"] == "not_found"
+    assert _error(_raw(srv, "/v1/chat/completions", method="GET"))[0] == 405
+
+
+def test_completions_stream_and_stop_on_the_real_decoder(srv, client, tiny_model):
+    kw = dict(model=_name(srv), prompt="hello world", max_tokens=12, temperature=0)
+    r = client.completions.create(**kw)
+    ids = tiny_model.tokenizer.encode("hello world", add_bos=True, special=False)
+    ref = list(tiny_model.new_session().generate(ids, max_tokens=12))
+    assert r.choices[0].text == tiny_model.tokenizer.decode(ref)
+    assert r.choices[0].finish_reason == ("length" if len(ref) == 12 else "stop")
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (len(ids), len(ref))
+    streamed = client.completions.create(stream=True, **kw)
+    assert "".join(c.choices[0].text for c in streamed) == r.choices[0].text
+    # A stop string inside the text: the reply ends just before it, streamed or not.
+    text = r.choices[0].text
+    stop = text[len(text) // 2:len(text) // 2 + 2]
+    if stop.strip():
+        cut = client.completions.create(stop=[stop], **kw)
+        assert cut.choices[0].text == text[:text.find(stop)]
+        assert cut.choices[0].finish_reason == "stop"
+        assert "".join(c.choices[0].text for c in
+                       client.completions.create(stream=True, stop=[stop], **kw)) == \
+            cut.choices[0].text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_prompt_beyond_max_inference_len_is_a_400(srv, client, stream):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=_name(srv), prompt="hello world " * 200, max_tokens=4,
+                                  stream=stream)
+    assert e.value.code == "context_length_exceeded"
+
+
+def test_admission_queues_then_refuses_with_503_and_retry_after(tiny_model):
+    ScriptedAgent.gate = threading.Event()
+    try:
+        with _start(tiny_model, sessions=1, queue=1) as s:
+            c = openai.OpenAI(base_url=s.url, api_key="x", max_retries=0, timeout=60)
+
+            def ask(i):
+                return c.chat.completions.create(
+                    model=s.server.name, messages=[{"role": "user", "content": f"n {i}"}])
+
+            with ThreadPoolExecutor(2) as pool:
+                running = [pool.submit(ask, i) for i in range(2)]   # one decodes, one waits
+                while s.server.admission.waiting < 1:
+                    threading.Event().wait(0.01)
+                status, headers, body = _raw(s, "/v1/chat/completions", {
+                    "model": s.server.name, "messages": [{"role": "user", "content": "x"}]})
+                assert status == 503 and body["error"]["code"] == "server_busy"
+                assert int(headers["Retry-After"]) >= 1
+                ScriptedAgent.gate.set()
+                answers = sorted(f.result().choices[0].message.content for f in running)
+            assert answers == ["n 0", "n 1"]
+            adm = _raw(s, "/v1/edge/stats")[2]["admission"]
+            assert (adm["admitted"], adm["rejected"], adm["active"], adm["waiting"]) == (2, 1, 0, 0)
+    finally:
+        ScriptedAgent.gate = None
+
+
+def test_a_client_leaving_mid_stream_frees_its_session(tiny_model):
+    with _start(tiny_model, sessions=1, queue=0) as s:
+        c = openai.OpenAI(base_url=s.url, api_key="x", max_retries=0, timeout=60)
+        stream = c.completions.create(model=s.server.name, prompt="hello", max_tokens=60,
+                                      temperature=0, stream=True)
+        next(iter(stream))
+        stream.close()
+        # The slot comes back (the decode stops at its next token); then a request gets in.
+        for _ in range(500):
+            if s.server.admission.active == 0:
+                break
+            threading.Event().wait(0.02)
+        r = c.completions.create(model=s.server.name, prompt="hello", max_tokens=3)
+        assert r.choices[0].finish_reason in ("stop", "length")
