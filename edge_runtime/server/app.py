@@ -27,6 +27,7 @@ from .admission import Admission, Busy
 from .engine import Engine
 
 MAX_BODY = 1 << 20          # bytes of a request body
+DRAIN_LIMIT = 16 * MAX_BODY
 DEFAULT_QUEUE = 8
 
 
@@ -223,14 +224,15 @@ def _sse(obj) -> bytes:
 
 
 async def _json_body(request: Request):
-    if request.headers.get("content-length", "0").isdigit() and \
-            int(request.headers.get("content-length", "0")) > MAX_BODY:
-        raise S.RequestError(f"request body over {MAX_BODY} bytes", 413)
-    raw = b""
+    raw, size = bytearray(), 0
     async for part in request.stream():
-        raw += part
-        if len(raw) > MAX_BODY:
-            raise S.RequestError(f"request body over {MAX_BODY} bytes", 413)
+        size += len(part)
+        if size <= MAX_BODY:
+            raw += part
+        elif size > DRAIN_LIMIT:   # not worth reading on to answer politely
+            break
+    if size > MAX_BODY:   # read to the end (up to DRAIN_LIMIT) so the client sees the 413
+        raise S.RequestError(f"request body over {MAX_BODY} bytes", 413)
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:

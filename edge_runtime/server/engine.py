@@ -4,13 +4,13 @@ completions through a session's generate(). Blocking; app.py calls it from worke
 """
 from __future__ import annotations
 
-import codecs
 import contextlib
 import json
 import threading
 from collections import OrderedDict
 
 from .openai_shapes import RequestError
+from .streaming import TextOut, TrimmedText
 
 DEFAULT_AGENTS = 4
 
@@ -29,41 +29,59 @@ class Engine:
 
     # ---- chat ------------------------------------------------------------------------------
 
-    def agent_for(self, messages, tools):
-        """The Agent for this request's system text and tools (built on first use)."""
-        system = "\n\n".join(m["content"] for m in messages if m["role"] in ("system", "developer"))
+    def agent_for(self, system, tools):
+        """The Agent for this system text and these tools (built on first use)."""
         key = (system, json.dumps(tools, sort_keys=True))
         with self._lock:
             agent = self._agents.get(key)
             if agent is not None:
                 self._agents.move_to_end(key)
                 return agent
-            try:
-                agent = self._make_agent(self.model, tools=tools, cache_dir=self.cache_dir)
-            except ValueError as e:   # a schema outside the subset the agent enforces
-                raise RequestError(f"tools: {e}", param="tools") from None
-            self._agents[key] = agent
+        try:   # outside the lock: building the grammar takes a while
+            agent = self._make_agent(self.model, tools=tools, system=system or None,
+                                     cache_dir=self.cache_dir)
+        except ValueError as e:   # a schema outside the subset the agent enforces
+            raise RequestError(f"tools: {e}", param="tools") from None
+        with self._lock:
+            agent = self._agents.setdefault(key, agent)
             self.counters["agents_built"] += 1
             while len(self._agents) > self._max_agents:
                 self._agents.popitem(last=False)
-            return agent
+        return agent
 
     def chat(self, p, on_text=None):
         """One model turn; returns (text, calls, finish_reason, usage)."""
-        agent = self.agent_for(p["messages"], p["tools"])
-        turn = agent.respond(p["messages"], tool_choice=p["tool_choice"],
-                             max_tokens=p["max_tokens"], temperature=p["temperature"],
-                             top_p=p["top_p"], seed=p["seed"], stop=p["stop"], on_text=on_text)
+        if not p["tools"]:
+            return self._chat_without_tools(p, on_text)
+        system = "\n\n".join(m["content"] for m in p["messages"]
+                              if m["role"] in ("system", "developer"))
+        agent = self.agent_for(system, p["tools"])
+        out = TrimmedText(p["stop"], on_text) if on_text is not None else None
+        with self.session():
+            turn = agent.respond(p["messages"], tool_choice=p["tool_choice"],
+                                 max_tokens=p["max_tokens"], temperature=p["temperature"],
+                                 top_p=p["top_p"], seed=p["seed"], stop=p["stop"],
+                                 on_text=out.add if out is not None else None)
+        if out is not None:
+            out.finish(turn.text)
         self._count(turn.usage)
         return turn.text, turn.calls, turn.finish_reason, turn.usage
+
+    def _chat_without_tools(self, p, on_text):
+        """No tools, nothing to constrain: the conversation in Gemma's chat template."""
+        ids = chat_prompt_ids(self.model.tokenizer, p["messages"])
+        text, reason, u = self._generate(ids, p, on_text)
+        return text, [], reason, u
 
     # ---- plain completions -----------------------------------------------------------------
 
     def complete(self, p, on_text=None):
         """Plain text after the prompt; returns (text, finish_reason, usage)."""
-        tok = self.model.tokenizer
-        ids = tok.encode(p["prompt"], add_bos=True, special=False)
-        out = TextOut(tok, p["stop"], on_text)
+        ids = self.model.tokenizer.encode(p["prompt"], add_bos=True, special=False)
+        return self._generate(ids, p, on_text)
+
+    def _generate(self, ids, p, on_text):
+        out = TextOut(self.model.tokenizer, p["stop"], on_text)
         with self.session() as session:
             cached = min(_common_prefix(session.history, ids), len(ids) - 1)
             n = 0
@@ -99,6 +117,32 @@ class Engine:
         return c
 
 
+def chat_prompt_ids(tok, messages) -> list:
+    """Gemma 3's chat template as ids: the turn markers are placed as ids, every message is
+    encoded as plain text (it can never become a control token). System text opens the first
+    user turn, as the template does."""
+    sot, eot = tok.find("<start_of_turn>"), tok.find("<end_of_turn>")
+
+    def text(s):
+        return tok.encode(s, add_bos=False, special=False)
+
+    system = "\n\n".join(m["content"].strip() for m in messages
+                          if m["role"] in ("system", "developer"))
+    ids = [tok.bos_id] if tok.bos_id is not None else []
+    for i, m in enumerate(messages):
+        if m["role"] in ("system", "developer"):
+            continue
+        if m["role"] == "tool" or m.get("tool_calls"):
+            raise RequestError(f"messages[{i}]: tool calls and results need 'tools'",
+                               param=f"messages[{i}]")
+        body = m["content"].strip()
+        if system and m["role"] == "user":
+            body, system = system + "\n\n" + body, ""
+        role = "model" if m["role"] == "assistant" else "user"
+        ids += [sot] + text(f"{role}\n{body}") + [eot] + text("\n")
+    return ids + [sot] + text("model\n")
+
+
 def _common_prefix(a, b) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -106,35 +150,3 @@ def _common_prefix(a, b) -> int:
             break
         n += 1
     return n
-
-
-class TextOut:
-    """Generated tokens -> text as a client may see it: whole UTF-8 characters only, and
-    nothing that could still turn out to be the start of a stop string (the stop string itself
-    is never sent, as in the OpenAI API). on_text(piece) gets each piece once it is safe."""
-
-    def __init__(self, tokenizer, stop, on_text=None):
-        self.tok, self.stop, self.on_text = tokenizer, stop or [], on_text
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._all = ""       # everything decoded so far
-        self.text = ""       # the part released to the client
-        self._hold = max((len(s) for s in self.stop), default=1) - 1
-
-    def add(self, token_id):
-        self._all += self._decoder.decode(self.tok.token_to_piece(token_id))
-        self._release(len(self._all) - self._hold)
-
-    def finish(self) -> bool:
-        """Release the rest; True if the text was cut at a stop string."""
-        self._all += self._decoder.decode(b"", final=True)
-        return self._release(len(self._all))
-
-    def _release(self, upto) -> bool:
-        cut = min((i for i in (self._all.find(s) for s in self.stop) if i >= 0), default=-1)
-        end = min(upto, cut) if cut >= 0 else upto
-        if end > len(self.text):
-            new = self._all[len(self.text):end]
-            self.text += new
-            if self.on_text is not None:
-                self.on_text(new)
-        return cut >= 0
