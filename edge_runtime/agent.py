@@ -140,6 +140,7 @@ class Agent:
     format: None (chosen for the model: "functiongemma" for FunctionGemma GGUFs, else
     "python"), or a name from edge_runtime.calls.formats.FORMATS.
     tool_choice: "required" (the first reply is a call), "auto" (the model decides) or "none".
+    demonstrations: the format's worked examples in the (cached) prefix.
     grounding: bias argument values toward the request's own spans and numbers.
     calibrate: remove the model's preference for some tool names that it shows without any
     request (contextual calibration), so the first-listed tool has no built-in advantage.
@@ -149,13 +150,13 @@ class Agent:
 
     def __init__(self, model, tools, system=None, cache_dir=None, timeout=10.0,
                  tool_choice="required", constrained=True, max_tokens=48, reuse_prefix=True,
-                 format=None, grounding=True, calibrate=False):
+                 format=None, grounding=True, calibrate=False, demonstrations=True):
         if tool_choice not in TOOL_CHOICES:
             raise ValueError(f"tool_choice must be one of {', '.join(TOOL_CHOICES)}")
         self.model, self.system, self.timeout = model, system, timeout
         self.tool_choice, self.constrained, self.max_tokens = tool_choice, constrained, max_tokens
         self.cache_dir, self.reuse_prefix, self.grounding = cache_dir, reuse_prefix, grounding
-        self.format = get_format(format, model)
+        self.format = get_format(format, model, demonstrations)
         self.tools, self.schemas, self.functions = [], {}, {}
         for t in tools or []:
             spec = schema_from_callable(t) if callable(t) else t

@@ -65,9 +65,9 @@ class PythonFormat:
     syntax = P.SYNTAX
     symbol_ids: dict = {}
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, demonstrations=True):
         tok = tokenizer
-        self.tok = tok
+        self.tok, self.demonstrations = tok, demonstrations
         first = lambda text: tok.encode(text, add_bos=False, special=False)[0]   # noqa: E731
         # decision tokens: the first token of each line marker after a newline
         self.call_id, self.answer_id, self.result_id = first("Call"), first("Answer"), \
@@ -76,10 +76,10 @@ class PythonFormat:
                                       if i is not None)
 
     def prefix(self, system, tools) -> list:
-        return [P.render_preamble(system) + P.render_functions(tools)]
+        return [P.render_preamble(system, self.demonstrations) + P.render_functions(tools)]
 
     def preamble(self, system) -> list:
-        return [P.render_preamble(system)]
+        return [P.render_preamble(system, self.demonstrations)]
 
     def turn(self, messages, names_by_id) -> list:
         """The conversation after the prefix, ending where the model speaks next."""
@@ -131,8 +131,8 @@ class FunctionGemmaFormat:
     symbol_ids = {ESC: T.ESCAPE_ID, END: T.END_CALL_ID}
     call_id, result_id = T.START_CALL_ID, T.START_RESP_ID
 
-    def __init__(self, tokenizer):
-        self.tok = tokenizer
+    def __init__(self, tokenizer, demonstrations=True):
+        self.tok = tokenizer      # the template has no demonstrations
         self.answer_id = None          # a text answer is any token but a call's
         self.answer_stops = frozenset((T.EOS_ID, T.END_TURN_ID, T.START_RESP_ID))
 
@@ -211,12 +211,12 @@ def is_functiongemma(model) -> bool:
     return "functiongemma" in name.lower() or "start_function_call" in template
 
 
-def get_format(name, model):
+def get_format(name, model, demonstrations=True):
     """The format object for name (None: chosen for the model)."""
     if name is None:
         name = "functiongemma" if is_functiongemma(model) else "python"
     if name == "python":
-        return PythonFormat(model.tokenizer)
+        return PythonFormat(model.tokenizer, demonstrations)
     if name == "functiongemma":
-        return FunctionGemmaFormat(model.tokenizer)
+        return FunctionGemmaFormat(model.tokenizer, demonstrations)
     raise ValueError(f"unknown call format {name!r} (use one of {', '.join(FORMATS)})")

@@ -24,15 +24,14 @@ from bisect import bisect_left
 
 import numpy as np
 
-from .schema import normalize_tool
-from .syntax import END, ESC, Syntax, number_text
+from . import regex
+from .numbers import NumberSyntax
+from .schema import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_LENGTH, FREE_DEPTH, KEY_RE, MAX_KEY_LENGTH,
+                     normalize_tool)
+from .syntax import Syntax, number_text
 
 ANY = None                     # "next_symbols": any byte (string content)
-MAX_STRING = 64                # chars, unless the schema's maxLength says otherwise
-MAX_ITEMS = 8
-MAX_NUMBER = 16                # characters of a number (keeps integers exact as doubles)
-MAX_FREE_KEYS = 8              # entries of a free-form object
-MAX_FREE_KEY = 32              # chars of a free-form object's key
+_UNESCAPED = {ord("n"): 10, ord("r"): 13, ord("t"): 9}
 
 # object phases
 OPEN, FIRST, KEY, NEXT, AFTER = range(5)
@@ -48,9 +47,18 @@ def _prefixes(words):
 
 
 class _Str:
+    """A string of minLength..maxLength characters, matching an optional pattern (a DFA over
+    the value's UTF-8 bytes, run beside the format's string-content automaton)."""
+
     def __init__(self, s):
         self.min = s.get("minLength", 0)
-        self.max = max(self.min, s.get("maxLength", MAX_STRING))
+        self.max = s.get("maxLength", DEFAULT_MAX_LENGTH)
+        self.dfa = regex.compile(s["pattern"]) if "pattern" in s else None
+        # DFA states from which every continuation matches: no constraint left
+        self.free = set()
+        if self.dfa is not None:
+            t, acc = self.dfa.table, self.dfa.accept
+            self.free = {q for q in range(len(t)) if acc[q] and (t[q] == q).all()}
 
 
 class _Words:
@@ -62,20 +70,22 @@ class _Words:
 
 
 class _Num:
-    def __init__(self, integer):
-        self.integer = integer
+    def __init__(self, s):
+        self.syntax = NumberSyntax(s["type"] == "integer", **{
+            k: s[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+            if k in s})
 
 
 class _Arr:
     def __init__(self, item, s):
         self.item = item
         self.min = s.get("minItems", 0)
-        self.max = max(self.min, s.get("maxItems", MAX_ITEMS))
+        self.max = s.get("maxItems", DEFAULT_MAX_ITEMS)
 
 
 class _Obj:
     """Declared properties (keys written as fixed words ending in the key/value separator),
-    or free-form (free=True: string keys, untyped scalar values)."""
+    or free-form (free=True: identifier keys, untyped values)."""
 
     def __init__(self, props, required=(), free=False, value=None):
         self.props = props                      # {key word (symbol tuple): node}
@@ -99,10 +109,13 @@ class _Builder:
         self.sx = sx
         self.bool = _Words([tuple(sx.true), tuple(sx.false)])
         self.null = _Words([tuple(sx.null)])
-        self.scalar = _Alt([_Str({}), _Num(False), self.bool, self.null])
-        self.free_obj = _Obj({}, free=True, value=self.scalar)
-        self.any = _Alt([_Str({}), _Num(False), self.bool, self.null,
-                         _Arr(self.scalar, {}), self.free_obj])
+        # untyped values: scalars, and containers of untyped values FREE_DEPTH deep
+        self.any = _Alt([_Str({}), _Num({"type": "number"}), self.bool, self.null])
+        for _ in range(FREE_DEPTH):
+            self.free_obj = _Obj({}, free=True, value=self.any)
+            self.any = _Alt(self.any.options[:4] + [_Arr(self.any, {}), self.free_obj])
+        self.free_key = _Str({"maxLength": MAX_KEY_LENGTH, "minLength": 1,
+                              "pattern": "^" + KEY_RE.pattern[:-2] + "$"})
 
     def literal(self, v) -> tuple:
         if isinstance(v, str):
@@ -123,17 +136,15 @@ class _Builder:
         if t == "string":
             return _Str(s)
         if t in ("integer", "number"):
-            return _Num(t == "integer")
+            return _Num(s)
         if t == "boolean":
             return self.bool
         if t == "null":
             return self.null
         if t == "array":
-            return _Arr(self.node(s["items"]) if s.get("items") else self.scalar, s)
+            return _Arr(self.node(s["items"]), s)
         if t == "object":
-            if not s.get("properties"):
-                return self.free_obj
-            return self.obj(s, top=False)
+            return self.obj(s, top=False) if "properties" in s else self.free_obj
         return self.any
 
     def key_word(self, name: str, top: bool) -> tuple:
@@ -161,7 +172,10 @@ class CallGrammar:
         self.tools = {tuple(t["name"].encode() + syntax.args_open): b.obj(t["parameters"], True)
                       for t in tools}
         self.name_prefixes = _prefixes(self.tools)
+        self.free_key = b.free_key
         self._str_table, self._str_boundary = syntax.string_automaton[1:]
+        F = max(1, len(syntax.forbidden))     # see Syntax.string_automaton's state numbering
+        self._str_escaping = (np.arange(len(self._str_boundary)) // F) % 2 == 1
 
     def start(self):
         """The state where the call's text begins."""
@@ -180,11 +194,11 @@ class CallGrammar:
     def _fresh(node):
         """The frame that reads one value of node."""
         if isinstance(node, _Str):
-            return ("str", node, False, 0, 0, b"")
+            return ("str", node, False, 0, 0, b"", node.dfa.start if node.dfa else 0)
         if isinstance(node, _Words):
             return ("words", node, ())
         if isinstance(node, _Num):
-            return ("num", node, 0, b"")
+            return ("num", node, b"")
         if isinstance(node, _Arr):
             return ("arr", node, 0, OPEN)
         if isinstance(node, _Alt):
@@ -216,26 +230,33 @@ class CallGrammar:
         k = f[0]
         sx = self.sx
         if k == "str":
-            _, node, opened, count, state, text = f
+            _, node, opened, count, state, text, q = f
             if not opened:
-                return st[:-1] + (("str", node, True, 0, 0, b""),) if c == sx.str_open else None
+                return st[:-1] + (f[:2] + (True,) + f[3:],) if c == sx.str_open else None
             if c == sx.str_close and self._str_boundary[state]:
-                return self._finish(st) if count >= node.min else None
+                ok = count >= node.min and (node.dfa is None or node.dfa.accept[q])
+                return self._finish(st) if ok else None
             if c > 255:
                 return None
             nxt = int(self._str_table[state, c])
             if nxt < 0:
                 return None
+            if node.dfa is not None:      # the pattern sees the value's bytes, unescaped
+                if self._str_escaping[state]:
+                    q = int(node.dfa.table[q, _UNESCAPED.get(c, c)])
+                elif not self._str_escaping[nxt]:
+                    q = int(node.dfa.table[q, c])
+                if q < 0:
+                    return None
             count += bool(self._str_boundary[nxt])
             if count > node.max:
                 return None
-            return st[:-1] + (("str", node, True, count, nxt, text + bytes((c,))),)
+            return st[:-1] + (("str", node, True, count, nxt, text + bytes((c,)), q),)
         if k == "num":
-            _, node, state, text = f
-            nxt = _num_next(state, c, node.integer) if c < 256 else None
-            if nxt is not None and len(text) < MAX_NUMBER:
-                return st[:-1] + (("num", node, nxt, text + bytes((c,))),)
-            if state in _NUM_ACCEPT:
+            _, node, text = f
+            if c < 256 and chr(c) in node.syntax.allowed_next(text.decode()):
+                return st[:-1] + (("num", node, text + bytes((c,))),)
+            if node.syntax.can_end(text.decode()):
                 return self.step(self._finish(st), c)
             return None
         if k == "words":
@@ -265,6 +286,11 @@ class CallGrammar:
             if phase == FIRST and c == 93:
                 return self._finish(st) if node.min == 0 else None
             return self.step(st + (self._fresh(node.item),), c)
+        if k == "key":      # a bare identifier key of a free-form object
+            p = f[1] + bytes((c,)) if c < 256 else None
+            if p is not None and len(p) <= MAX_KEY_LENGTH and KEY_RE.match(p.decode("latin-1")):
+                return st[:-1] + (("key", p),)
+            return self.step(st[:-1], c) if f[1] else None
         if k == "lit":
             _, lit, i = f
             if c != lit[i]:
@@ -287,7 +313,7 @@ class CallGrammar:
         if phase == OPEN:
             return st[:-1] + (("obj", node, used, FIRST, ()),) if c == 123 else None
         if phase == AFTER:
-            more = len(used) < MAX_FREE_KEYS if node.free else bool(node.keys - used)
+            more = len(used) < DEFAULT_MAX_ITEMS if node.free else bool(node.keys - used)
             if c == sx.sep[0] and more:
                 return self._lit(st[:-1] + (("obj", node, used, NEXT, ()),), sx.sep, 1)
             if c == close[0] and node.required <= used:
@@ -296,13 +322,12 @@ class CallGrammar:
             return None
         if phase == FIRST and c == close[0]:
             return self._finish(st) if not node.required else None
-        if node.free:        # "key": value with a string key
-            if c != sx.str_open:
-                return None
-            key = _Str({"maxLength": MAX_FREE_KEY})
+        if node.free:        # "key": value with an identifier key
             base = st[:-1] + (("obj", node, used | {len(used)}, AFTER, ()),
                               self._fresh(node.value), ("lit", tuple(sx.dict_kv), 0))
-            return self.step(base + (self._fresh(key),), c)
+            if sx.key_quoted:
+                return self.step(base + (self._fresh(self.free_key),), c)
+            return self.step(base + (("key", b""),), c)
         p2 = p + (c,)
         if p2 in node.prefixes and node.prefixes[p2] - used:
             if p2 in node.props and p2 not in used:   # key words end in their separator
@@ -317,13 +342,22 @@ class CallGrammar:
         k = f[0]
         sx = self.sx
         if k == "str":
-            return ANY if f[2] else {sx.str_open}
+            if not f[2]:
+                return {sx.str_open}
+            node, q = f[1], f[6]
+            if node.dfa is None or q in node.free:
+                return ANY
+            return {c for c in range(256) if self.step(st, c) is not None} | \
+                ({sx.str_close} if self.step(st, sx.str_close) is not None else set())
         if k == "num":
-            _, node, state, text = f
-            own = _num_bytes(state, node.integer) if len(text) < MAX_NUMBER else set()
-            if state in _NUM_ACCEPT:
+            _, node, text = f
+            own = {ord(ch) for ch in node.syntax.allowed_next(text.decode())}
+            if node.syntax.can_end(text.decode()):
                 own |= self.next_symbols(self._finish(st))
             return own
+        if k == "key":
+            out = {c for c in range(256) if self.step(st, c) is not None}
+            return out
         if k == "words":
             _, node, p = f
             out = {w[len(p)] for w in node.prefixes[p] if len(w) > len(p)}
@@ -341,11 +375,12 @@ class CallGrammar:
             if phase == OPEN:
                 return {123}
             if phase == AFTER:
-                more = len(used) < MAX_FREE_KEYS if node.free else bool(node.keys - used)
+                more = len(used) < DEFAULT_MAX_ITEMS if node.free else bool(node.keys - used)
                 return ({sx.sep[0]} if more else set()) | \
                     ({close} if node.required <= used else set())
             if node.free:
-                out = {sx.str_open}
+                out = self.next_symbols(st + (self._fresh(self.free_key),)) if sx.key_quoted \
+                    else {c for c in range(256) if self.step(st, c) is not None}
             else:
                 out = {w[len(p)] for w in node.prefixes[p] - used if len(w) > len(p)}
             if phase == FIRST and not node.required:
@@ -378,39 +413,6 @@ class CallGrammar:
         return st
 
 
-_DIGITS = frozenset(b"0123456789")
-# number automaton: state -> {byte class: next state}; accepting states end a number
-_NUM_ACCEPT = frozenset((2, 3, 5, 8, 9))
-
-
-def _num_next(state, c, integer):
-    d = c in _DIGITS
-    if state == 0:
-        return 1 if c == 45 else 2 if c == 48 else 3 if d else None
-    if state == 1:
-        return 2 if c == 48 else 3 if d else None
-    if state == 3 and d:
-        return 3
-    if state in (2, 3, 5) and not integer:
-        if c == 46 and state != 5:
-            return 4
-        if c in (101, 69):
-            return 6
-    if state in (4, 5) and d:
-        return 5
-    if state == 6 and c in (43, 45):
-        return 7
-    if state in (6, 7) and d:
-        return 8
-    if state == 8 and d:
-        return 9           # at most two exponent digits: the value stays finite
-    return None
-
-
-def _num_bytes(state, integer):
-    return {c for c in range(43, 102) if _num_next(state, c, integer) is not None}
-
-
 class TokenConstraint:
     """Which token ids may come next while a call is being written. `symbol_ids` maps the
     format's non-byte symbols (ESC, END) to their special token ids."""
@@ -428,7 +430,7 @@ class TokenConstraint:
         syms = self.g.next_symbols(st)
         found = []
         if syms is ANY:
-            _, node, _, count, state, _ = st[-1]
+            _, node, _, count, state, _, _ = st[-1]
             found = [self.v.content_ids(self.g.sx.string_automaton, state, node.max - count)]
             syms = {self.g.sx.str_close}
         walk = []

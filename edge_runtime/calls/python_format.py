@@ -139,6 +139,7 @@ def _demo(tools, request, call, result, answer) -> str:
             + f"{ANSWER} {answer}\n\n")
 
 
-def render_preamble(system: str | None) -> str:
+def render_preamble(system: str | None, demonstrations: bool = True) -> str:
     """Instructions and demonstrations: the same for every agent of this format."""
-    return (system or INSTRUCTIONS) + "\n\n" + "".join(_demo(*d) for d in _DEMOS)
+    demos = "".join(_demo(*d) for d in _DEMOS) if demonstrations else ""
+    return (system or INSTRUCTIONS) + "\n\n" + demos

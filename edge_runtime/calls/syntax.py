@@ -16,6 +16,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -85,8 +86,8 @@ class Syntax:
             if not 0x80 <= c <= 0xBF:
                 return None
             pend -= 1
-        elif c < 0x20 or 0x80 <= c <= 0xC1 or c > 0xF4:
-            return None
+        elif c == 0 or (self.escapes and c < 0x20) or 0x80 <= c <= 0xC1 or c > 0xF4:
+            return None     # raw control characters are written as escapes where there are some
         elif self.escapes and c == 0x5C:
             return (0, 1, 0)
         elif self.escapes and c == 0x22:
@@ -102,12 +103,16 @@ class Syntax:
 
 
 def number_text(v) -> str:
-    """A JSON number for v (ints exactly, floats shortest round-trip, no inf/nan)."""
+    """A JSON number for v without exponent (the grammar's number language): ints exactly,
+    floats from their shortest round-trip digits, keeping a '.' so the type survives."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TypeError(f"not a number: {v!r}")
-    if isinstance(v, float) and not math.isfinite(v):
+    if isinstance(v, int):
+        return str(v)
+    if not math.isfinite(v):
         raise ValueError("non-finite numbers cannot be written")
-    return repr(v)        # floats keep their '.', so the type survives a round trip
+    text = format(Decimal(repr(abs(v) if v == 0 else v)), "f")   # no negative zero
+    return text if "." in text else text + ".0"
 
 
 def format_value(syntax: Syntax, v, esc: str = "") -> str:

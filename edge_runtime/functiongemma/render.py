@@ -42,11 +42,18 @@ def _required(names) -> str:
     return "required:[" + ",".join(_esc(n) for n in names) + "]"
 
 
+# The template's own words: a property with one of these names is written escaped, so that it
+# reads as a property, not as part of the declaration's structure.
+_TEMPLATE_WORDS = frozenset(("description", "type", "properties", "required", "nullable",
+                             "enum", "items"))
+
+
 def _properties(props: dict) -> str:
     parts = []
     for key, s in _dictsort(props):
         t = s.get("type", "").upper()
-        p = f"{key}:{{description:{_esc(s.get('description', ''))}"
+        name = _esc(key) if key in _TEMPLATE_WORDS or not key.isidentifier() else key
+        p = f"{name}:{{description:{_esc(s.get('description', ''))}"
         if t == "STRING" and s.get("enum"):
             p += ",enum:" + format_value(s["enum"], escape_keys=True)
         elif t == "OBJECT":
