@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from ..functiongemma import render as fg_render
+from ..functiongemma.render import DEFAULT_SYSTEM, render, render_call, render_response
 from ..functiongemma import syntax as fg_syntax
 from ..functiongemma import tokens as T
 from . import python_format as P
@@ -137,9 +137,8 @@ class FunctionGemmaFormat:
         self.answer_stops = frozenset((T.EOS_ID, T.END_TURN_ID, T.START_RESP_ID))
 
     def prefix(self, system, tools) -> list:
-        return _split(fg_render.render([{"role": "developer", "content": system
-                                         or fg_render.DEFAULT_SYSTEM}], tools,
-                                       add_generation_prompt=False))
+        return _render([{"role": "developer", "content": system or DEFAULT_SYSTEM}],
+                       tools, add_generation_prompt=False)
 
     def preamble(self, system) -> list:
         return []
@@ -150,8 +149,7 @@ class FunctionGemmaFormat:
             if m.get("role") == "tool" and not m.get("name"):
                 m = dict(m, name=names_by_id.get(m.get("tool_call_id"), "unknown"))
             msgs.append(m)
-        text = fg_render.render(msgs, None)
-        return _split(text)
+        return _render(msgs, None)
 
     def open_call(self) -> list:
         return [T.START_CALL_ID]
@@ -163,7 +161,8 @@ class FunctionGemmaFormat:
         return []
 
     def results(self, records) -> list:
-        return _split("".join(fg_render.render_response(r["name"] or "unknown", r["result"])
+        return _split("".join(render_response(_protect(r["name"] or "unknown"),
+                                                        _protect(r["result"]))
                               for r in records))
 
     def parse(self, text: str) -> dict:
@@ -173,11 +172,32 @@ class FunctionGemmaFormat:
         return T.decode(self.tok, ids)
 
     def render_call(self, name, arguments) -> str:
-        return fg_render.render_call(name, arguments)
+        return render_call(name, arguments)
+
+
+# Text is data: every string a user, a tool or a schema supplies is rendered with its "<"
+# replaced by a private-use mark, so the only control names left in the template's text are the
+# template's own; text segments get their "<" back after the split.
+_MARK, _LT, _SELF = "\ue000", "\ue000\ue002", "\ue000\ue001"
+
+
+def _protect(v):
+    if isinstance(v, str):
+        return v.replace(_MARK, _SELF).replace("<", _LT)
+    if isinstance(v, dict):
+        return {_protect(k): _protect(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_protect(x) for x in v]
+    return v
+
+
+def _render(messages, tools, add_generation_prompt=True) -> list:
+    return _split(render(_protect(messages), _protect(tools),
+                                   add_generation_prompt=add_generation_prompt))
 
 
 def _split(text: str) -> list:
-    """FunctionGemma template text -> segments (its control names -> ids)."""
+    """Protected FunctionGemma template text -> segments (its control names -> ids)."""
     out = []
     for part in T.SPLIT.split(text):
         if part in T.FUNCTION_TOKENS:
@@ -185,7 +205,7 @@ def _split(text: str) -> list:
         elif part in T.TURN_TOKENS:
             out.append(T.TURN_TOKENS[part])
         elif part:
-            out.append(part)
+            out.append(part.replace(_LT, "<").replace(_SELF, _MARK))
     return out
 
 
