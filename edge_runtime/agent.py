@@ -1,69 +1,92 @@
 """The on-device agent: a request in, calls of declared tools (and a text answer) out.
 
-One run: render the request with the tool declarations -> decode the model turn -> each call
-is parsed, validated against its tool's schema and, only if the tool is declared and the
-arguments are valid, executed (with a timeout) -> the results go back into the same model
-turn as <start_function_response> blocks -> decoding continues until a text answer or
-max_steps rounds of calls.
+One run: the call format (calls/formats.py, chosen for the model) renders the declarations and
+the request -> the model's reply is decoded: at each decision point (call or answer; another
+call or the results) the format's marker tokens are compared; a call is decoded under the
+schema grammar in the format's syntax, then parsed and validated; only a declared tool with
+valid arguments is executed (with a timeout) -> the results go back to the model -> decoding
+continues until a text answer or max_steps rounds of calls.
 
-Prefix reuse: the developer turn (system text + tool declarations) is the same for every
-request, so its KV state is computed once per agent, kept as a KVSnapshot, and restored at the
-start of each run; only the request is prefilled. A snapshot, not a rewind, because sliding-
-window rings that wrapped past the prefix cannot be rewound. With cache_dir the snapshot is also
-kept on disk (edge_runtime.prefix_cache) so the first request after a restart skips it too.
-Models without sessions (test fakes) are simply re-prompted in full.
+Prefix reuse: the declarations (with the format's instructions and demonstrations) are the same
+for every request, so their KV state is computed once per agent, kept as a KVSnapshot and
+restored at the start of each run; only the request is prefilled. With cache_dir the snapshot is
+also kept on disk (edge_runtime.prefix_cache) so the first request after a restart skips it.
+The format's preamble alone (instructions + demonstrations) is also shared between agents of
+one model, so a new toolset pays only for its own declarations.
 
-Decoding drives Model.eval directly (only its public API): free text uses the full logits;
+Grounding (calls/grounding.py): while a value is written, tokens that continue a span or a
+number of the request get a logit bonus, so values the request contains are easy to produce.
+
+Decoding drives the model through Model.eval (its public API): free text uses the full logits;
 inside a call only the grammar's allowed ids are scored (Model.eval(ids, rows=allowed)), and a
 step with a single allowed id is not scored at all - its token is batched into the next eval.
-With tool_choice="required" (the default) the first reply is forced to open a call: the base
-Gemma 3 270M never opens one by itself. The constraint guarantees a valid call of a declared
-tool, not that it is the right tool or the right values.
 """
 from __future__ import annotations
 
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .functiongemma import (DEFAULT_SYSTEM, CallGrammar, TokenConstraint, Vocab, encode,
-                            normalize_tool, parse, render, render_response,
-                            schema_from_callable, validate)
-from .functiongemma import tokens as T
+from .calls.formats import encode_segments, get_format
+from .calls.grammar import CallGrammar, TokenConstraint
+from .calls.grounding import Grounding
+from .calls.schema import normalize_tool, schema_from_callable, validate
+from .calls.syntax import END, ParseFailure
+from .calls.vocab import Vocab
+from .sampling import Sampler
 
 MAX_PARALLEL = 4          # calls in one model reply
 MAX_CALL_TOKENS = 1024    # unconstrained call bodies are cut here (constrained ones are bounded)
-_NEVER_IN_TEXT = (46, 47, 49, 51, 52)   # function tokens that cannot appear in a text answer
+TOOL_CHOICES = ("required", "auto", "none")
+
+# The preamble's KV state per model, shared by every agent of that model and format.
+_PREAMBLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 @dataclass
 class AgentResult:
     calls: list = field(default_factory=list)   # [{"name", "arguments", "result"}] in order
     text: str = ""                              # the final text answer ("" if none)
+    format: str = ""                            # the call format used
+
+
+@dataclass
+class Turn:
+    """One model reply (Agent.respond): text or calls, never executed."""
+    text: str = ""
+    calls: list = field(default_factory=list)   # [{"name", "arguments"}]
+    finish_reason: str = "stop"                 # "stop" | "length" | "tool_calls"
+    usage: dict = field(default_factory=dict)
 
 
 class _Decoder:
     """Tokens owed to the model's KV state, evaluated lazily in one batch when logits are
     next needed (forced tokens and the rendered tool results ride along for free)."""
 
-    def __init__(self, model):
-        self.model, self.pending = model, []
+    def __init__(self, model, sampler):
+        self.model, self.sampler, self.pending = model, sampler, []
+        self.evaluated = 0
 
     def feed(self, ids):
         self.pending.extend(int(i) for i in ids)
 
     def logits(self, rows=None):
         ids, self.pending = self.pending, []
+        self.evaluated += len(ids)
         return np.asarray(self.model.eval(ids, rows=rows), np.float32)
 
-    def choose(self, allowed) -> int:
-        """Greedy pick among allowed ids (no eval when there is only one)."""
+    def choose(self, allowed, bonus=None) -> int:
+        """Pick among allowed ids (no eval when there is only one)."""
         if len(allowed) == 1:
             return int(allowed[0])
         rows = np.asarray(allowed, np.int32)
-        return int(rows[int(np.argmax(self.logits(rows)))])
+        logits = self.logits(rows)
+        if bonus is not None:
+            logits = logits + bonus
+        return self.sampler.sample(logits, rows)
 
 
 def _call_tool(fn, args, timeout):
@@ -86,7 +109,7 @@ def _call_tool(fn, args, timeout):
 
 
 def _plain(v):
-    """A tool result reduced to what the format can carry (str, number, bool, None, list,
+    """A tool result reduced to what a format can carry (str, number, bool, None, list,
     dict with string keys)."""
     if v is None or isinstance(v, (str, bool, int, float)):
         return v
@@ -97,57 +120,93 @@ def _plain(v):
     return str(v)
 
 
-class Agent:
-    """er.Agent(model, tools=[callables or OpenAI-style schemas]).
+def _plain_report(records) -> str:
+    """What the tools returned, said plainly (when the model gives no usable answer)."""
+    parts = []
+    for r in records:
+        res = r["result"]
+        if isinstance(res, dict) and "error" in res:
+            parts.append(f"{r['name']} failed: {res['error']}")
+        elif isinstance(res, dict):
+            parts.append(f"{r['name']}: " + ", ".join(f"{k} {v}" for k, v in res.items()))
+        else:
+            parts.append(f"{r['name']}: {res}")
+    return "; ".join(parts) + "." if parts else ""
 
+
+class Agent:
+    """er.Agent(model, tools=[callables or OpenAI-style schemas], format=None).
+
+    format: None (chosen for the model: "functiongemma" for FunctionGemma GGUFs, else
+    "python"), or a name from edge_runtime.calls.formats.FORMATS.
+    tool_choice: "required" (the first reply is a call), "auto" (the model decides) or "none".
+    demonstrations: the format's worked examples in the (cached) prefix.
+    grounding: bias argument values toward the request's own spans and numbers.
+    calibrate: remove the model's preference for some tool names that it shows without any
+    request (contextual calibration), so the first-listed tool has no built-in advantage.
     A schema without a callable is declared to the model but has nothing to execute: its call
     is returned with result None and the run stops there, for the caller to carry out.
     """
 
     def __init__(self, model, tools, system=None, cache_dir=None, timeout=10.0,
-                 tool_choice="required", constrained=True, max_tokens=96, reuse_prefix=True):
-        if tool_choice not in ("required", "auto"):
-            raise ValueError("tool_choice must be 'required' or 'auto'")
-        self.model, self.system, self.timeout = model, system or DEFAULT_SYSTEM, timeout
+                 tool_choice="required", constrained=True, max_tokens=48, reuse_prefix=True,
+                 format=None, grounding=True, calibrate=False, demonstrations=True):
+        if tool_choice not in TOOL_CHOICES:
+            raise ValueError(f"tool_choice must be one of {', '.join(TOOL_CHOICES)}")
+        self.model, self.system, self.timeout = model, system, timeout
         self.tool_choice, self.constrained, self.max_tokens = tool_choice, constrained, max_tokens
-        self.cache_dir, self.reuse_prefix = cache_dir, reuse_prefix
+        self.cache_dir, self.reuse_prefix, self.grounding = cache_dir, reuse_prefix, grounding
+        self.format = get_format(format, model, demonstrations)
         self.tools, self.schemas, self.functions = [], {}, {}
         for t in tools or []:
             spec = schema_from_callable(t) if callable(t) else t
             norm = normalize_tool(spec)
             if norm["name"] in self.schemas:
                 raise ValueError(f"tool {norm['name']!r} is declared twice")
-            self.tools.append({"type": "function", "function": norm})
+            self.tools.append(norm)
             self.schemas[norm["name"]] = norm["parameters"]
             self.functions[norm["name"]] = t if callable(t) else None
         if not self.tools:
             raise ValueError("an agent needs at least one tool")
-        self.grammar = CallGrammar(self.tools)
+        self.grammar = CallGrammar(self.tools, self.format.syntax)
         self._constraint = None
-        self._prefix_ids = None    # the developer turn's token ids (a prefix of every prompt)
+        self._prefix_ids = None    # the declarations' token ids (a prefix of every prompt)
         self.prefix_snapshot = None   # its KV state, once computed or read from cache_dir
+        self.calibrate = calibrate
+        self._calibration = None   # (first name-token ids, their log-prior) for this prefix
 
     @property
     def constraint(self) -> TokenConstraint:
         if self._constraint is None:
-            self._constraint = TokenConstraint(self.grammar, Vocab.from_tokenizer(self.model.tokenizer))
+            self._constraint = TokenConstraint(self.grammar,
+                                               Vocab.from_tokenizer(self.model.tokenizer),
+                                               self.format.symbol_ids)
         return self._constraint
-
-    def prompt(self, request: str) -> str:
-        return render([{"role": "developer", "content": self.system},
-                       {"role": "user", "content": request}], self.tools)
 
     # ---- the declarations prefix -------------------------------------------------------------
 
     def prefix_ids(self) -> list:
-        """Ids of the developer turn. It ends with "<end_of_turn>\n" and the next text is always
-        the special <start_of_turn>, where the tokenizer splits, so these ids are a true prefix
-        of every request's prompt ids (run() still checks that before relying on it)."""
         if self._prefix_ids is None:
-            text = render([{"role": "developer", "content": self.system}], self.tools,
-                          add_generation_prompt=False)
-            self._prefix_ids = encode(self.model.tokenizer, text, add_bos=True)
+            self._prefix_ids = encode_segments(self.model.tokenizer,
+                                               self.format.prefix(self.system, self.tools), True)
         return self._prefix_ids
+
+    def _preamble(self, session):
+        """Restore the shared preamble state if it is a prefix of ours; returns its length."""
+        ids = encode_segments(self.model.tokenizer, self.format.preamble(self.system), True)
+        if len(ids) <= 1 or self.prefix_ids()[:len(ids)] != ids:
+            return 0
+        cache = _PREAMBLES.setdefault(self.model, {})
+        snap = cache.get(tuple(ids))
+        if snap is None:
+            session.reset()
+            session.eval(ids, rows=[0])
+            snap = session.snapshot()
+            cache.clear()
+            cache[tuple(ids)] = snap
+        else:
+            session.restore(snap)
+        return len(ids)
 
     def _restore_prefix(self, session):
         """Put the declarations' KV state into session: from memory, else from cache_dir, else
@@ -169,23 +228,42 @@ class Agent:
                 except ValueError as e:
                     warnings.warn(f"ignoring prefix snapshot {cache.path_for(ids)}: {e}",
                                   PrefixCacheWarning, stacklevel=4)
-        session.reset()
-        session.eval(ids, rows=[0])      # only the state matters: score a single row
+        done = self._preamble(session)
+        if not done:
+            session.reset()
+        session.eval(ids[done:], rows=[0])      # only the state matters: score a single row
         self.prefix_snapshot = session.snapshot()
         if cache is not None:
             cache.save(self.prefix_snapshot)
 
-    def _start(self, dec, ids):
-        """Load the prompt ids into the model's state (via the prefix snapshot when it applies)
-        and leave what still has to be evaluated pending in dec."""
+    def _start(self, dec, segments):
+        """Load prefix + segments into the model's state (via the prefix snapshot) and leave
+        what still has to be evaluated pending in dec."""
+        tok = self.model.tokenizer
         session = getattr(self.model, "session", None)
-        n = len(self.prefix_ids()) if self.reuse_prefix and session is not None else 0
-        if 0 < n < len(ids) and ids[:n] == self.prefix_ids():
+        prefix = self.prefix_ids()
+        rest = encode_segments(tok, segments, False)
+        if self.reuse_prefix and session is not None:
             self._restore_prefix(session)
-            dec.feed(ids[n:])
+            if self.calibrate and self._calibration is None and len(self.tools) > 1:
+                self._calibration = self._name_prior(session)
         else:
             self.model.reset()
-            dec.feed(ids)
+            rest = prefix + rest
+        dec.feed(rest)
+        return len(prefix) + len(rest)
+
+    def _name_prior(self, session):
+        """The model's log-probabilities for the first token of each tool name after a
+        content-free request, from the prefix state (which is restored afterwards)."""
+        tok = self.model.tokenizer
+        ids = encode_segments(tok, self.format.turn([{"role": "user", "content": "N/A"}], {})
+                              + self.format.open_call(), False)
+        rows = self.constraint.allowed(self.constraint.start())
+        logits = np.asarray(session.eval(ids, rows=rows), np.float64)
+        session.restore(self.prefix_snapshot)
+        logp = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+        return rows, logp.astype(np.float32)
 
     # ---- executing calls --------------------------------------------------------------------
 
@@ -205,31 +283,34 @@ class Agent:
                 result = _plain(_call_tool(self.functions[name], args, self.timeout))
         return {"name": name, "arguments": args, "result": result}
 
-    def _dispatch_ids(self, ids) -> dict:
-        tok = self.model.tokenizer
-        parsed = parse([T.START_CALL_ID] + list(ids), tok)
-        if parsed.errors or len(parsed.calls) != 1:
-            why = parsed.errors[0].message if parsed.errors else "no call found"
-            return {"name": None, "arguments": {}, "result": {"error": f"malformed call: {why}"}}
-        return self.dispatch(parsed.calls[0])
+    def _parse_ids(self, ids) -> dict:
+        try:
+            return self.format.parse(self.format.decode(ids))
+        except ParseFailure as e:
+            return {"name": None, "arguments": {}, "error": f"malformed call: {e}"}
 
     # ---- the loop ------------------------------------------------------------------------
 
     def run(self, request: str, max_steps: int = 4, on_event=None) -> AgentResult:
+        if not isinstance(request, str) or not request.strip():
+            raise ValueError("the request is empty")
         emit = on_event or (lambda event: None)
-        tok = self.model.tokenizer
-        dec = _Decoder(self.model)
-        self._start(dec, encode(tok, self.prompt(request), add_bos=True))
-        out = AgentResult()
+        dec = _Decoder(self.model, Sampler())
+        self._start(dec, self.format.turn([{"role": "user", "content": request}], {}))
+        ground = Grounding(request, self.constraint.v, tools=self.tools) if self.grounding else None
+        out = AgentResult(format=self.format.name)
+        choice = self.tool_choice
         for step in range(max_steps + 1):
-            force = self.tool_choice == "required" and step == 0
-            text, calls = self._reply(dec, force, can_call=step < max_steps, emit=emit)
+            if step == max_steps:
+                choice = "none"
+            calls, text, _ = self._reply(dec, choice, ground, emit)
             if not calls:
-                out.text = text.strip()
+                out.text = text
                 break
-            responses, stop = [], False
-            for ids in calls:
-                rec = self._dispatch_ids(ids)
+            records, stop = [], False
+            for call in calls:
+                rec = self.dispatch(call) if "error" not in call else \
+                    {"name": None, "arguments": {}, "result": {"error": call["error"]}}
                 emit({"type": "call", "name": rec["name"], "arguments": rec["arguments"]})
                 out.calls.append(rec)
                 if rec["name"] in self.functions and self.functions[rec["name"]] is None \
@@ -237,58 +318,176 @@ class Agent:
                     stop = True   # declared without an implementation: the caller runs it
                     continue
                 emit({"type": "result", "name": rec["name"], "result": rec["result"]})
-                responses.append(render_response(rec["name"] or "unknown", rec["result"]))
+                records.append(rec)
             if stop:
                 break
-            dec.feed(encode(tok, "".join(responses), add_bos=False))
+            dec.feed(encode_segments(self.model.tokenizer, self.format.results(records), False))
+            choice = "auto"
+        if not out.text and out.calls and choice != "required":
+            out.text = _plain_report([c for c in out.calls if c["result"] is not None])
         emit({"type": "answer", "text": out.text})
         return out
 
-    def _reply(self, dec, force, can_call, emit):
-        """Decode until the model turn pauses: returns (text, [call token ids])."""
-        tok = self.model.tokenizer
-        text, calls, n_text = bytearray(), [], 0
-        mode = "open" if force else "text"
+    def respond(self, messages, tool_choice="auto", max_tokens=None, temperature=0.0,
+                top_p=1.0, seed=None, stop=None, on_text=None) -> Turn:
+        """One model reply to an OpenAI-style conversation, without executing anything.
+        tool_choice: "auto" | "required" | "none" | {"type": "function", "function":
+        {"name": N}}."""
+        named = None
+        if isinstance(tool_choice, dict):
+            named = (tool_choice.get("function") or {}).get("name")
+            if named not in self.schemas:
+                raise ValueError(f"tool_choice names an undeclared tool {named!r}")
+            tool_choice = "required"
+        if tool_choice not in TOOL_CHOICES:
+            raise ValueError(f"tool_choice must be one of {', '.join(TOOL_CHOICES)} or a "
+                             "named function")
+        names = {}
+        convo = []
+        for m in messages:
+            role = m.get("role")
+            if role in ("system", "developer"):
+                continue     # the system text is part of the cached prefix (Agent(system=))
+            for c in m.get("tool_calls") or []:
+                names[c.get("id")] = (c.get("function") or {}).get("name")
+            convo.append(m)
+        request = " ".join(str(m.get("content") or "") for m in convo if m.get("role") == "user")
+        dec = _Decoder(self.model, Sampler(temperature, 0, top_p, seed))
+        n_prompt = self._start(dec, self.format.turn(convo, names))
+        ground = Grounding(request, self.constraint.v, tools=self.tools) \
+            if self.grounding and request else None
+        limit = self.max_tokens if max_tokens is None else max_tokens
+        calls, text, finish = self._reply(dec, tool_choice, ground, None, named=named,
+                                          max_tokens=limit, stop=stop, on_text=on_text)
+        cached = len(self.prefix_ids()) if self.reuse_prefix else 0
+        usage = {"prompt_tokens": n_prompt, "cached_tokens": cached,
+                 "completion_tokens": max(0, dec.evaluated + len(dec.pending) - (n_prompt - cached))}
+        bad = [c for c in calls if "error" in c]
+        calls = [c for c in calls if "error" not in c and not validate(c["arguments"],
+                                                                       self.schemas[c["name"]])]
+        if bad and not calls:
+            raise RuntimeError(bad[0]["error"])
+        return Turn(text=text, calls=calls, usage=usage,
+                    finish_reason="tool_calls" if calls else finish)
+
+    # ---- one model reply ----------------------------------------------------------------
+
+    def _decide(self, dec, options):
+        """Which of the marker tokens in options {label: id} the model prefers."""
+        labels = list(options)
+        ids = np.asarray([options[k] for k in labels], np.int32)
+        order = np.argsort(ids)
+        pick = dec.choose(ids[order])
+        return labels[int(np.flatnonzero(ids == pick)[0])]
+
+    def _reply(self, dec, choice, ground, emit, named=None, max_tokens=None, stop=None,
+               on_text=None):
+        """Decode one model reply: ([calls], text, finish_reason). A call is
+        {"name", "arguments"} or {"error"} when it could not be read."""
+        fmt = self.format
+        wants_call = choice == "required"
+        if choice == "auto":
+            if fmt.answer_id is not None:
+                wants_call = self._decide(dec, {"call": fmt.call_id,
+                                                "answer": fmt.answer_id}) == "call"
+            else:   # FunctionGemma: a call starts with its own token, anything else is text
+                logits = dec.logits()
+                wants_call = int(np.argmax(logits)) == fmt.call_id
+                if not wants_call:     # these logits start the text answer
+                    return [], *self._answer(dec, max_tokens, stop, on_text, emit, logits)
+        if not wants_call:
+            return [], *self._answer(dec, max_tokens, stop, on_text, emit)
+        calls = []
         while True:
-            if mode == "open":                       # a call starts: <start_function_call>
-                dec.feed([T.START_CALL_ID])
-                st, ids, mode = self.constraint.start() if self.constrained else None, [], "call"
-            elif mode == "call":
-                if self.constrained:
-                    t = dec.choose(self.constraint.allowed(st))
-                    st = self.constraint.advance(st, t)
-                    finished = self.grammar.done(st)
-                else:
-                    t = int(np.argmax(dec.logits()))
-                    finished = t in (T.END_CALL_ID, T.EOS_ID, T.END_TURN_ID, T.START_RESP_ID) \
-                        or len(ids) >= MAX_CALL_TOKENS
+            calls.append(self._call(dec, ground, named))
+            dec.feed(encode_segments(self.model.tokenizer, fmt.close_call(), False))
+            if named or len(calls) >= MAX_PARALLEL or "error" in calls[-1]:
+                break
+            if self._decide(dec, {"call": fmt.call_id, "results": fmt.result_id}) != "call":
+                break
+        return calls, "", "tool_calls"
+
+    def _call(self, dec, ground, named):
+        fmt = self.format
+        tok = self.model.tokenizer
+        dec.feed(encode_segments(tok, fmt.open_call(), False))
+        ids = []
+        if not self.constrained:
+            stops = set(fmt.answer_stops) | {fmt.result_id}
+            for _ in range(MAX_CALL_TOKENS):
+                t = int(np.argmax(dec.logits()))
                 dec.feed([t])
                 ids.append(t)
-                if finished:
-                    calls.append(ids)
-                    mode = "after"
-            elif mode == "after":                    # another call, or the results are due
-                options = [T.START_RESP_ID, T.END_TURN_ID]
-                if len(calls) < MAX_PARALLEL:
-                    options.append(T.START_CALL_ID)
-                if dec.choose(sorted(options)) != T.START_CALL_ID:
-                    return text.decode("utf-8", "replace"), calls
-                mode = "open"
-            else:                                    # free text
-                if n_text >= self.max_tokens:
-                    return text.decode("utf-8", "replace"), calls
+                if t in stops or "\n" in tok.token_to_piece(t).decode("utf-8", "replace") \
+                        or t == fmt.symbol_ids.get(END):
+                    break
+            return self._parse_ids(ids)
+        c = self.constraint
+        st = c.start()
+        if named:
+            word = self.grammar.sx.call_open + named.encode() + self.grammar.sx.args_open
+            st = self.grammar.feed(st, word)
+            forced = tok.encode(word.decode(), add_bos=False, special=False)
+            dec.feed(forced)
+            ids += forced
+        first = self._calibration is not None and not named
+        while not self.grammar.done(st):
+            allowed = c.allowed(st)
+            bonus = ground.bonus(c, st, allowed) if ground is not None else None
+            if first:
+                rows, prior = self._calibration
+                if np.array_equal(rows, allowed):
+                    bonus = -prior if bonus is None else bonus - prior
+                first = False
+            t = dec.choose(allowed, bonus)
+            st = c.advance(st, t)
+            dec.feed([t])
+            ids.append(t)
+        return self._parse_ids(ids)
+
+    def _answer(self, dec, max_tokens, stop, on_text, emit, logits=None):
+        """Free text until the format's stop, a newline (plain-text formats), a stop string,
+        a repetition or max_tokens: (text, finish_reason)."""
+        fmt, tok = self.format, self.model.tokenizer
+        limit = self.max_tokens if max_tokens is None else max_tokens
+        if logits is None:
+            dec.feed(encode_segments(tok, fmt.open_answer(), False))
+        never = np.asarray(sorted(set(fmt.symbol_ids.values()) | {fmt.call_id}
+                                  - set(fmt.answer_stops)), np.int64) \
+            if fmt.symbol_ids else np.zeros(0, np.int64)
+        text, finish = bytearray(), "length"
+        stops = [s for s in ([stop] if isinstance(stop, str) else (stop or [])) if s]
+        for _ in range(limit):
+            if logits is None:
                 logits = dec.logits()
-                logits[list(_NEVER_IN_TEXT)] = -np.inf
-                if not can_call:
-                    logits[T.START_CALL_ID] = -np.inf
-                t = int(np.argmax(logits))
-                if t == T.START_CALL_ID:
-                    mode = "open"
-                    continue
-                if t in (T.EOS_ID, T.END_TURN_ID, T.START_RESP_ID):
-                    return text.decode("utf-8", "replace"), calls
-                dec.feed([t])
-                piece = tok.token_to_piece(t)
-                text += piece
-                n_text += 1
+            logits[never] = -np.inf
+            t = dec.sampler.sample(logits)
+            logits = None
+            if t in fmt.answer_stops:
+                finish = "stop"
+                break
+            piece = tok.token_to_piece(t)
+            if not fmt.symbol_ids and b"\n" in piece:
+                text += piece.split(b"\n")[0]
+                finish = "stop"
+                break
+            dec.feed([t])
+            text += piece
+            s = text.decode("utf-8", "ignore")
+            if on_text is not None:
+                on_text(piece.decode("utf-8", "replace"))
+            if emit is not None:
                 emit({"type": "token", "text": piece.decode("utf-8", "replace")})
+            if any(x in s for x in stops) or _repeats(s):
+                finish = "stop"
+                break
+        s = text.decode("utf-8", "replace")
+        for x in stops:
+            s = s.split(x)[0]
+        return s.strip(), finish
+
+
+def _repeats(s: str) -> bool:
+    """The text has started looping: its last 12+ characters already occurred twice."""
+    tail = s[-12:]
+    return len(s) >= 36 and len(tail.strip()) >= 6 and s.count(tail) >= 3

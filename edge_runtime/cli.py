@@ -12,7 +12,8 @@ import sys
 import warnings
 
 from . import boards, emulate
-from .agent import Agent
+from .agent import TOOL_CHOICES, Agent
+from .calls.formats import FORMATS
 from .errors import USER_ERRORS
 from .gguf import GGUFError
 from .memory import plan_for_model
@@ -107,8 +108,9 @@ def _load_tools(path):
 def cmd_agent(args):
     tools = _load_tools(args.tools) if args.tools else TOOLS
     try:
-        agent = Agent(_load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS),
-                      tools, cache_dir=args.cache_dir)
+        model = _load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS)
+        agent = Agent(model, tools, cache_dir=args.cache_dir, format=args.format,
+                      tool_choice=args.tool_choice, grounding=not args.no_grounding)
     except ValueError as e:
         raise UserError(str(e)) from None
 
@@ -124,9 +126,16 @@ def cmd_agent(args):
             print()
         sys.stdout.flush()
 
+    if args.stats and not args.json:
+        print(f"[format {agent.format.name}]")
     r = agent.run(args.request, max_steps=args.max_steps, on_event=None if args.json else show)
     if args.json:
-        _print_json({"calls": r.calls, "text": r.text})
+        out = {"format": r.format, "calls": r.calls, "text": r.text}
+        if args.stats:
+            out["stats"] = model.stats()
+        _print_json(out)
+    elif args.stats:
+        print(json.dumps(model.stats(), default=str))
     return 0
 
 
@@ -227,16 +236,34 @@ def build_parser():
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_run)
 
-    a = sub.add_parser("agent", help="run the tool-calling agent on a request")
-    a.add_argument("request")
-    a.add_argument("--model")
-    a.add_argument("--tools")
-    a.add_argument("--board")
-    a.add_argument("--threads", type=int)
-    a.add_argument("--max-steps", type=int, default=4)
+    a = sub.add_parser("agent", help="run the tool-calling agent on a request",
+                       description="Decode calls of the given tools for a request, run them "
+                       "and answer. Without --tools: set_timer, toggle_light and get_weather "
+                       "(offline sample data for Paris, London, Tokyo, New York, Berlin).")
+    a.add_argument("request", help="what the user asks, in plain language")
+    a.add_argument("--model", help="a Gemma 3 GGUF (default: the default model)")
+    a.add_argument("--tools", help="a Python file: its TOOLS list, else its public functions "
+                   "(type hints and docstrings become the schemas)")
+    a.add_argument("--board", help="board profile: memory budget and threads "
+                   "(see `edge-runtime boards`)")
+    a.add_argument("--threads", type=int, help="decoder threads (default: the CPUs, or the "
+                   "board's)")
+    a.add_argument("--max-steps", type=int, default=4,
+                   help="rounds of calls before the agent must answer (default 4)")
+    a.add_argument("--format", choices=FORMATS, default=None,
+                   help="call format (default: functiongemma for FunctionGemma models, "
+                   "python for other Gemma 3 models)")
+    a.add_argument("--tool-choice", choices=TOOL_CHOICES, default="required",
+                   help="required: the first reply is a call (default); auto: the model "
+                   "may answer without one; none: never call")
+    a.add_argument("--no-grounding", action="store_true",
+                   help="do not bias argument values toward the request's own words")
     a.add_argument("--cache-dir", help="keep the tool declarations' KV snapshot here, so the "
                    "next start skips their prefill")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--stats", action="store_true",
+                   help="print the call format, speed and memory after the run")
+    a.add_argument("--json", action="store_true", help="print one JSON object: format, calls "
+                   "(name, arguments, result) and text")
     a.set_defaults(func=cmd_agent)
 
     s = sub.add_parser("serve", help="serve the OpenAI chat/completions API over HTTP")

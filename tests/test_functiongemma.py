@@ -9,11 +9,32 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_runtime.functiongemma import (CallGrammar, TokenConstraint, Vocab, format_value, parse,
-                                        render, render_call, render_declaration,
-                                        schema_from_callable, validate)
+from edge_runtime.calls.grammar import CallGrammar as _Grammar
+from edge_runtime.calls.grammar import TokenConstraint as _Constraint
+from edge_runtime.calls.schema import (MAX_DIGITS, normalize_tool, number_digits,
+                                       schema_from_callable, validate)
+from edge_runtime.calls.syntax import END, ESC
+from edge_runtime.calls.vocab import Vocab
+from edge_runtime.functiongemma import (SYNTAX, format_value, parse, render, render_call,
+                                        render_declaration)
 from edge_runtime.functiongemma import tokens as T
 from fg_fakes import FakeTokenizer
+
+
+def CallGrammar(tools):
+    return _Grammar(tools, SYNTAX)
+
+
+def TokenConstraint(grammar, vocab):
+    return _Constraint(grammar, vocab, {ESC: T.ESCAPE_ID, END: T.END_CALL_ID})
+
+
+def feed_text(g, st, text):
+    """State after FunctionGemma text (control tokens spelled out), or None."""
+    syms = []
+    for part in re.split("(<escape>|<end_function_call>)", text):
+        syms += [ESC] if part == T.ESCAPE else [END] if part == T.END_CALL else list(part.encode())
+    return g.feed(st, syms)
 
 
 def fn(name, description, properties, required=None):
@@ -210,9 +231,11 @@ def test_values_and_bad_tools():
         "{a:<escape>x<escape>,b:[1,2.5,true,null]}"
     with pytest.raises(ValueError, match="name"):
         render_declaration(fn("bad name", "", {}))
-    with pytest.raises(ValueError, match="reserved|cannot be declared"):
+    # a property may be called like the template's own words: it is written escaped
+    assert "<escape>type<escape>:{description:" in \
         render_declaration(fn("f", "", {"type": {"type": "string"}}))
-    with pytest.raises(ValueError, match="properties"):
+    # a free-form object is declared as an object without properties
+    assert "d:{description:<escape><escape>,properties:{},type:<escape>OBJECT<escape>}" in \
         render_declaration(fn("f", "", {"d": {"type": "object"}}))
     with pytest.raises(ValueError, match="name"):
         render([{"role": "tool", "content": "x"}])
@@ -295,8 +318,8 @@ def values(schema):
         return TEXT
     if t == "integer":
         return st.integers(-10**12, 10**12)
-    if t == "number":
-        return st.floats(allow_nan=False, allow_infinity=False, width=64)
+    if t == "number":   # the subset's numbers: at most MAX_DIGITS digits
+        return st.floats(-1e9, 1e9).filter(lambda v: number_digits(v) <= MAX_DIGITS)
     if t == "boolean":
         return st.booleans()
     if t == "array":
@@ -322,7 +345,7 @@ def _same(a, b):
     return a == b and type(a) is type(b)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tool_and_args())
 def test_render_parse_round_trip_and_grammar_accepts(ta):
     tool, args = ta
@@ -330,35 +353,10 @@ def test_render_parse_round_trip_and_grammar_accepts(ta):
     out = parse(text)
     assert not out.errors and len(out.calls) == 1
     assert out.calls[0]["name"] == tool["name"] and _same(out.calls[0]["arguments"], args)
-    assert validate(args, tool["parameters"]) == []
-    g = CallGrammar([tool])
-    # Values longer than the grammar's length caps are not producible under constraint.
-    if all(len(s) <= 64 for s in _strings(args)) and _arrays_fit(args):
-        end = g.feed_text(g.start(), text[len(T.START_CALL):])
-        assert end is not None and g.done(end), text
-
-
-def _strings(v):
-    if isinstance(v, str):
-        yield v
-    elif isinstance(v, dict):
-        for x in v.values():
-            yield from _strings(x)
-    elif isinstance(v, list):
-        for x in v:
-            yield from _strings(x)
-
-
-def _arrays_fit(v):
-    if isinstance(v, float):   # the grammar caps numbers at 16 chars and 2 exponent digits
-        return len(repr(v)) <= 16 and re.fullmatch(r"-?[0-9.]+(e[+-]?[0-9]{1,2})?", repr(v))
-    if isinstance(v, int) and not isinstance(v, bool):
-        return len(str(v)) <= 16
-    if isinstance(v, dict):
-        return all(_arrays_fit(x) for x in v.values())
-    if isinstance(v, list):
-        return len(v) <= 8 and all(_arrays_fit(x) for x in v)
-    return True
+    assert validate(args, normalize_tool(tool)["parameters"]) == []
+    g = CallGrammar([tool])     # every valid value can be produced under constraint
+    end = feed_text(g, g.start(), text[len(T.START_CALL):])
+    assert end is not None and g.done(end), text
 
 
 # ---- grammar -------------------------------------------------------------------------------
@@ -390,14 +388,14 @@ TOOLS = [fn("get_weather", "", {"city": {"type": "string"}, "days": {"type": "in
 ])
 def test_grammar_accepts_exactly_valid_calls(body, ok):
     g = CallGrammar(TOOLS)
-    end = g.feed_text(g.start(), body + T.END_CALL)
+    end = feed_text(g, g.start(), body + T.END_CALL)
     assert (end is not None and g.done(end)) == ok
 
 
 def test_grammar_blocks_plain_text_escape_and_caps():
     g = CallGrammar(TOOLS)
-    assert g.feed_text(g.start(), "call:get_weather{city:<escape>a<esc") is not None
-    assert g.feed_text(g.start(), "call:get_weather{city:<escape>a<escape") is not None
+    assert feed_text(g, g.start(), "call:get_weather{city:<escape>a<esc") is not None
+    assert feed_text(g, g.start(), "call:get_weather{city:<escape>a<escape") is not None
     s = g.start()
     for c in b"call:get_weather{city:":
         s = g.step(s, c)
@@ -405,7 +403,7 @@ def test_grammar_blocks_plain_text_escape_and_caps():
     for c in b"<escape":
         s = g.step(s, c)
     assert g.step(s, ord(">")) is None          # "<escape>" typed as plain text
-    assert g.feed_text(g.start(), "call:get_weather{city:<escape>" + "a" * 65) is None
+    assert feed_text(g, g.start(), "call:get_weather{city:<escape>" + "a" * 65) is None
 
 
 @pytest.fixture(scope="module")
@@ -444,7 +442,7 @@ def test_allowed_ids_are_the_tokens_the_grammar_accepts_minus_dead_ends(constrai
 
 def test_random_constrained_walks_always_yield_schema_valid_declared_calls(constraint):
     tok = FakeTokenizer()
-    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    schemas = {t["function"]["name"]: normalize_tool(t)["parameters"] for t in TOOLS}
     rng = np.random.default_rng(1)
     for _ in range(200):
         state, ids = constraint.start(), []
@@ -458,29 +456,34 @@ def test_random_constrained_walks_always_yield_schema_valid_declared_calls(const
         assert c["name"] in schemas and validate(c["arguments"], schemas[c["name"]]) == []
 
 
-def test_vectorised_string_tables_match_the_byte_automaton():
-    """Vocab.content_ids runs all tokens through a table form of _utf8_kmp at once; check it
-    against walking each piece byte by byte through _utf8_kmp itself."""
-    from edge_runtime.functiongemma import grammar as G
+@pytest.mark.parametrize("syntax", ["functiongemma", "python"])
+def test_vectorised_string_tables_match_the_byte_automaton(syntax):
+    """Vocab.content_ids runs all tokens through the table form of a syntax's string automaton
+    at once; check it against stepping each piece byte by byte through the automaton's own
+    rule (Syntax._content_step)."""
+    from edge_runtime.calls.python_format import SYNTAX as PY
 
+    sx = SYNTAX if syntax == "functiongemma" else PY
+    F = max(1, len(sx.forbidden))
     rng = np.random.default_rng(0)
     pieces = [b"", b"a", b"<", b"<esc", b"<escape>", b"x<escape", "é".encode(), b"\xc3", b"\xa9",
-              b"\xe2\x82", "€".encode(), b"\x00", b"\xff", b"ok ok"]
+              b"\xe2\x82", "€".encode(), b"\x00", b"\xff", b"ok ok", b'a"', b"\\n", b"\\", b"\\q"]
     pieces += [bytes(rng.integers(0, 256, size=rng.integers(1, 6)).tolist()) for _ in range(400)]
     pieces += [bytes((b,)) for b in range(0x80, 0xC0)]          # byte fallback present
-    v = G.Vocab(pieces, [False] * len(pieces))
+    v = Vocab(pieces, [False] * len(pieces))
     for pend in range(4):
-        for kmp in range(len(G._PAT)):
-            want = []
-            for i, p in enumerate(pieces):
-                if not p:
-                    continue
-                s = (pend, kmp)
-                for c in p:
-                    s = G._utf8_kmp(s[0], s[1], c)
-                    if s is None:
-                        break
-                if s is not None and (s[0] == 0 or v.byte_fallback):
-                    want.append(i)
-            got = v.content_ids(G._string_automaton(), pend * len(G._PAT) + kmp, 10 ** 6)
-            assert got.tolist() == want, (pend, kmp)
+        for esc in range(2 if sx.escapes else 1):
+            for k in range(F):
+                want = []
+                for i, p in enumerate(pieces):
+                    if not p:
+                        continue
+                    s = (pend, esc, k)
+                    for c in p:
+                        s = sx._content_step(*s, c)
+                        if s is None:
+                            break
+                    if s is not None and ((s[0] == 0 and s[1] == 0) or v.byte_fallback):
+                        want.append(i)
+                got = v.content_ids(sx.string_automaton, (pend * 2 + esc) * F + k, 10 ** 6)
+                assert got.tolist() == want, (pend, esc, k)

@@ -1,18 +1,15 @@
-"""FunctionGemma's tool-calling format: render prompts, parse calls, constrain decoding.
+"""FunctionGemma's tool-calling format: render prompts, parse calls; its call syntax
+(syntax.SYNTAX) drives the shared constrained-decoding grammar (edge_runtime.calls.grammar).
 
     render(messages, tools)          -> prompt text (official HF chat template, no <bos>)
     parse(text_or_ids, tokenizer)    -> ParseResult(calls, text, errors)
-    validate(arguments, schema)      -> [error strings]
-    CallGrammar(tools) + Vocab.from_tokenizer(tok) -> TokenConstraint: allowed ids per step
 """
-from .grammar import CallGrammar, TokenConstraint, Vocab
 from .parse import ParseError, ParseResult, parse
 from .render import (DEFAULT_SYSTEM, format_value, render, render_call, render_declaration,
                      render_response)
-from ..calls.schema import normalize_tool, schema_from_callable, validate
+from .syntax import SYNTAX
 from .tokens import FUNCTION_TOKENS, decode, encode
 
-__all__ = ["CallGrammar", "TokenConstraint", "Vocab", "ParseError", "ParseResult", "parse",
-           "DEFAULT_SYSTEM", "format_value", "render", "render_call", "render_declaration",
-           "render_response", "normalize_tool", "schema_from_callable", "validate",
+__all__ = ["ParseError", "ParseResult", "parse", "DEFAULT_SYSTEM", "format_value", "render",
+           "render_call", "render_declaration", "render_response", "SYNTAX",
            "FUNCTION_TOKENS", "decode", "encode"]

@@ -14,6 +14,9 @@ from __future__ import annotations
 import json
 
 from ..calls.schema import normalize_tool
+from ..calls.syntax import format_call
+from ..calls.syntax import format_value as _fmt
+from .syntax import DECLARATION_SYNTAX, SYNTAX
 from .tokens import (END_CALL, END_DECL, END_RESP, ESCAPE, START_CALL, START_DECL,
                      START_RESP)
 
@@ -29,35 +32,28 @@ def _dictsort(d: dict):
 
 
 def format_value(v, escape_keys: bool = False) -> str:
-    """One value in the format's own notation (the template's format_argument macro).
-
-    None is written `null` (Jinja would print Python's `None`, which no parser reads back)."""
-    if isinstance(v, str):
-        return _esc(v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, dict):
-        items = (f"{_esc(str(k)) if escape_keys else k}:{format_value(x, escape_keys)}"
-                 for k, x in _dictsort(v))
-        return "{" + ",".join(items) + "}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(format_value(x, escape_keys) for x in v) + "]"
-    return str(v)
+    """One value in the format's own notation (the template's format_argument macro), keys
+    in dictsort order. None is written `null` (Jinja would print Python's `None`, which no
+    parser reads back)."""
+    return _fmt(DECLARATION_SYNTAX if escape_keys else SYNTAX, v, ESCAPE)
 
 
 def _required(names) -> str:
     return "required:[" + ",".join(_esc(n) for n in names) + "]"
 
 
+# The template's own words: a property with one of these names is written escaped, so that it
+# reads as a property, not as part of the declaration's structure.
+_TEMPLATE_WORDS = frozenset(("description", "type", "properties", "required", "nullable",
+                             "enum", "items"))
+
+
 def _properties(props: dict) -> str:
     parts = []
     for key, s in _dictsort(props):
         t = s.get("type", "").upper()
-        p = f"{key}:{{description:{_esc(s.get('description', ''))}"
+        name = _esc(key) if key in _TEMPLATE_WORDS or not key.isidentifier() else key
+        p = f"{name}:{{description:{_esc(s.get('description', ''))}"
         if t == "STRING" and s.get("enum"):
             p += ",enum:" + format_value(s["enum"], escape_keys=True)
         elif t == "OBJECT":
@@ -101,7 +97,7 @@ def render_declaration(tool) -> str:
 
 
 def render_call(name: str, arguments: dict) -> str:
-    return f"{START_CALL}call:{name}{format_value(arguments)}{END_CALL}"
+    return START_CALL + format_call(SYNTAX, name, arguments, ESCAPE) + END_CALL
 
 
 def render_response(name: str, result) -> str:

@@ -23,6 +23,9 @@ TOKEN_NAMES = {i: name for name, i in FUNCTION_TOKENS.items()}
 START_CALL_ID, END_CALL_ID, START_RESP_ID, ESCAPE_ID = 48, 49, 50, 52
 EOS_ID, START_TURN_ID, END_TURN_ID = 1, 105, 106
 
+TURN_TOKENS = {"<start_of_turn>": START_TURN_ID, "<end_of_turn>": END_TURN_ID}
+# The template's control names, for splitting rendered text into control ids and text.
+SPLIT = re.compile("(" + "|".join(re.escape(n) for n in (*FUNCTION_TOKENS, *TURN_TOKENS)) + ")")
 _SPLIT = re.compile("(" + "|".join(re.escape(n) for n in FUNCTION_TOKENS) + ")")
 
 

@@ -1,0 +1,187 @@
+"""Grounded arguments: while a call is decoded, values the request contains are made easy.
+
+A small model copies badly: left alone it drifts into the declarations' wording or runs a
+number to its digit cap. Grounding adds a logit bonus (never a hard restriction: a value the
+request does not spell, like a unit's default, can still be written) to the allowed tokens that
+  - continue the string value typed so far as a span of the request (spans start at word
+    starts), or close it where such a span ends at a word boundary;
+  - continue the number typed so far as one of the request's numbers, or end it where one ends.
+"""
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+
+import numpy as np
+
+BONUS = 4.0                   # logits; chosen on BFCL simple_python (docs/TOOL_CALLING.md)
+_MAX_PIECE = 24               # longest token piece looked up at a request position
+_NUMBER = re.compile(rb"-?\d+(?:\.\d+)?")
+_WORD = re.compile(rb"\w")
+
+
+_STOP = frozenset("a an and are at be by can do for from get give how i in is it me my of "
+                  "on or please set show tell that the this to turn what whats when where "
+                  "which who will with you your".split())
+
+
+def _words(text: str) -> set:
+    """Content words, crudely stemmed (lower case, a plural 's' dropped)."""
+    out = set()
+    for w in re.findall(r"[a-z0-9]+", text.lower().replace("_", " ")):
+        if w not in _STOP and len(w) > 1:
+            out.add(w[:-1] if len(w) > 3 and w.endswith("s") else w)
+    return out
+
+
+def _tool_text(tool: dict) -> str:
+    props = (tool.get("parameters") or {}).get("properties") or {}
+    return " ".join([tool["name"], str(tool.get("description", ""))]
+                    + [f"{k} {v.get('description', '')} " + " ".join(map(str, v.get("enum", ())))
+                       for k, v in props.items()])
+
+
+# Booleans: the request's polarity words.
+_NEGATIVE = frozenset("off stop disable disabled no not false close deactivate".split())
+_POSITIVE = frozenset("on start enable enabled yes true open activate".split())
+
+
+class Grounding:
+    def __init__(self, request: str, vocab, bonus: float = BONUS, tools=()):
+        self.r = request.encode()
+        self.v, self.bonus_value = vocab, bonus
+        r = self.r
+        self.word_starts = [i for i in range(len(r))
+                            if not r[i:i + 1].isspace() and (i == 0 or not _is_word(r[i - 1])
+                                                             or not _is_word(r[i]))]
+        self.numbers = {m.group() for m in _NUMBER.finditer(r.replace(b",", b""))}
+        self.numbers |= {n.lstrip(b"-") for n in self.numbers}
+        self._starts = frozenset(self.word_starts)
+        # tool relevance: request words found in each tool's name and descriptions
+        asked = _words(request)
+        said = set(re.findall(r"[a-z]+", request.lower()))
+        self.polarity = (bool(said & _POSITIVE), bool(said & _NEGATIVE))
+        self.relevance = {t["name"].encode(): len(asked & _words(_tool_text(t))) for t in tools}
+        self._piece_cache = {}
+
+    # ---- lookups -----------------------------------------------------------------------
+
+    def _ids_at(self, p: int) -> list:
+        """Ids of tokens whose piece is a prefix of the request at byte p."""
+        hit = self._piece_cache.get(p)
+        if hit is None:
+            keys, ids, hit = self.v.keys, self.v.ids, []
+            for k in range(1, min(_MAX_PIECE, len(self.r) - p) + 1):
+                piece = self.r[p:p + k]
+                a = bisect_left(keys, piece)
+                if a < len(keys) and keys[a] == piece:
+                    hit.extend(ids[a])
+            self._piece_cache[p] = hit
+        return hit
+
+    def _span_ends(self, typed: bytes) -> list:
+        """Request positions right after an occurrence of typed that starts a word."""
+        if not typed:
+            return list(self.word_starts)
+        out, i = [], self.r.find(typed)
+        while i >= 0:
+            if i in self._starts:
+                out.append(i + len(typed))
+            i = self.r.find(typed, i + 1)
+        return out
+
+    def _boundary(self, p: int) -> bool:
+        return p >= len(self.r) or not _is_word(self.r[p]) or not _is_word(self.r[p - 1])
+
+    # ---- the bonus -----------------------------------------------------------------------
+
+    def bonus(self, constraint, st, allowed: np.ndarray):
+        """Logit bonus per allowed id in state st of constraint (None when nothing
+        applies)."""
+        f = st[-1]
+        good, closing = [], False
+        if f[0] == "str" and f[2]:
+            ends = self._span_ends(f[5])
+            for p in ends:
+                good += self._ids_at(p)
+            closing = bool(f[5]) and any(self._boundary(p) for p in ends)
+        elif f[0] == "num":
+            good = self._number_ids(f[3], allowed)
+        elif f[0] == "words":
+            return self._words_bonus(constraint, f[1], bytes(f[2]), allowed)
+        elif f[0] == "name" and len(set(self.relevance.values())) > 1:
+            return self._name_bonus(constraint, f[1], allowed)
+        else:
+            return None
+        out = np.zeros(len(allowed), np.float32)
+        if good:
+            out[np.isin(allowed, np.asarray(good, np.int32))] = self.bonus_value
+        if closing:
+            out[np.isin(allowed, self._closer_ids(constraint))] = self.bonus_value
+        return out if out.any() else None
+
+    def _name_bonus(self, constraint, typed: tuple, allowed):
+        """Each token of a tool name gets the relevance of the best tool it leads to."""
+        opening = constraint.g.sx.args_open
+        typed = bytes(typed)
+        out = np.zeros(len(allowed), np.float32)
+        for j, t in enumerate(allowed.tolist()):
+            p = typed + self.v.pieces[t]
+            out[j] = max((r for n, r in self.relevance.items()
+                          if (n + opening).startswith(p) or p.startswith(n + opening)),
+                         default=0)
+        return out * self.bonus_value if out.any() else None
+
+    def _words_bonus(self, constraint, node, typed: bytes, allowed):
+        """Enums: the values the request mentions; booleans: the request's polarity."""
+        sx = constraint.g.sx
+        words = [bytes(w) for w in node.values if all(c < 256 for c in w)]
+        if node.values == frozenset((tuple(sx.true), tuple(sx.false))):
+            pos, neg = self.polarity
+            wanted = [] if pos == neg else [sx.false if neg else sx.true]
+        else:
+            low = self.r.lower()
+            wanted = [w for w in words if len(w) > 2 and w.strip(b'"').lower() in low]
+        if not wanted:
+            return None
+        out = np.zeros(len(allowed), np.float32)
+        for j, t in enumerate(allowed.tolist()):
+            p = typed + self.v.pieces[t]
+            if any(w.startswith(p) or p.startswith(w) for w in wanted):
+                out[j] = self.bonus_value
+        return out if out.any() else None
+
+    def _closer_ids(self, constraint):
+        """Ids that start with the string's closing symbol."""
+        close = constraint.g.sx.str_close
+        if close in constraint.symbol_ids:
+            return np.asarray([constraint.symbol_ids[close]], np.int32)
+        keys, q = self.v.keys, bytes((close,))
+        a, b = bisect_left(keys, q), bisect_left(keys, bytes((close + 1,)))
+        return np.asarray([i for k in range(a, b) for i in self.v.ids[k]], np.int32)
+
+    def _number_ids(self, typed: bytes, allowed) -> list:
+        if not self.numbers or len(allowed) > 4096:
+            return []
+        good = []
+        for t in allowed.tolist():
+            piece = self.v.pieces[t]
+            head = piece
+            for j, c in enumerate(piece):
+                if not (48 <= c <= 57 or c in b".-eE+"):
+                    head = piece[:j]
+                    break
+            whole = typed + head
+            if not head:
+                if typed in self.numbers:
+                    good.append(t)      # ends a number of the request here
+            elif len(head) < len(piece):
+                if whole in self.numbers:
+                    good.append(t)
+            elif any(n.startswith(whole) for n in self.numbers):
+                good.append(t)
+        return good
+
+
+def _is_word(c: int) -> bool:
+    return c >= 0x80 or bool(_WORD.match(bytes((c,))))
