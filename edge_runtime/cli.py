@@ -148,8 +148,9 @@ def cmd_serve(args):
     model = _load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS)
     print(f"edge-runtime serve: http://{args.host}:{args.port}/v1 ({server.model_id(model)}, "
           f"max_inference_len {model.max_inference_len})", file=sys.stderr)
+    budget = boards.get(args.board).budget if args.board else None
     server.serve(model, host=args.host, port=args.port, queue=args.queue,
-                 cache_dir=args.cache_dir)
+                 cache_dir=args.cache_dir, budget=budget)
     return 0
 
 

@@ -85,7 +85,7 @@ def _start(model, **kw):
 
 @pytest.fixture(scope="module")
 def srv(tiny_model):
-    with _start(tiny_model, sessions=1, queue=4) as s:
+    with _start(tiny_model, queue=4) as s:
         yield s
 
 
@@ -121,7 +121,7 @@ def test_models_and_health(srv, client):
     assert [m.id for m in client.models.list().data] == [_name(srv)]
     assert _raw(srv, "/health")[:1] == (200,)
     st = _raw(srv, "/v1/edge/stats")[2]
-    assert st["admission"]["slots"] == 1 and st["rss"]["peak_rss"] > 0
+    assert st["admission"]["slots"] == 1 and st["rss"]["vm_hwm"] > 0
 
 
 def test_chat_parameters_reach_the_agent(srv, client):
@@ -241,7 +241,7 @@ def test_tool_choice_reaches_the_agent(srv, client, choice, names):
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}},
      400, "tool_choice"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"x": {"type": "null"}}}}}]}, 400, "tools"),
+        "type": "object", "properties": {"x": {"$ref": "#/x"}}}}}]}, 400, "tools"),
     ({"messages": []}, 400, "messages"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, 400, "messages[0]"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
@@ -301,7 +301,7 @@ def test_prompt_beyond_max_inference_len_is_a_400(srv, client, stream):
 def test_admission_queues_then_refuses_with_503_and_retry_after(tiny_model):
     ScriptedAgent.gate = threading.Event()
     try:
-        with _start(tiny_model, sessions=1, queue=1) as s:
+        with _start(tiny_model, queue=1) as s:
             c = openai.OpenAI(base_url=s.url, api_key="x", max_retries=0, timeout=60)
 
             def ask(i):
@@ -330,7 +330,7 @@ def test_admission_queues_then_refuses_with_503_and_retry_after(tiny_model):
 
 
 def test_a_client_leaving_mid_stream_frees_its_session(tiny_model):
-    with _start(tiny_model, sessions=1, queue=0) as s:
+    with _start(tiny_model, queue=0) as s:
         c = openai.OpenAI(base_url=s.url, api_key="x", max_retries=0, timeout=60)
         stream = c.completions.create(model=s.server.name, prompt="hello", max_tokens=60,
                                       temperature=0, stream=True)

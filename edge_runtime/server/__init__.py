@@ -31,7 +31,7 @@ def _uvicorn_server(model, host, port, **kw):
 
 
 def serve(model, host="127.0.0.1", port=8080, **kw):
-    """Serve until interrupted (Ctrl-C). kw: sessions, queue, cache_dir, plan (see Server)."""
+    """Serve until interrupted (Ctrl-C). kw: queue, cache_dir, budget, engine (see Server)."""
     _srv, server = _uvicorn_server(model, host, port, **kw)
     server.run()
 

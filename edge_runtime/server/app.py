@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from ..memory import RssTracker
 from . import openai_shapes as S
 from .admission import Admission, Busy
 from .engine import Engine
+from .plan import server_plan
 
 MAX_BODY = 1 << 20          # bytes of a request body
 DRAIN_LIMIT = 16 * MAX_BODY
@@ -43,15 +43,20 @@ class _Cancelled(Exception):
 class Server:
     """The application state: engine, admission, counters. `app` is the ASGI app."""
 
-    def __init__(self, model, sessions=1, queue=DEFAULT_QUEUE, cache_dir=None, engine=None,
-                 name=None, plan=None):
+    def __init__(self, model, queue=DEFAULT_QUEUE, cache_dir=None, engine=None, name=None,
+                 budget=None):
+        """budget: bytes the whole server may use (a board's); the plan is checked against
+        it here, before anything is served (MemoryBudgetError)."""
         self.model = model
         self.name = name or model_id(model)
         self.engine = engine or Engine(model, cache_dir=cache_dir)
+        sessions = self.engine.sessions
         self.admission = Admission(sessions, queue)
-        self.plan = plan
+        self.plan = server_plan(model.plan, model.config, sessions, queue, self.engine.max_agents)
+        self.budget = budget
+        if budget is not None:
+            self.plan.check(budget)
         self.started = S.now()
-        self.rss = RssTracker()
         self._pool = ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="er-decode")
         self.app = Starlette(routes=[
             Route("/health", self.health, methods=["GET"]),
@@ -70,11 +75,10 @@ class Server:
         return JSONResponse(S.models_list(self.name, self.started))
 
     async def stats(self, request):
-        self.rss.mark("stats")
+        self.model.tracker.mark("serve")   # vm_hwm: the process's peak since it started
         body = {"model": self.name, "admission": self.admission.snapshot(),
-                "prefix_reuse": self.engine.stats(), "rss": self.rss.summary()}
-        if self.plan is not None:
-            body["memory_plan"] = self.plan.to_dict()
+                "prefix_reuse": self.engine.stats(), "rss": self.model.tracker.summary()}
+        body["memory_plan"] = self.plan.to_dict(self.budget)
         return JSONResponse(body)
 
     # ---- completions -----------------------------------------------------------------------

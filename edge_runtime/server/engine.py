@@ -21,7 +21,8 @@ class Engine:
         self.model, self.cache_dir = model, cache_dir
         self._make_agent = agent_factory or Agent
         self._agents: OrderedDict = OrderedDict()
-        self._max_agents = max(1, int(agents))
+        self.max_agents = max(1, int(agents))
+        self.sessions = 1   # requests decoded at once: the model's one default session
         self._lock = threading.Lock()
         self._session_lock = threading.Lock()
         self.counters = {"requests": 0, "prompt_tokens": 0, "cached_tokens": 0,
@@ -45,7 +46,7 @@ class Engine:
         with self._lock:
             agent = self._agents.setdefault(key, agent)
             self.counters["agents_built"] += 1
-            while len(self._agents) > self._max_agents:
+            while len(self._agents) > self.max_agents:
                 self._agents.popitem(last=False)
         return agent
 
@@ -114,6 +115,11 @@ class Engine:
             c = dict(self.counters)
         c["prefilled_tokens"] = c["prompt_tokens"] - c["cached_tokens"]
         c["agents_cached"] = len(self._agents)
+        # Measured, not reported by the agent: every token the session has run through the
+        # decoder, in prefill chunks and single decode steps.
+        st = self.model.session.stats()
+        c["evaluated"] = {"prefill_tokens": st["prefill_tokens"],
+                          "decode_tokens": st["decode_tokens"]}
         return c
 
 
