@@ -18,7 +18,7 @@ from ..functiongemma.render import (DEFAULT_SYSTEM, call_arguments, render, rend
 from ..functiongemma import syntax as fg_syntax
 from ..functiongemma import tokens as T
 from . import python_format as P
-from .syntax import ESC, END, ParseFailure, format_call, parse_call
+from .syntax import END, ESC, format_call, parse_call
 
 FORMATS = ("functiongemma", "python")
 
