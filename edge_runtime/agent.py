@@ -303,9 +303,11 @@ class Agent:
         for step in range(max_steps + 1):
             if step == max_steps:
                 choice = "none"
-            calls, text, _ = self._reply(dec, choice, ground, emit)
+            calls, text, finish = self._reply(dec, choice, ground, emit)
             if not calls:
-                out.text = text
+                # an answer that never ends is no answer: say what the tools returned instead
+                ran = [c for c in out.calls if c["result"] is not None]
+                out.text = text if text and (finish == "stop" or not ran) else _plain_report(ran)
                 break
             records, stop = [], False
             for call in calls:
@@ -323,8 +325,6 @@ class Agent:
                 break
             dec.feed(encode_segments(self.model.tokenizer, self.format.results(records), False))
             choice = "auto"
-        if not out.text and out.calls and choice != "required":
-            out.text = _plain_report([c for c in out.calls if c["result"] is not None])
         emit({"type": "answer", "text": out.text})
         return out
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from edge_runtime.calls.grammar import CallGrammar as _Grammar
 from edge_runtime.calls.grammar import TokenConstraint as _Constraint
-from edge_runtime.calls.schema import (MAX_DIGITS, normalize_tool, number_digits,
+from edge_runtime.calls.schema import (DEFAULT_MAX_LENGTH, MAX_DIGITS, normalize_tool, number_digits,
                                        schema_from_callable, validate)
 from edge_runtime.calls.syntax import END, ESC
 from edge_runtime.calls.vocab import Vocab
@@ -373,7 +373,8 @@ TOOLS = [fn("get_weather", "", {"city": {"type": "string"}, "days": {"type": "in
 
 @pytest.mark.parametrize("body,ok", [
     ("call:get_weather{city:<escape>Pa{r}is, :\"<escape>}", True),
-    ("call:get_weather{days:3,city:<escape>x<escape>,opt:{x:true},tags:[1,-2.5e3]}", True),
+    ("call:get_weather{days:3,city:<escape>x<escape>,opt:{x:true},tags:[1,-2500.5]}", True),
+    ("call:get_weather{city:<escape>x<escape>,tags:[-2.5e3]}", False),        # no exponents
     ("call:get{}", True),
     ("call:get_weather{}", False),                                        # required missing
     ("call:get_weather{city:<escape>a<escape>,city:<escape>b<escape>}", False),   # duplicate
@@ -403,7 +404,7 @@ def test_grammar_blocks_plain_text_escape_and_caps():
     for c in b"<escape":
         s = g.step(s, c)
     assert g.step(s, ord(">")) is None          # "<escape>" typed as plain text
-    assert feed_text(g, g.start(), "call:get_weather{city:<escape>" + "a" * 65) is None
+    assert feed_text(g, g.start(), "call:get_weather{city:<escape>" + "a" * (DEFAULT_MAX_LENGTH + 1)) is None
 
 
 @pytest.fixture(scope="module")

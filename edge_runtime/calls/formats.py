@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 
-from ..functiongemma.render import DEFAULT_SYSTEM, render, render_call, render_response
+from ..functiongemma.render import (DEFAULT_SYSTEM, call_arguments, render, render_call,
+                                    render_response)
 from ..functiongemma import syntax as fg_syntax
 from ..functiongemma import tokens as T
 from . import python_format as P
-from .syntax import ESC, END, ParseFailure, format_call, parse_call
+from .syntax import END, ESC, format_call, parse_call
 
 FORMATS = ("functiongemma", "python")
 
@@ -31,19 +32,6 @@ def encode_segments(tokenizer, segments, add_bos: bool) -> list:
         elif s:
             ids.extend(tokenizer.encode(s, add_bos=False, special=False))
     return ids
-
-
-def _call_args(call: dict):
-    fn = call.get("function", call)
-    args = fn.get("arguments") or {}
-    if isinstance(args, str):
-        try:
-            args = json.loads(args)
-        except ValueError:
-            raise ValueError(f"tool call {fn.get('name')!r}: arguments are not JSON") from None
-    if not isinstance(args, dict):
-        raise ValueError(f"tool call {fn.get('name')!r}: arguments must be an object")
-    return fn.get("name"), args
 
 
 def _content(m) -> str:
@@ -90,7 +78,7 @@ class PythonFormat:
                 out.append(f"{P.REQUEST} {P._one_line(_content(m))}\n")
             elif role == "assistant":
                 for c in m.get("tool_calls") or []:
-                    out.append(f"{P.CALL} " + format_call(self.syntax, *_call_args(c)) + "\n")
+                    out.append(f"{P.CALL} " + format_call(self.syntax, *call_arguments(c)) + "\n")
                 text = _content(m)
                 if text:
                     out.append(f"{P.ANSWER} {P._one_line(text)}\n")

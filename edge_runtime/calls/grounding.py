@@ -106,7 +106,7 @@ class Grounding:
                 good += self._ids_at(p)
             closing = bool(f[5]) and any(self._boundary(p) for p in ends)
         elif f[0] == "num":
-            good = self._number_ids(f[3], allowed)
+            good = self._number_ids(f[2], allowed)
         elif f[0] == "words":
             return self._words_bonus(constraint, f[1], bytes(f[2]), allowed)
         elif f[0] == "name" and len(set(self.relevance.values())) > 1:

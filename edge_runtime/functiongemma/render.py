@@ -116,7 +116,8 @@ def _text(content) -> str:
     raise ValueError(f"message content must be text, got {type(content).__name__}")
 
 
-def _arguments(call: dict):
+def call_arguments(call: dict):
+    """(name, arguments dict) of an OpenAI-style tool call (arguments may be a JSON string)."""
     fn = call.get("function", call)
     args = fn.get("arguments") or {}
     if isinstance(args, str):
@@ -172,7 +173,7 @@ def render(messages, tools=None, add_generation_prompt: bool = True) -> str:
         prev = None
         out.append(_text(m.get("content")))
         if m.get("tool_calls"):
-            out += [render_call(*_arguments(c)) for c in m["tool_calls"]]
+            out += [render_call(*call_arguments(c)) for c in m["tool_calls"]]
             prev = "tool_call"
             if i == len(messages) - 1:
                 out.append(START_RESP)
