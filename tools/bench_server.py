@@ -54,7 +54,7 @@ def _spawn(cmd, port, health):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise SystemExit(f"{cmd[2]} did not start")
+                return f"{cmd[2]} did not start (exit status {proc.wait()})"
             time.sleep(0.3)
 
 
@@ -101,15 +101,18 @@ def main():
     ours = _spawn([sys.executable, "-m", "edge_runtime", "serve", "--model", path, "--port",
                    str(ours_port), "--threads", "1", "--max-inference-len", str(CTX)],
                   ours_port, "/health")
+    if isinstance(ours, str):
+        raise SystemExit(ours)
     llama = _spawn([sys.executable, "-m", "llama_cpp.server", "--model", path, "--port",
                     str(llama_port), "--n_ctx", str(CTX), "--n_threads", "1",
                     "--n_threads_batch", "1", "--verbose", "False"], llama_port, "/v1/models")
+    llama_failed = llama if isinstance(llama, str) else None
     try:
         oc = openai.OpenAI(base_url=f"http://127.0.0.1:{ours_port}/v1", api_key="x", timeout=600)
         lc = openai.OpenAI(base_url=f"http://127.0.0.1:{llama_port}/v1", api_key="x",
                            timeout=600)
         name = oc.models.list().data[0].id
-        lname = lc.models.list().data[0].id
+        lname = None if llama_failed else lc.models.list().data[0].id
 
         def served(req):
             r = oc.chat.completions.create(model=name, tools=tools, tool_choice="required",
@@ -123,11 +126,12 @@ def main():
                                       temperature=0)
             return r.usage.prompt_tokens, r.choices[0].text
 
-        engines = {"in-process Agent": in_process, "edge_runtime serve": served,
-                   "llama.cpp server": llama_server}
+        engines = {"in-process Agent": in_process, "edge_runtime serve": served}
+        if not llama_failed:
+            engines["llama.cpp server"] = llama_server
         first = {}
         for req in REQUESTS:   # warm each server on each request
-            first[req] = served(req), llama_server(req)
+            first[req] = served(req), None if llama_failed else llama_server(req)
         times = {e: {r: [] for r in REQUESTS} for e in engines}
         for _ in range(args.reps):
             for req in REQUESTS:
@@ -135,11 +139,14 @@ def main():
                     t = time.perf_counter()
                     fn(req)
                     times[e][req].append(time.perf_counter() - t)
-        rss = {"edge_runtime serve": _rss(ours.pid), "llama.cpp server": _rss(llama.pid)}
+        rss = {"edge_runtime serve": _rss(ours.pid)}
+        if not llama_failed:
+            rss["llama.cpp server"] = _rss(llama.pid)
     finally:
         for p in (ours, llama):
-            p.terminate()
-            p.wait(30)
+            if not isinstance(p, str):
+                p.terminate()
+                p.wait(30)
     load_end = os.getloadavg()[0]
 
     med = {e: {r: statistics.median(v) for r, v in d.items()} for e, d in times.items()}
@@ -161,25 +168,33 @@ def main():
         "llama.cpp server | serve / llama.cpp |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    def row(label, cells):
+        a, s = cells[0], cells[1]
+        out = f"| {label} | {a:.3f} | {s:.3f} | {s / a:.2f}× |"
+        return out + (f" {cells[2]:.3f} | {s / cells[2]:.2f}× |" if len(cells) > 2
+                      else " did not run | – |")
+
     for req in REQUESTS:
-        a, s, l = (med[e][req] for e in engines)
-        lines.append(f"| {req} | {a:.3f} | {s:.3f} | {s / a:.2f}× | {l:.3f} | {s / l:.2f}× |")
-    a, s, l = (statistics.median(med[e].values()) for e in engines)
-    lines += [f"| **median** | {a:.3f} | {s:.3f} | **{s / a:.2f}×** | {l:.3f} | **{s / l:.2f}×** |",
-              "",
-              f"Targets: serve / in-process ≤ 1.2×; serve / llama.cpp server ≤ 0.35×. "
-              f"Server RSS after the run: edge_runtime serve "
-              f"{rss['edge_runtime serve'] / 2**20:.0f} MiB, llama.cpp server "
-              f"{rss['llama.cpp server'] / 2**20:.0f} MiB.",
+        lines.append(row(req, [med[e][req] for e in engines]))
+    lines.append(row("**median**", [statistics.median(med[e].values()) for e in engines]))
+    lines += ["",
+              "Targets: serve / in-process ≤ 1.2×; serve / llama.cpp server ≤ 0.35×. "
+              "Server RSS after the run: " + ", ".join(f"{e} {b / 2**20:.0f} MiB"
+                                                        for e, b in rss.items()) + ".",
               "",
               "Calls the client received (identical to the in-process agent's: " +
               str(all(first[r][0] == calls[r] for r in REQUESTS)) + "): " +
               "; ".join(f"`{n}({json.dumps(a)})`" for r in REQUESTS for n, a in first[r][0]) +
-              ". llama.cpp's prompt tokens per request: " +
-              ", ".join(str(first[r][1][0]) for r in REQUESTS) + "; its text (no grammar, "
-              "its server does not parse FunctionGemma calls): " +
-              "; ".join(f"`{first[r][1][1][:60]!r}`" for r in REQUESTS) + ".",
-              "<!-- /server -->"]
+              "."]
+    if llama_failed:
+        lines.append(f"llama.cpp server: {llama_failed}; status 132 is SIGILL, an instruction "
+                     f"this CPU lacks in the installed llama-cpp-python build.")
+    else:
+        lines.append("llama.cpp's prompt tokens per request: " +
+                     ", ".join(str(first[r][1][0]) for r in REQUESTS) + "; its text (no "
+                     "grammar; its server does not parse FunctionGemma calls): " +
+                     "; ".join(f"`{first[r][1][1][:60]!r}`" for r in REQUESTS) + ".")
+    lines.append("<!-- /server -->")
     block = "\n".join(lines) + "\n"
     doc = open(args.out).read() if os.path.exists(args.out) else ""
     doc = re.sub(r"<!-- server -->.*<!-- /server -->\n?", "", doc, flags=re.S).rstrip("\n")
