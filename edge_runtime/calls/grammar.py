@@ -428,18 +428,21 @@ class TokenConstraint:
     def allowed(self, st) -> np.ndarray:
         """Sorted int32 ids allowed after state st (never empty before the call is done)."""
         syms = self.g.next_symbols(st)
-        found = []
+        content = None
         if syms is ANY:
             _, node, _, count, state, _, _ = st[-1]
-            found = [self.v.content_ids(self.g.sx.string_automaton, state, node.max - count)]
+            content = self.v.content_ids(self.g.sx.string_automaton, state, node.max - count)
             syms = {self.g.sx.str_close}
-        walk = []
-        self._walk(st, syms, 0, len(self.v.keys), b"", walk)
-        found.append(np.asarray(walk, np.int32))
-        extra = [i for s, i in self.symbol_ids.items()
-                 if s in syms and self.g.step(st, s) is not None]
-        found.append(np.asarray(extra, np.int32))
-        return np.unique(np.concatenate(found)).astype(np.int32)
+        found = []
+        self._walk(st, syms, 0, len(self.v.keys), b"", found)
+        found += [i for s, i in self.symbol_ids.items()
+                  if s in syms and self.g.step(st, s) is not None]
+        few = np.unique(np.asarray(found, np.int32))
+        if content is None:
+            return few
+        # content ids are sorted and many: insert the few others instead of sorting them all
+        few = few[~np.isin(few, content, assume_unique=True)]
+        return np.insert(content, np.searchsorted(content, few), few)
 
     def _walk(self, st, syms, lo, hi, prefix, out):
         keys, ids = self.v.keys, self.v.ids
