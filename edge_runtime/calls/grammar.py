@@ -441,8 +441,9 @@ class TokenConstraint:
         if content is None:
             return few
         # content ids are sorted and many: insert the few others instead of sorting them all
-        few = few[~np.isin(few, content, assume_unique=True)]
-        return np.insert(content, np.searchsorted(content, few), few)
+        at = np.searchsorted(content, few)
+        new = (at == len(content)) | (content[np.minimum(at, len(content) - 1)] != few)
+        return np.insert(content, at[new], few[new])
 
     def _walk(self, st, syms, lo, hi, prefix, out):
         keys, ids = self.v.keys, self.v.ids
