@@ -438,7 +438,7 @@ class TokenConstraint:
         found += [i for s, i in self.symbol_ids.items()
                   if s in syms and self.g.step(st, s) is not None]
         few = np.unique(np.asarray(found, np.int32))
-        if content is None:
+        if content is None or len(content) == 0:
             return few
         # content ids are sorted and many: insert the few others instead of sorting them all
         at = np.searchsorted(content, few)
