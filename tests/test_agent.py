@@ -1,13 +1,16 @@
-"""The agent loop on a scripted fake model (no weights), and on the real default model
-(marked `model`: they run once edge_runtime.Model exists)."""
+"""The agent loop on a scripted fake model (no weights) in both call formats, Agent.respond,
+and the agent on the real default model (marked `model`)."""
 import time
 
 import pytest
 
 from edge_runtime.agent import Agent
-from edge_runtime.functiongemma import parse, validate
+from edge_runtime.calls.schema import validate
+from edge_runtime.functiongemma import parse
 from edge_runtime.functiongemma import tokens as T
 from fg_fakes import ScriptedModel
+
+FG = "functiongemma"
 
 
 class Recorder:
@@ -59,7 +62,7 @@ def test_call_executed_and_its_result_reaches_the_next_model_turn():
         "<end_function_call><start_function_response>",
         "The weather is ok<end_of_turn>"])
     events = []
-    r = Agent(model, rec.tools()).run("weather in Paris?", on_event=events.append)
+    r = Agent(model, rec.tools(), format=FG).run("weather in Paris?", on_event=events.append)
     assert rec.log == [("get_weather", "Paris", 12)]
     assert r.calls == [{"name": "get_weather", "arguments": {"city": "Paris", "days": 12},
                         "result": {"city": "Paris", "sky": "clear"}}]
@@ -76,10 +79,10 @@ def test_constraint_turns_an_undeclared_call_into_a_declared_valid_one():
     rec = Recorder()
     model = ScriptedModel(["<start_function_call>call:rm_rf{path:<escape>/<escape>}"
                            "<end_function_call>"])
-    r = Agent(model, rec.tools()).run("delete everything", max_steps=1)
+    r = Agent(model, rec.tools(), format=FG).run("delete everything", max_steps=1)
     assert len(r.calls) == 1
     c = r.calls[0]
-    agent = Agent(model, rec.tools())
+    agent = Agent(model, rec.tools(), format=FG)
     assert c["name"] in agent.schemas and validate(c["arguments"], agent.schemas[c["name"]]) == []
     assert rec.log and rec.log[0][0] == c["name"]
     # scored steps inside the call never asked for the full vocabulary
@@ -89,7 +92,7 @@ def test_constraint_turns_an_undeclared_call_into_a_declared_valid_one():
 
 def test_unconstrained_invalid_calls_are_never_executed():
     rec = Recorder()
-    agent = Agent(ScriptedModel([]), rec.tools())
+    agent = Agent(ScriptedModel([]), rec.tools(), format=FG)
     text = ("<start_function_call>call:rm_rf{path:<escape>/<escape>}<end_function_call>"
             "<start_function_call>call:get_weather{town:<escape>x<escape>}<end_function_call>"
             "<start_function_call>call:set_timer{minutes:<escape>ten<escape>}"
@@ -102,7 +105,7 @@ def test_unconstrained_invalid_calls_are_never_executed():
     # rejected and answered with an error, and nothing runs
     model = ScriptedModel(["<start_function_call>call:rm_rf{path:<escape>/<escape>}"
                            "<end_function_call>", "ok<end_of_turn>"])
-    r = Agent(model, rec.tools(), constrained=False).run("x")
+    r = Agent(model, rec.tools(), format=FG, constrained=False).run("x")
     assert rec.log == [] and r.calls[0]["result"] == {"error": "unknown tool 'rm_rf'"}
     assert "response:rm_rf{error:<escape>unknown tool 'rm_rf'<escape>}" in _fed_text(model)
 
@@ -114,7 +117,7 @@ def test_tool_errors_and_timeouts_become_results():
         "<start_function_call>call:slow{x:2}<end_function_call><start_function_response>",
         "ok<end_of_turn>"])
     t0 = time.perf_counter()
-    r = Agent(model, rec.tools(), timeout=0.2).run("x")
+    r = Agent(model, rec.tools(), format=FG, timeout=0.2).run("x")
     assert time.perf_counter() - t0 < 0.9
     assert [c["result"] for c in r.calls] == [{"error": "RuntimeError: sensor offline"},
                                               {"error": "timed out after 0.2 s"}]
@@ -125,11 +128,11 @@ def test_schema_only_tools_are_returned_not_run_and_max_steps_bounds_the_loop():
     schema = {"type": "function", "function": {"name": "shutdown", "description": "Power off",
               "parameters": {"type": "object", "properties": {"delay": {"type": "integer"}}}}}
     model = ScriptedModel(["<start_function_call>call:shutdown{delay:3}<end_function_call>"])
-    r = Agent(model, [schema]).run("power off")
+    r = Agent(model, [schema], format=FG).run("power off")
     assert r.calls == [{"name": "shutdown", "arguments": {"delay": 3}, "result": None}]
     rec = Recorder()
     again = "<start_function_call>call:set_timer{minutes:1}<end_function_call>"
-    r = Agent(ScriptedModel([again] * 5), rec.tools()).run("x", max_steps=2)
+    r = Agent(ScriptedModel([again] * 5), rec.tools(), format=FG).run("x", max_steps=2)
     assert len(rec.log) == 2 and len(r.calls) == 2
 
 
