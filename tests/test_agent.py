@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from edge_runtime.agent import Agent
+from edge_runtime.agent import MAX_PARALLEL, Agent
 from edge_runtime.calls.schema import validate
 from edge_runtime.functiongemma import parse
 from edge_runtime.functiongemma import tokens as T
@@ -78,13 +78,15 @@ def test_call_executed_and_its_result_reaches_the_next_model_turn():
 def test_constraint_turns_an_undeclared_call_into_a_declared_valid_one():
     rec = Recorder()
     model = ScriptedModel(["<start_function_call>call:rm_rf{path:<escape>/<escape>}"
-                           "<end_function_call>"])
+                           "<end_function_call><start_function_response>"])
     r = Agent(model, rec.tools(), format=FG).run("delete everything", max_steps=1)
-    assert len(r.calls) == 1
-    c = r.calls[0]
+    # off its script the fake model has no preference: it may write up to MAX_PARALLEL calls
+    assert 1 <= len(r.calls) <= MAX_PARALLEL
     agent = Agent(model, rec.tools(), format=FG)
-    assert c["name"] in agent.schemas and validate(c["arguments"], agent.schemas[c["name"]]) == []
-    assert rec.log and rec.log[0][0] == c["name"]
+    for c in r.calls:
+        assert c["name"] in agent.schemas
+        assert validate(c["arguments"], agent.schemas[c["name"]]) == []
+    assert [entry[0] for entry in rec.log] == [c["name"] for c in r.calls]
     # scored steps inside the call never asked for the full vocabulary
     sparse = [rows for ids, rows in model.calls if rows is not None]
     assert sparse and all(len(rows) < model.tokenizer.n_vocab for rows in sparse)
@@ -127,11 +129,13 @@ def test_tool_errors_and_timeouts_become_results():
 def test_schema_only_tools_are_returned_not_run_and_max_steps_bounds_the_loop():
     schema = {"type": "function", "function": {"name": "shutdown", "description": "Power off",
               "parameters": {"type": "object", "properties": {"delay": {"type": "integer"}}}}}
-    model = ScriptedModel(["<start_function_call>call:shutdown{delay:3}<end_function_call>"])
+    model = ScriptedModel(["<start_function_call>call:shutdown{delay:3}<end_function_call>"
+                           "<start_function_response>"])
     r = Agent(model, [schema], format=FG).run("power off")
     assert r.calls == [{"name": "shutdown", "arguments": {"delay": 3}, "result": None}]
     rec = Recorder()
-    again = "<start_function_call>call:set_timer{minutes:1}<end_function_call>"
+    again = ("<start_function_call>call:set_timer{minutes:1}<end_function_call>"
+             "<start_function_response>")
     r = Agent(ScriptedModel([again] * 5), rec.tools(), format=FG).run("x", max_steps=2)
     assert len(rec.log) == 2 and len(r.calls) == 2
 
