@@ -149,6 +149,126 @@ def test_bad_agent_input():
         Agent(ScriptedModel([]), [{"type": "function", "function": {"name": "a b"}}])
 
 
+# ---- the python format on the fake model ---------------------------------------------------
+
+def _py(script):
+    return ScriptedModel(script, format="python")
+
+
+def test_python_format_call_result_and_answer():
+    rec = Recorder()
+    model = _py(['Call: get_weather(city="Paris")\nResult', "Answer: The weather is ok\n"])
+    events = []
+    agent = Agent(model, rec.tools(), format="python")
+    r = agent.run("is it sunny in Paris?", on_event=events.append)
+    assert r.format == "python"
+    assert rec.log == [("get_weather", "Paris", 1)]
+    assert r.calls == [{"name": "get_weather", "arguments": {"city": "Paris"},
+                        "result": {"city": "Paris", "sky": "clear"}}]
+    assert r.text == "The weather is ok"
+    fed = _fed_text(model)
+    # the prompt: the functions as def stubs, then the request line
+    assert "def get_weather(city: str, days: int = None):" in fed
+    assert fed.index("def slow(") < fed.index("Request: is it sunny in Paris?\nCall: ")
+    # the call as written, then its result as a JSON line, then the answer after it
+    assert ('Call: get_weather(city="Paris")\nResult: {"city": "Paris", "sky": "clear"}\n'
+            "Answer: The weather is ok") in fed
+    assert [e["type"] for e in events if e["type"] != "token"] == ["call", "result", "answer"]
+
+
+def test_python_format_errors_become_result_lines_and_invalid_calls_never_run():
+    rec = Recorder()
+    model = _py(["Call: broken(x=1)\nResult", "Answer: ok\n"])
+    r = Agent(model, rec.tools(), format="python").run("x")
+    assert rec.log == [("broken", 1)]
+    assert r.calls[0]["result"] == {"error": "RuntimeError: sensor offline"}
+    assert 'Result: {"error": "RuntimeError: sensor offline"}\n' in _fed_text(model)
+    # free-running (constraint off), a call of an undeclared tool is read, refused, reported
+    model = _py(['Call: rm_rf(path="/")\nResult', "Answer: ok\n"])
+    r = Agent(model, rec.tools(), format="python", constrained=False).run("x")
+    assert rec.log == [("broken", 1)]
+    assert r.calls[0]["result"] == {"error": "unknown tool 'rm_rf'"}
+    assert "Result: {\"error\": \"unknown tool 'rm_rf'\"}\n" in _fed_text(model)
+
+
+def _messages(text="is it sunny in Paris?"):
+    return [{"role": "system", "content": "ignored: the system text is Agent(system=)"},
+            {"role": "user", "content": text}]
+
+
+def test_respond_auto_returns_a_call_without_running_it():
+    rec = Recorder()
+    model = _py(['Call: get_weather(city="Paris")\nResult'])
+    agent = Agent(model, rec.tools(), format="python")
+    turn = agent.respond(_messages(), tool_choice="auto")
+    assert rec.log == []
+    assert turn.calls == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    assert turn.finish_reason == "tool_calls" and turn.text == ""
+    # usage: the prompt is the prefix and the request line (nothing cached: the fake has no
+    # session); the completion is what the reply put into the model after it
+    u = turn.usage
+    tok = model.tokenizer
+    request = tok.encode("Request: is it sunny in Paris?\n", add_bos=False, special=False)
+    assert u["cached_tokens"] == 0
+    assert u["prompt_tokens"] == len(agent.prefix_ids()) + len(request)
+    assert model.history[:u["prompt_tokens"]] == agent.prefix_ids() + request
+    assert tok.decode(model.history[u["prompt_tokens"]:]) == 'Call: get_weather(city="Paris")\n'
+    assert u["completion_tokens"] == len(model.history) - u["prompt_tokens"]
+
+
+def test_respond_auto_and_none_answer_in_text():
+    rec = Recorder()
+    agent = Agent(_py(["Answer: Hello there\n"]), rec.tools(), format="python")
+    turn = agent.respond(_messages("hi"), tool_choice="auto")
+    assert (turn.text, turn.calls, turn.finish_reason) == ("Hello there", [], "stop")
+    # "none" never calls, even when the model would
+    agent = Agent(_py(['Call: get_weather(city="Paris")\n']), rec.tools(), format="python")
+    turn = agent.respond(_messages(), tool_choice="none")
+    assert turn.calls == [] and turn.finish_reason in ("stop", "length")
+    # max_tokens cuts a long answer: finish_reason "length"
+    agent = Agent(_py(["Answer: The weather is ok\n"]), rec.tools(), format="python")
+    turn = agent.respond(_messages(), tool_choice="none", max_tokens=3)
+    assert turn.finish_reason == "length" and turn.calls == []
+    assert rec.log == []
+
+
+def test_respond_required_and_named_force_a_call():
+    rec = Recorder()
+    # the model would answer, but "required" makes the reply a call
+    agent = Agent(_py(["Answer: Hello there\n"]), rec.tools(), format="python")
+    turn = agent.respond(_messages("hi"), tool_choice="required")
+    assert len(turn.calls) >= 1 and turn.finish_reason == "tool_calls"
+    for c in turn.calls:
+        assert validate(c["arguments"], agent.schemas[c["name"]]) == []
+    # a named function: that tool is called even though the model wants another
+    agent = Agent(_py(['Call: get_weather(city="Paris")\nResult']), rec.tools(),
+                  format="python")
+    turn = agent.respond(_messages(), tool_choice={"type": "function",
+                                                   "function": {"name": "set_timer"}})
+    assert [c["name"] for c in turn.calls] == ["set_timer"]
+    assert validate(turn.calls[0]["arguments"], agent.schemas["set_timer"]) == []
+    assert rec.log == []
+    with pytest.raises(ValueError):
+        agent.respond(_messages(), tool_choice={"type": "function",
+                                                "function": {"name": "rm_rf"}})
+    with pytest.raises(ValueError):
+        agent.respond(_messages(), tool_choice="always")
+
+
+def test_respond_carries_earlier_calls_and_results_into_the_prompt():
+    rec = Recorder()
+    model = _py(["Answer: It is clear\n"])
+    agent = Agent(model, rec.tools(), format="python")
+    messages = _messages() + [
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": '{"sky": "clear"}'}]
+    turn = agent.respond(messages, tool_choice="auto")
+    assert turn.text == "It is clear" and turn.calls == [] and rec.log == []
+    assert ('Request: is it sunny in Paris?\nCall: get_weather(city="Paris")\n'
+            'Result: {"sky": "clear"}\nAnswer: It is clear') in _fed_text(model)
+
+
 # ---- the real default model ------------------------------------------------------------------
 
 TOOLSETS = {
