@@ -246,6 +246,8 @@ class CallGrammar:
                     q = int(node.dfa.table[q, _UNESCAPED.get(c, c)])
                 elif not self._str_escaping[nxt]:
                     q = int(node.dfa.table[q, c])
+                elif not any(node.dfa.table[q, _UNESCAPED.get(e, e)] >= 0 for e in b'"\\/nrt'):
+                    return None     # a backslash would start an escape the pattern refuses
                 if q < 0:
                     return None
             count += bool(self._str_boundary[nxt])
