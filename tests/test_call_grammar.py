@@ -483,6 +483,32 @@ def test_required_and_declared_arguments_at_the_top_level(sx):
         assert not _accepts(g, sx, _render(sx, name, {"value": 1}))
 
 
+@pytest.mark.parametrize("sx", SYNTAXES)
+def test_property_names_are_written_or_refused_never_unreadable(sx):
+    def tool(name, nested=False):
+        prop = {"type": "object", "properties": {name: {"type": "integer"}},
+                "required": [name]} if nested else {"type": "integer"}
+        return {"name": "f", "parameters": {"type": "object", "properties": {
+            "k" if nested else name: prop}}}
+    for name in ("type", "properties", "ok-name", "é", "True"):
+        for nested in (False, True):
+            args = {"k": {name: 1}} if nested else {name: 1}
+            text = _render(sx, "f", args)
+            assert _accepts(CallGrammar([tool(name, nested)], sx), sx, text), text
+            assert _parse(sx, text)["arguments"] == args
+    for name in ("a b", "<escape>", "", "x=y", "a,b"):
+        with pytest.raises(ValueError, match="tool f: property name"):
+            CallGrammar([tool(name)], sx)
+        if sx.key_quoted:       # nested keys are quoted strings: any name can be written
+            args = {"k": {name: 1}}
+            text = _render(sx, "f", args)
+            assert _accepts(CallGrammar([tool(name, True)], sx), sx, text), text
+            assert _parse(sx, text)["arguments"] == args
+        else:
+            with pytest.raises(ValueError, match="tool f: property name"):
+                CallGrammar([tool(name, True)], sx)
+
+
 # ---- TokenConstraint's ids against a brute-force run of the vocabulary -----------------------
 
 def _accepted_by_grammar(c, state, i):
