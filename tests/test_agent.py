@@ -5,7 +5,7 @@ import time
 import pytest
 
 from edge_runtime.agent import MAX_PARALLEL, Agent
-from edge_runtime.calls.schema import validate
+from edge_runtime.calls.schema import normalize_tool, validate
 from edge_runtime.functiongemma import parse
 from edge_runtime.functiongemma import tokens as T
 from fg_fakes import ScriptedModel
@@ -327,7 +327,7 @@ def model(default_model):
 def test_constrained_calls_are_schema_valid_on_the_default_model(model):
     n = 0
     for name, tools in TOOLSETS.items():
-        schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+        schemas = {t["function"]["name"]: normalize_tool(t)["parameters"] for t in tools}
         agent = Agent(model, tools)
         for request in REQUESTS[name]:
             r = agent.run(request, max_steps=1)   # schema-only tools: the call is returned
