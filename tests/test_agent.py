@@ -269,6 +269,19 @@ def test_respond_carries_earlier_calls_and_results_into_the_prompt():
             'Result: {"sky": "clear"}\nAnswer: It is clear') in _fed_text(model)
 
 
+def test_respond_in_the_functiongemma_format():
+    rec = Recorder()
+    agent = Agent(ScriptedModel(["Hello there<end_of_turn>"]), rec.tools(), format=FG)
+    turn = agent.respond(_messages("hi"), tool_choice="auto")
+    assert (turn.text, turn.calls, turn.finish_reason) == ("Hello there", [], "stop")
+    agent = Agent(ScriptedModel(["<start_function_call>call:get_weather{city:<escape>Paris"
+                                 "<escape>}<end_function_call><start_function_response>"]),
+                  rec.tools(), format=FG)
+    turn = agent.respond(_messages(), tool_choice="auto")
+    assert turn.calls == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    assert turn.finish_reason == "tool_calls" and rec.log == []
+
+
 # ---- the real default model ------------------------------------------------------------------
 
 TOOLSETS = {
