@@ -243,15 +243,17 @@ class Agent:
         session = getattr(self.model, "session", None)
         prefix = self.prefix_ids()
         rest = encode_segments(tok, segments, False)
+        cached = 0
         if self.reuse_prefix and session is not None:
             self._restore_prefix(session)
             if self.calibrate and self._calibration is None and len(self.tools) > 1:
                 self._calibration = self._name_prior(session)
+            cached = len(prefix)
         else:
             self.model.reset()
             rest = prefix + rest
         dec.feed(rest)
-        return len(prefix) + len(rest)
+        return cached + len(rest), cached     # (prompt tokens, of which restored from cache)
 
     def _name_prior(self, session):
         """The model's log-probabilities for the first token of each tool name after a
@@ -353,13 +355,12 @@ class Agent:
             convo.append(m)
         request = " ".join(str(m.get("content") or "") for m in convo if m.get("role") == "user")
         dec = _Decoder(self.model, Sampler(temperature, 0, top_p, seed))
-        n_prompt = self._start(dec, self.format.turn(convo, names))
+        n_prompt, cached = self._start(dec, self.format.turn(convo, names))
         ground = Grounding(request, self.constraint.v, tools=self.tools) \
             if self.grounding and request else None
         limit = self.max_tokens if max_tokens is None else max_tokens
         calls, text, finish = self._reply(dec, tool_choice, ground, None, named=named,
                                           max_tokens=limit, stop=stop, on_text=on_text)
-        cached = len(self.prefix_ids()) if self.reuse_prefix else 0
         usage = {"prompt_tokens": n_prompt, "cached_tokens": cached,
                  "completion_tokens": max(0, dec.evaluated + len(dec.pending) - (n_prompt - cached))}
         bad = [c for c in calls if "error" in c]
