@@ -27,6 +27,19 @@ LAYER_TENSORS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_u
                  "post_ffw_norm")
 
 
+_local = threading.local()
+
+
+def _thread_token():
+    """The calling thread's identity for session ownership: unlike its ident, never reused by
+    a later thread."""
+    try:
+        return _local.token
+    except AttributeError:
+        _local.token = object()
+        return _local.token
+
+
 def default_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -150,7 +163,7 @@ class Model:
             session._give_back()
 
     def _lend(self, timeout):
-        me = threading.get_ident()
+        me = _thread_token()
         deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
         with self._pool_cond:
             while True:
@@ -281,9 +294,11 @@ class Session:
     a generator of generate() holds it from its first token until it is exhausted, closed or
     collected. Anyone else who tries to use it meanwhile - another thread, a second generator
     interleaved with the first - gets SessionBusyError and changes nothing. A session lent by
-    Model.acquire_session() is usable only on the thread that took it. When the state changes
-    hands (a lease begins or ends) it is someone else's: eval() then raises SessionBusyError
-    until reset(), restore(), prepare() or generate() says what it holds."""
+    Model.acquire_session() is usable only on the thread that took it. The state belongs to
+    the thread that last set it (reset, restore, prepare, generate, or eval on an empty state)
+    and to nobody once a lease begins or ends: eval() appending to it from anywhere else
+    raises SessionBusyError, so two threads taking turns on one session (each reset + eval)
+    get an error instead of each other's tokens."""
 
     def __init__(self, model: Model):
         self.model = model
@@ -293,7 +308,7 @@ class Session:
         self._cond = model._pool_cond   # guards the four ownership fields, wakes pool waiters
         self._user = self._user_thread = None   # the call or generator using it, and its thread
         self._lease_thread = None                # the thread acquire_session() lent it to
-        self._foreign = False                    # changed hands since its state was set
+        self._state_thread = None   # who last set the state (None: nobody, after a lease)
         self.history: list[int] = []   # the ids whose keys and values the state holds
         self._logits = np.empty(model.config.n_vocab, dtype=np.float32)
         self._last_mark, self._last_kind = 0.0, "prefill"
@@ -302,7 +317,7 @@ class Session:
     # ---- ownership -----------------------------------------------------------------------
 
     def _enter(self, user):
-        me = threading.get_ident()
+        me = _thread_token()
         with self._cond:
             if self._user is not None:
                 raise SessionBusyError(
@@ -335,11 +350,11 @@ class Session:
         return thread in (self._user_thread, self._lease_thread)
 
     def _lend_to(self, thread):
-        self._lease_thread, self._foreign = thread, True
+        self._lease_thread, self._state_thread = thread, None
 
     def _give_back(self):
         with self._cond:
-            self._lease_thread, self._foreign = None, True
+            self._lease_thread, self._state_thread = None, None
             self._cond.notify_all()
 
     # ---- state -----------------------------------------------------------------------------
@@ -360,15 +375,18 @@ class Session:
             n = 0
             _native.session_truncate(self._handle, 0)
         self.history = self.history[:n]
-        self._foreign = False
+        self._state_thread = _thread_token()
 
     def eval(self, ids, rows=None) -> np.ndarray:
         """Append ids to the state; logits of the last position (all rows or just `rows`)."""
         with self._owned():
-            if self._foreign and self.history:
+            me = _thread_token()
+            if not self.history:
+                self._state_thread = me
+            elif self._state_thread != me:
                 raise SessionBusyError(
-                    "the session changed hands (Model.acquire_session()) since its state was "
-                    "last set: its tokens are someone else's; reset() it first")
+                    "the session's state was set by another thread, or it changed hands through "
+                    "Model.acquire_session(): its tokens are someone else's; reset() it first")
             return self._eval(ids, rows)
 
     def _eval(self, ids, rows=None) -> np.ndarray:
@@ -425,7 +443,7 @@ class Session:
             raise ValueError("KV snapshot does not fit this session (model shape, KV dtype "
                              "or max_inference_len differ, or the data is damaged)")
         self.history = list(snap.ids)
-        self._foreign = False
+        self._state_thread = _thread_token()
 
     def prepare(self, ids, snapshot: KVSnapshot | None = None) -> np.ndarray:
         """Make the state hold exactly `ids`, reusing the longest prefix already computed (or
