@@ -18,7 +18,7 @@ import edge_runtime as er
 from edge_runtime.agent import Agent
 from edge_runtime.errors import MemoryBudgetError, SessionBusyError
 
-CTX = 1024
+CTX = 2048
 REQUESTS = ["beep twice", "note that the door is open", "beep three times",
             "note the time"]
 PROMPTS = [[2] + np.random.default_rng(i).integers(300, 512, 19).tolist() for i in range(4)]
