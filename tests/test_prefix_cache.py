@@ -25,7 +25,7 @@ from edge_runtime.prefix_cache import HASHES, PrefixCache, PrefixCacheWarning
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REQUESTS = ["beep twice", "note that the door is open", "beep twice"]
-CTX = 2048
+CTX = 4096
 
 
 def beep(times: int) -> dict:
@@ -60,7 +60,7 @@ def evaluated(model):
 
 
 def tiny(factory, window=8, seed=0, kv_dtype="f16"):
-    path = factory(context_length=2048, sliding_window=window, seed=seed)
+    path = factory(context_length=4096, sliding_window=window, seed=seed)
     return er.Model.load(path, max_inference_len=CTX, threads=1, kv_dtype=kv_dtype)
 
 
@@ -73,7 +73,7 @@ def baseline(model, request):
 
 # ---- in memory ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("window", [8, 512])   # the prefix (284 tokens) is longer / shorter
+@pytest.mark.parametrize("window", [8, 4096])   # the prefix is longer / shorter than it
 def test_reuse_gives_the_same_calls_and_text_and_skips_the_prefix(tiny_gguf_factory, window):
     reuse_model, full_model = tiny(tiny_gguf_factory, window), tiny(tiny_gguf_factory, window)
     reuse, full = make_agent(reuse_model), make_agent(full_model, reuse_prefix=False)
@@ -389,7 +389,7 @@ def test_a_model_rewritten_in_place_gets_a_new_key(tiny_gguf_factory, tmp_path, 
     --inplace would): the full content hash still tells the files apart. The hash is computed
     once per file version; a new process takes it from the sidecar."""
     path = tmp_path / "model.gguf"
-    shutil.copy(tiny_gguf_factory(context_length=2048, sliding_window=8, n_vocab=32768), path)
+    shutil.copy(tiny_gguf_factory(context_length=4096, sliding_window=8, n_vocab=32768), path)
     cache_dir = tmp_path / "cache"
     hashed = []
     real_hash = prefix_cache._hash_model
@@ -430,7 +430,7 @@ def test_a_model_rewritten_in_place_gets_a_new_key(tiny_gguf_factory, tmp_path, 
 
 # ---- the planner and the command line -------------------------------------------------------
 
-@pytest.mark.parametrize("window", [8, 512])
+@pytest.mark.parametrize("window", [8, 4096])
 def test_the_plan_row_is_the_snapshot_size(tiny_gguf_factory, window):
     m = tiny(tiny_gguf_factory, window)
     agent = make_agent(m)
@@ -445,7 +445,7 @@ def test_the_plan_row_is_the_snapshot_size(tiny_gguf_factory, window):
 
 def test_cli_agent_cache_dir(tiny_gguf_factory, tmp_path, capsys):
     from edge_runtime.cli import main
-    path = tiny_gguf_factory(context_length=2048, sliding_window=8)
+    path = tiny_gguf_factory(context_length=4096, sliding_window=8)
     argv = ["agent", "--model", path, "--threads", "1", "--max-steps", "1", "--json",
             "--cache-dir", str(tmp_path), "beep twice"]
     outs = []
