@@ -17,8 +17,11 @@ one model, so a new toolset pays only for its own declarations.
 Grounding (calls/grounding.py): while a value is written, tokens that continue a span or a
 number of the request get a logit bonus, so values the request contains are easy to produce.
 
-Decoding drives the model through Model.eval (its public API): free text uses the full logits;
-inside a call only the grammar's allowed ids are scored (Model.eval(ids, rows=allowed)), and a
+Sessions: each run (and each respond()) holds one session of the model's pool
+(Model.acquire_session) from its first token to its last, so agents sharing a model - or one
+agent on several threads - queue for a session or use their own, never one another's state.
+Decoding drives that session through Session.eval (its public API): free text uses the full
+logits; inside a call only the grammar's allowed ids are scored (eval(ids, rows=allowed)), and a
 step with a single allowed id is not scored at all - its token is batched into the next eval.
 """
 from __future__ import annotations
