@@ -163,6 +163,8 @@ class Model:
             session._give_back()
 
     def _lend(self, timeout):
+        if self._session is None:
+            raise RuntimeError("the model is closed: it lends no more sessions")
         me = _thread_token()
         deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
         with self._pool_cond:

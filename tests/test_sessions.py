@@ -280,6 +280,10 @@ def test_acquire_lends_distinct_sessions_then_refuses_instead_of_hanging(tiny_gg
             (res, err), = in_threads(try_acquire, 1)
             assert isinstance(err, SessionBusyError) and "within 0.2 s" in str(err)
     assert len(m._pool) == 2
+    m.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        with m.acquire_session():
+            pass
 
 
 def test_acquire_blocks_until_a_session_is_given_back(tiny_gguf_factory):
