@@ -28,13 +28,9 @@ REQUESTS = ["beep twice", "note that the door is open", "beep twice"]
 CTX = 4096
 
 
-def beep(times: int) -> dict:
-    """Beep a few times.
-
-    Args:
-        times: How many beeps.
-    """
-    return {"beeped": times}
+def beep(pattern: str) -> dict:
+    """Beep in a pattern."""
+    return {"beeped": pattern}
 
 
 def note(text: str) -> str:
@@ -446,11 +442,14 @@ def test_the_plan_row_is_the_snapshot_size(tiny_gguf_factory, window):
 def test_cli_agent_cache_dir(tiny_gguf_factory, tmp_path, capsys):
     from edge_runtime.cli import main
     path = tiny_gguf_factory(context_length=4096, sliding_window=8)
+    tools = tmp_path / "tools.py"
+    tools.write_text("from test_prefix_cache import TOOLS\n")
+    cache_dir = tmp_path / "cache"
     argv = ["agent", "--model", path, "--threads", "1", "--max-steps", "1", "--json",
-            "--cache-dir", str(tmp_path), "beep twice"]
+            "--tools", str(tools), "--cache-dir", str(cache_dir), "beep twice"]
     outs = []
     for _ in range(2):
         assert main(argv) == 0
         outs.append(json.loads(capsys.readouterr().out))
-    assert cache_files(tmp_path) == [".kvs", HASHES]
+    assert cache_files(cache_dir) == [".kvs", HASHES]
     assert outs[0] == outs[1] and outs[0]["calls"]
