@@ -87,6 +87,7 @@ void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n) {
 #define KR 2
 #define KT 4
 #define KRV 4
+#define K_LOAD_AHEAD 0
 
 typedef struct { __m256i abs, sgn; } wvec_avx2;
 typedef __m256i xvec_avx2;
@@ -111,6 +112,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #undef KR
 #undef KT
 #undef KRV
+#undef K_LOAD_AHEAD
 
 /* ---- AVX-512 VNNI (EVEX, 32 registers) ---------------------------------------------------- */
 #define KSUFFIX avx512vnni
@@ -118,6 +120,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #define KR 4
 #define KT 4
 #define KRV 4
+#define K_LOAD_AHEAD 0
 #define VNNI_DPBUSD _mm256_dpbusd_epi32
 #include "q8_0_vnni.inc"
 #undef KSUFFIX
@@ -125,6 +128,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #undef KR
 #undef KT
 #undef KRV
+#undef K_LOAD_AHEAD
 #undef VNNI_DPBUSD
 
 /* ---- AVX-VNNI (VEX, 16 registers) --------------------------------------------------------- */
@@ -134,6 +138,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #define KR 2
 #define KT 4
 #define KRV 4
+#define K_LOAD_AHEAD 0
 #define VNNI_DPBUSD _mm256_dpbusd_avx_epi32
 #include "q8_0_vnni.inc"
 #undef KSUFFIX
@@ -141,6 +146,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #undef KR
 #undef KT
 #undef KRV
+#undef K_LOAD_AHEAD
 #undef VNNI_DPBUSD
 #endif
 
