@@ -4,10 +4,10 @@ Data path: gguf (mapping) → config → tokenizer / memory.plan → Model (nati
 → sampling → functiongemma → Agent → cli.
 """
 from . import boards, memory, models
-from .errors import ContextLengthError, MemoryBudgetError
+from .errors import ContextLengthError, MemoryBudgetError, SessionBusyError
 from .gguf import GGUFError, open_gguf
 from .model import KVSnapshot, Model, Session
 from .agent import Agent  # issue 5 (tool calling)
 
 __all__ = ["Agent", "ContextLengthError", "GGUFError", "KVSnapshot", "MemoryBudgetError", "Model", "Session",
-           "boards", "memory", "models", "open_gguf"]
+           "SessionBusyError", "boards", "memory", "models", "open_gguf"]

@@ -17,12 +17,16 @@ one model, so a new toolset pays only for its own declarations.
 Grounding (calls/grounding.py): while a value is written, tokens that continue a span or a
 number of the request get a logit bonus, so values the request contains are easy to produce.
 
-Decoding drives the model through Model.eval (its public API): free text uses the full logits;
-inside a call only the grammar's allowed ids are scored (Model.eval(ids, rows=allowed)), and a
+Sessions: each run (and each respond()) holds one session of the model's pool
+(Model.acquire_session) from its first token to its last, so agents sharing a model - or one
+agent on several threads - queue for a session or use their own, never one another's state.
+Decoding drives that session through Session.eval (its public API): free text uses the full
+logits; inside a call only the grammar's allowed ids are scored (eval(ids, rows=allowed)), and a
 step with a single allowed id is not scored at all - its token is batched into the next eval.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 import weakref
@@ -63,11 +67,11 @@ class Turn:
 
 
 class _Decoder:
-    """Tokens owed to the model's KV state, evaluated lazily in one batch when logits are
+    """Tokens owed to the session's KV state, evaluated lazily in one batch when logits are
     next needed (forced tokens and the rendered tool results ride along for free)."""
 
-    def __init__(self, model, sampler):
-        self.model, self.sampler, self.pending = model, sampler, []
+    def __init__(self, session, sampler):
+        self.session, self.sampler, self.pending = session, sampler, []
         self.evaluated = 0
 
     def feed(self, ids):
@@ -76,7 +80,7 @@ class _Decoder:
     def logits(self, rows=None):
         ids, self.pending = self.pending, []
         self.evaluated += len(ids)
-        return np.asarray(self.model.eval(ids, rows=rows), np.float32)
+        return np.asarray(self.session.eval(ids, rows=rows), np.float32)
 
     def choose(self, allowed, bonus=None) -> int:
         """Pick among allowed ids (no eval when there is only one)."""
@@ -236,22 +240,30 @@ class Agent:
         if cache is not None:
             cache.save(self.prefix_snapshot)
 
-    def _start(self, dec, segments):
-        """Load prefix + segments into the model's state (via the prefix snapshot) and leave
+    def _session(self):
+        """The session a run or reply holds from its first token to its last: one of the
+        model's pool (Model.acquire_session, waiting for one to come free), or the model
+        itself when it has no sessions (test fakes)."""
+        acquire = getattr(self.model, "acquire_session", None)
+        return acquire() if acquire is not None else contextlib.nullcontext(self.model)
+
+    def _start(self, session, dec, segments):
+        """Load prefix + segments into the session's state (via the prefix snapshot) and leave
         what still has to be evaluated pending in dec."""
         tok = self.model.tokenizer
-        session = getattr(self.model, "session", None)
         prefix = self.prefix_ids()
         rest = encode_segments(tok, segments, False)
-        if self.reuse_prefix and session is not None:
+        cached = 0
+        if self.reuse_prefix and hasattr(session, "restore"):
             self._restore_prefix(session)
             if self.calibrate and self._calibration is None and len(self.tools) > 1:
                 self._calibration = self._name_prior(session)
+            cached = len(prefix)
         else:
-            self.model.reset()
+            session.reset()
             rest = prefix + rest
         dec.feed(rest)
-        return len(prefix) + len(rest)
+        return cached + len(rest), cached     # (prompt tokens, of which restored from cache)
 
     def _name_prior(self, session):
         """The model's log-probabilities for the first token of each tool name after a
@@ -292,11 +304,15 @@ class Agent:
     # ---- the loop ------------------------------------------------------------------------
 
     def run(self, request: str, max_steps: int = 4, on_event=None) -> AgentResult:
+        with self._session() as session:
+            return self._run(session, request, max_steps, on_event)
+
+    def _run(self, session, request, max_steps, on_event) -> AgentResult:
         if not isinstance(request, str) or not request.strip():
             raise ValueError("the request is empty")
         emit = on_event or (lambda event: None)
-        dec = _Decoder(self.model, Sampler())
-        self._start(dec, self.format.turn([{"role": "user", "content": request}], {}))
+        dec = _Decoder(session, Sampler())
+        self._start(session, dec, self.format.turn([{"role": "user", "content": request}], {}))
         ground = Grounding(request, self.constraint.v, tools=self.tools) if self.grounding else None
         out = AgentResult(format=self.format.name)
         choice = self.tool_choice
@@ -333,6 +349,12 @@ class Agent:
         """One model reply to an OpenAI-style conversation, without executing anything.
         tool_choice: "auto" | "required" | "none" | {"type": "function", "function":
         {"name": N}}."""
+        with self._session() as session:
+            return self._respond(session, messages, tool_choice, max_tokens, temperature,
+                                 top_p, seed, stop, on_text)
+
+    def _respond(self, session, messages, tool_choice, max_tokens, temperature, top_p, seed,
+                 stop, on_text) -> Turn:
         named = None
         if isinstance(tool_choice, dict):
             named = (tool_choice.get("function") or {}).get("name")
@@ -352,14 +374,13 @@ class Agent:
                 names[c.get("id")] = (c.get("function") or {}).get("name")
             convo.append(m)
         request = " ".join(str(m.get("content") or "") for m in convo if m.get("role") == "user")
-        dec = _Decoder(self.model, Sampler(temperature, 0, top_p, seed))
-        n_prompt = self._start(dec, self.format.turn(convo, names))
+        dec = _Decoder(session, Sampler(temperature, 0, top_p, seed))
+        n_prompt, cached = self._start(session, dec, self.format.turn(convo, names))
         ground = Grounding(request, self.constraint.v, tools=self.tools) \
             if self.grounding and request else None
         limit = self.max_tokens if max_tokens is None else max_tokens
         calls, text, finish = self._reply(dec, tool_choice, ground, None, named=named,
                                           max_tokens=limit, stop=stop, on_text=on_text)
-        cached = len(self.prefix_ids()) if self.reuse_prefix else 0
         usage = {"prompt_tokens": n_prompt, "cached_tokens": cached,
                  "completion_tokens": max(0, dec.evaluated + len(dec.pending) - (n_prompt - cached))}
         bad = [c for c in calls if "error" in c]

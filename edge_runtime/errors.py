@@ -15,5 +15,11 @@ class ContextLengthError(ValueError):
     """A prompt (plus the tokens asked for) does not fit in max_inference_len."""
 
 
+class SessionBusyError(RuntimeError):
+    """A session is in use by someone else (a live generator, another thread's call or lease),
+    its state changed hands since it was last reset, or no session of a model's pool came free
+    in time. Nothing was evaluated."""
+
+
 USER_ERRORS = (GGUFError, UnsupportedModelError, MemoryBudgetError, ContextLengthError,
                NonFiniteLogitsError, ValueError)

@@ -177,7 +177,8 @@ class GGUFFile:
         except OSError as e:
             raise GGUFError(f"cannot open {self.path}: {e.strerror}") from None
         try:
-            self.size = os.fstat(fd).st_size
+            self.stat = os.fstat(fd)   # identifies the mapped file (edge_runtime.prefix_cache)
+            self.size = self.stat.st_size
             if self.size < 24:
                 raise GGUFError(f"header: file is {self.size} bytes, a GGUF header needs 24 at offset 0")
             try:

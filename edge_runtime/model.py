@@ -1,18 +1,20 @@
 """`Model`: one mapped GGUF, its config and tokenizer, bound to the native decoder; and
 `Session`: one KV state over it. A model serves any number of sessions (each with its own
-KV cache); `Model.eval/generate/reset` use the model's default session.
+KV cache); `Model.eval/generate/reset` use the model's default session, and
+`Model.acquire_session()` lends sessions from a pool the memory plan sizes.
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
 from . import _native, boards, memory
 from . import config as config_mod
-from .errors import ContextLengthError, NonFiniteLogitsError
+from .errors import ContextLengthError, MemoryBudgetError, NonFiniteLogitsError, SessionBusyError
 from .gguf import GGML_TYPE_IDS, open_gguf
 from .memory import RssTracker
 from .sampling import Sampler
@@ -23,6 +25,19 @@ WEIGHT_TYPES = ("Q8_0", "F32", "F16", "BF16")
 LAYER_TENSORS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
                  "attn_norm", "attn_q_norm", "attn_k_norm", "post_attention_norm", "ffn_norm",
                  "post_ffw_norm")
+
+
+_local = threading.local()
+
+
+def _thread_token():
+    """The calling thread's identity for session ownership: unlike its ident, never reused by
+    a later thread."""
+    try:
+        return _local.token
+    except AttributeError:
+        _local.token = object()
+        return _local.token
 
 
 def default_threads() -> int:
@@ -50,7 +65,7 @@ def _descriptor(g, name, optional=False):
 
 class Model:
     def __init__(self, gguf_file, cfg, tokenizer, handle, max_inference_len, threads, pages,
-                 kv_dtype, prefill_chunk, plan=None, tracker=None):
+                 kv_dtype, prefill_chunk, plan=None, tracker=None, sessions=1):
         self.gguf, self.config, self.tokenizer = gguf_file, cfg, tokenizer
         self._handle = handle
         self.max_inference_len = max_inference_len
@@ -60,24 +75,31 @@ class Model:
         self.tracker = tracker or RssTracker()
         self.kernel = _native.model_kernel(handle)
         self.load_seconds = 0.0
+        self.session_pool_size = sessions
+        self._pool_cond = threading.Condition()   # guards every session's ownership fields
         self._session = self.new_session()
+        self._pool = [self._session]              # grows lazily up to session_pool_size
 
     @classmethod
     def load(cls, path, max_inference_len=None, threads=None, budget=None, board=None,
-             pages="keep", kv_dtype="f16", prefill_chunk=DEFAULT_PREFILL_CHUNK, snapshot_tokens=0):
+             pages="keep", kv_dtype="f16", prefill_chunk=DEFAULT_PREFILL_CHUNK, snapshot_tokens=0,
+             sessions=None):
         """snapshot_tokens: length of a prefix whose KV snapshot will be kept (the agent's
-        tool declarations); the memory plan and budget check count it."""
+        tool declarations); the memory plan and budget check count it.
+        sessions: size of the acquire_session() pool; None = as many as the budget holds
+        (MemoryPlan.sessions_within), or 1 without a budget. More than the budget holds is a
+        MemoryBudgetError."""
         t0 = time.perf_counter()
         tracker = RssTracker()
         with tracker.phase("load"):
             m = cls._load(path, max_inference_len, threads, budget, board, pages, kv_dtype,
-                          prefill_chunk, snapshot_tokens, tracker)
+                          prefill_chunk, snapshot_tokens, sessions, tracker)
         m.load_seconds = time.perf_counter() - t0
         return m
 
     @classmethod
     def _load(cls, path, max_inference_len, threads, budget, board, pages, kv_dtype,
-              prefill_chunk, snapshot_tokens, tracker):
+              prefill_chunk, snapshot_tokens, sessions, tracker):
         if pages not in ("keep", "release"):
             raise ValueError(f"pages must be 'keep' or 'release', got {pages!r}")
         if kv_dtype not in ("f16", "f32"):
@@ -99,14 +121,73 @@ class Model:
                            budget=budget, snapshot_tokens=snapshot_tokens)
         if budget is not None:
             plan.check(budget)   # MemoryBudgetError before anything is allocated
+        pool = _pool_size(plan, budget, sessions)
         n_ctx = plan.max_inference_len
         tok = Tokenizer.from_gguf(g)
         handle = _bind(g, cfg)
         return cls(g, cfg, tok, handle, n_ctx, int(threads), pages, kv_dtype, int(prefill_chunk),
-                   plan, tracker)
+                   plan, tracker, pool)
 
     def new_session(self) -> "Session":
+        """A session of one's own, outside the pool (not counted in session_pool_size)."""
         return Session(self)
+
+    @contextmanager
+    def acquire_session(self, timeout=None):
+        """`with model.acquire_session(timeout=None) as s:` - a session that is the caller's
+        alone until the block ends: admission control for agent runs and servers.
+
+        The pool holds `model.session_pool_size` sessions: as many as the memory budget holds
+        (Model.load(sessions=None, budget=...): MemoryPlan.sessions_within, the plan's one
+        session plus each further KV cache + scratch + logits that fits), 1 without a budget,
+        or what Model.load(sessions=N) asked for. Sessions are created on first need; the
+        default one (model.eval/generate) comes first when it is free, so a single user's
+        runs show in model.stats().
+
+        Blocks until a session is free: timeout None waits as long as it takes, a number of
+        seconds (0: do not wait) bounds it, after which SessionBusyError is raised. It is also
+        raised at once when every session of the pool is held by the calling thread (waiting
+        would never end). A free session is one no thread has leased and no call or live
+        generator is using (a generator of model.generate() holds the default session until
+        it is exhausted or closed).
+
+        The lease is bound to the thread that took it: the session's methods raise
+        SessionBusyError on any other thread, and model.eval/generate/reset raise there too
+        while the default session is lent. The state it comes with is a previous user's: start
+        with reset(), restore(), prepare() or generate() (eval() before one of those raises
+        SessionBusyError rather than append to someone else's tokens)."""
+        session = self._lend(timeout)
+        try:
+            yield session
+        finally:
+            session._give_back()
+
+    def _lend(self, timeout):
+        if self._session is None:
+            raise RuntimeError("the model is closed: it lends no more sessions")
+        me = _thread_token()
+        deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
+        with self._pool_cond:
+            while True:
+                for s in self._pool:
+                    if s._free():
+                        s._lend_to(me)
+                        return s
+                if len(self._pool) < self.session_pool_size:
+                    s = self.new_session()
+                    self._pool.append(s)
+                    s._lend_to(me)
+                    return s
+                if all(s._held_by(me) for s in self._pool):
+                    raise SessionBusyError(
+                        f"all {len(self._pool)} sessions of the pool are held by this thread "
+                        f"(a live generator or an open acquire_session()); waiting would never end")
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise SessionBusyError(
+                        f"no session came free within {timeout:g} s (all "
+                        f"{self.session_pool_size} of the pool are in use)")
+                self._pool_cond.wait(left)
 
     # The default session's API, as CONTRACT.md names it on the model.
     def eval(self, ids, rows=None):
@@ -133,14 +214,29 @@ class Model:
         """Free the default session's KV state now and break the model <-> session cycle, so
         the mapping goes as soon as the last reference to it does, not when the cycle
         collector runs. Sessions from new_session() keep working (they hold what they use);
-        this model's own eval/generate do not."""
+        this model's own eval/generate and acquire_session do not."""
         self._session = None
+        self._pool = []
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _pool_size(plan, budget, sessions) -> int:
+    if sessions is not None and (isinstance(sessions, bool) or not isinstance(sessions, int)
+                                 or sessions < 1):
+        raise ValueError(f"sessions must be a positive integer, not {sessions!r}")
+    if budget is None:
+        return sessions or 1
+    held = plan.sessions_within(budget)
+    if sessions is not None and sessions > held:
+        raise MemoryBudgetError(
+            f"{sessions} sessions of {plan.session_bytes / (1 << 20):.1f} MiB each do not fit "
+            f"the budget of {budget / (1 << 20):.1f} MiB: it holds {held}")
+    return sessions or held
 
 
 def _expected_shapes(cfg) -> dict:
@@ -194,18 +290,76 @@ class KVSnapshot:
 
 
 class Session:
-    """One KV state over a model. Not for use by two threads at once (a lock enforces it)."""
+    """One KV state over a model, used by one owner at a time.
+
+    Each call (eval, reset, prepare, snapshot, restore) holds the session for its duration, and
+    a generator of generate() holds it from its first token until it is exhausted, closed or
+    collected. Anyone else who tries to use it meanwhile - another thread, a second generator
+    interleaved with the first - gets SessionBusyError and changes nothing. A session lent by
+    Model.acquire_session() is usable only on the thread that took it. The state belongs to
+    the thread that last set it (reset, restore, prepare, generate, or eval on an empty state)
+    and to nobody once a lease begins or ends: eval() appending to it from anywhere else
+    raises SessionBusyError, so two threads taking turns on one session (each reset + eval)
+    get an error instead of each other's tokens."""
 
     def __init__(self, model: Model):
         self.model = model
         self._handle = _native.session_new(model._handle, model.max_inference_len,
                                            model.prefill_chunk, model.kv_dtype == "f32",
                                            model.threads, model.pages == "release")
-        self._lock = threading.Lock()
+        self._cond = model._pool_cond   # guards the four ownership fields, wakes pool waiters
+        self._user = self._user_thread = None   # the call or generator using it, and its thread
+        self._lease_thread = None                # the thread acquire_session() lent it to
+        self._state_thread = None   # who last set the state (None: nobody, after a lease)
         self.history: list[int] = []   # the ids whose keys and values the state holds
         self._logits = np.empty(model.config.n_vocab, dtype=np.float32)
         self._last_mark, self._last_kind = 0.0, "prefill"
         self._stats = {"prefill_tokens": 0, "prefill_s": 0.0, "decode_tokens": 0, "decode_s": 0.0}
+
+    # ---- ownership -----------------------------------------------------------------------
+
+    def _enter(self, user):
+        me = _thread_token()
+        with self._cond:
+            if self._user is not None:
+                raise SessionBusyError(
+                    "the session is in use by a live generate() or another thread's call; "
+                    "finish or close that generator first, or take a session of your own "
+                    "(Model.acquire_session(), Model.new_session())")
+            if self._lease_thread not in (None, me):
+                raise SessionBusyError(
+                    "the session is lent to another thread by Model.acquire_session()")
+            self._user, self._user_thread = user, me
+
+    def _leave(self):
+        with self._cond:
+            self._user = self._user_thread = None
+            self._cond.notify_all()
+
+    @contextmanager
+    def _owned(self):
+        self._enter(object())
+        try:
+            yield
+        finally:
+            self._leave()
+
+    # The pool's side; called by Model with self._cond held (it is the model's condition).
+    def _free(self) -> bool:
+        return self._user is None and self._lease_thread is None
+
+    def _held_by(self, thread) -> bool:
+        return thread in (self._user_thread, self._lease_thread)
+
+    def _lend_to(self, thread):
+        self._lease_thread, self._state_thread = thread, None
+
+    def _give_back(self):
+        with self._cond:
+            self._lease_thread, self._state_thread = None, None
+            self._cond.notify_all()
+
+    # ---- state -----------------------------------------------------------------------------
 
     @property
     def n_past(self) -> int:
@@ -215,12 +369,29 @@ class Session:
         return _native.session_sizes(self._handle)
 
     def reset(self):
-        with self._lock:
+        with self._owned():
+            self._truncate(0)
+
+    def _truncate(self, n):
+        if not _native.session_truncate(self._handle, n):
+            n = 0
             _native.session_truncate(self._handle, 0)
-            self.history = []
+        self.history = self.history[:n]
+        self._state_thread = _thread_token()
 
     def eval(self, ids, rows=None) -> np.ndarray:
         """Append ids to the state; logits of the last position (all rows or just `rows`)."""
+        with self._owned():
+            me = _thread_token()
+            if not self.history:
+                self._state_thread = me
+            elif self._state_thread != me:
+                raise SessionBusyError(
+                    "the session's state was set by another thread, or it changed hands through "
+                    "Model.acquire_session(): its tokens are someone else's; reset() it first")
+            return self._eval(ids, rows)
+
+    def _eval(self, ids, rows=None) -> np.ndarray:
         ids = np.ascontiguousarray(ids, dtype=np.int32).reshape(-1)
         n = len(ids)
         if n == 0:
@@ -241,12 +412,11 @@ class Session:
             if rows_arr.min() < 0 or rows_arr.max() >= cfg.n_vocab:
                 raise ValueError(f"row id out of range 0..{cfg.n_vocab - 1}")
             out, n_rows = np.empty(len(rows_arr), dtype=np.float32), len(rows_arr)
-        with self._lock:
-            t0 = time.perf_counter()
-            _native.session_eval(self._handle, ids.ctypes.data, n, out.ctypes.data,
-                                 rows_arr.ctypes.data if rows_arr is not None else 0, n_rows)
-            dt = time.perf_counter() - t0
-            self.history.extend(ids.tolist())
+        t0 = time.perf_counter()
+        _native.session_eval(self._handle, ids.ctypes.data, n, out.ctypes.data,
+                             rows_arr.ctypes.data if rows_arr is not None else 0, n_rows)
+        dt = time.perf_counter() - t0
+        self.history.extend(ids.tolist())
         if not np.isfinite(out.sum()):   # NaN/Inf anywhere poisons the sum
             raise NonFiniteLogitsError(
                 "the model produced non-finite logits (NaN or Inf in its weights?)")
@@ -263,33 +433,37 @@ class Session:
         return out.copy()
 
     def snapshot(self) -> KVSnapshot:
-        with self._lock:
+        with self._owned():
             return KVSnapshot(self.history, _native.session_state(self._handle))
 
     def restore(self, snap: KVSnapshot):
-        with self._lock:
-            if not _native.session_restore(self._handle, snap.data):
-                raise ValueError("KV snapshot does not fit this session (model shape, KV dtype "
-                                 "or max_inference_len differ, or the data is damaged)")
-            self.history = list(snap.ids)
+        with self._owned():
+            self._restore(snap)
+
+    def _restore(self, snap: KVSnapshot):
+        if not _native.session_restore(self._handle, snap.data):
+            raise ValueError("KV snapshot does not fit this session (model shape, KV dtype "
+                             "or max_inference_len differ, or the data is damaged)")
+        self.history = list(snap.ids)
+        self._state_thread = _thread_token()
 
     def prepare(self, ids, snapshot: KVSnapshot | None = None) -> np.ndarray:
         """Make the state hold exactly `ids`, reusing the longest prefix already computed (or
         `snapshot`, when it covers more of ids); returns the last position's logits."""
+        with self._owned():
+            return self._prepare(ids, snapshot)
+
+    def _prepare(self, ids, snapshot=None) -> np.ndarray:
         ids = list(ids)
         if not ids:
             raise ValueError("empty prompt: nothing to evaluate")
         if snapshot is not None and len(snapshot.ids) < len(ids) and \
                 tuple(ids[:len(snapshot.ids)]) == snapshot.ids and \
                 self._common_prefix(ids) < len(snapshot.ids):
-            self.restore(snapshot)
-        common = min(self._common_prefix(ids), len(ids) - 1)   # at least one token must run to give logits
-        with self._lock:
-            if not _native.session_truncate(self._handle, common):
-                common = 0
-                _native.session_truncate(self._handle, 0)
-            self.history = self.history[:common]
-        return self.eval(ids[common:])
+            self._restore(snapshot)
+        # at least one token must run to give logits
+        self._truncate(min(self._common_prefix(ids), len(ids) - 1))
+        return self._eval(ids[self.n_past:])
 
     def _common_prefix(self, ids) -> int:
         n = 0
@@ -332,20 +506,25 @@ class Session:
         return self._generate(ids, max_tokens, sampler, stop_ids, stop_strs)
 
     def _generate(self, ids, max_tokens, sampler, stop_ids, stop_strs):
+        """The generator owns the session from its first next() to its end or close()."""
         tok = self.model.tokenizer
-        logits = self.prepare(ids)
-        produced = []
-        for _ in range(max_tokens):
-            nxt = sampler.sample(logits)
-            if nxt in stop_ids:
-                return
-            yield nxt
-            produced.append(nxt)
-            if stop_strs and any(s in tok.decode(produced) for s in stop_strs):
-                return
-            if len(produced) == max_tokens:
-                return
-            logits = self.eval([nxt])
+        self._enter(object())
+        try:
+            logits = self._prepare(ids)
+            produced = []
+            for _ in range(max_tokens):
+                nxt = sampler.sample(logits)
+                if nxt in stop_ids:
+                    return
+                yield nxt
+                produced.append(nxt)
+                if stop_strs and any(s in tok.decode(produced) for s in stop_strs):
+                    return
+                if len(produced) == max_tokens:
+                    return
+                logits = self._eval([nxt])
+        finally:
+            self._leave()
 
     def stats(self) -> dict:
         st = dict(self._stats)

@@ -1,55 +1,221 @@
 """KV snapshots of a prompt prefix (an agent's tool declarations) kept on disk across restarts.
 
-One file per (model file, prefix ids, KV dtype, context length): its name is the hex of a
-sha256 key over those, and its header repeats the key, so a file renamed, copied from another
-model or left over from an older format is recognised as foreign. Layout (little-endian):
+One file per (model content, decoder, kernel, prefix ids, KV dtype, context length): its name
+is the hex of a sha256 key over those, and its header repeats the key, so a file renamed,
+copied from another model or written by another decoder build is recognised as foreign.
+Layout (little-endian):
 
     magic 8s | version u32 | n_ids u32 | data_len u64 | key 32s | crc32 u32 | reserved u32
     ids int32[n_ids] | data (the native KV state, Session.snapshot().data)
 
-The crc32 covers ids and data. A file that fails any check - or that the session then refuses
-to restore - is ignored with a PrefixCacheWarning and rewritten; it is never trusted. Files are
-written to a temporary name and renamed, so a crash mid-write leaves no partial snapshot.
-The file is read back into memory rather than mapped: a mapping of a file that someone else
-truncates would kill the process (SIGBUS) instead of raising an error.
+The key cannot be fooled by a changed model: it holds the sha256 of the whole model file. That
+costs seconds on a board, so it is computed once per version of the file and kept in a sidecar
+(HASHES in the cache directory) under the file's (device, inode, size, mtime_ns, ctime_ns) -
+rewriting the file in place or replacing it changes those (ctime cannot be set back). The
+decoder is the package version plus a sha256 of the native extension that writes the state.
+
+Reading trusts nothing. The path is opened non-blocking without following a symlink and must
+be a regular file (a FIFO there is never waited on; a symlink, directory or device is refused);
+the header's sizes must be those a session of this model produces for this prefix before
+anything is read; the crc32 covers ids and data. A file that fails any check - or that the
+session then refuses to restore - is ignored with a PrefixCacheWarning and rewritten. Files are
+written to `.tmp-<pid>-<random>` and renamed, so a crash mid-write leaves no partial snapshot;
+temporary files whose writer is gone (or that are over an hour old) are deleted by the next
+save. The file is read rather than mapped: a mapping of a file that someone else truncates
+would kill the process (SIGBUS) instead of raising an error.
 """
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
+import json
 import os
+import re
+import stat
 import struct
 import tempfile
+import time
 import warnings
 import zlib
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from . import _native
+from .memory.plan import snapshot_bytes
+
 MAGIC = b"ERKVPFX\0"
-VERSION = 1
+VERSION = 2
 _HEADER = struct.Struct("<8sIIQ32sII")
 SUFFIX = ".kvs"
-# Model identity: the file size plus a hash of its first MiB (metadata, vocabulary start) and of
-# pages sampled evenly through the weights, so fine-tunes of one shape differ; a full sha256 of
-# a 290 MB file would cost seconds on a board at every start.
-_HEAD_BYTES = 1 << 20
-_SAMPLES, _SAMPLE_BYTES = 64, 4096
+HASHES = "model-sha256.json"      # the sidecar: file identity -> sha256 of its content
+_MAX_HASHES = 16                  # entries kept (the newest)
+_TEMP = re.compile(r"\.tmp-(\d+)-[a-z0-9_]+(?:\.kvs|\.json)\Z")
+STALE_SECONDS = 3600              # a temporary file this old is stale whoever wrote it
+_CHUNK = 1 << 20
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symbolic link",
+          stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
 
 
 class PrefixCacheWarning(UserWarning):
     """A snapshot file was ignored (damaged, truncated, foreign) or could not be written."""
 
 
-def model_identity(g) -> bytes:
-    """A cheap fingerprint of a mapped GGUF file (size + sampled content)."""
-    h = hashlib.sha256(struct.pack("<Q", g.size))
-    view = g.view
-    h.update(view[:_HEAD_BYTES])
-    start, span = min(_HEAD_BYTES, g.size), max(g.size - _HEAD_BYTES, 0)
-    for i in range(_SAMPLES + 1):
-        at = start + span * i // _SAMPLES
-        h.update(view[max(at - _SAMPLE_BYTES, start):at])
+class _Refused(OSError):
+    """The path holds something other than a regular file."""
+
+
+def _open_regular(path):
+    """(fd, stat) of the regular file at path, opened without following a symlink and
+    without blocking; _Refused for anything else, FileNotFoundError when there is nothing."""
+    kind = _KINDS.get(stat.S_IFMT(os.lstat(path).st_mode))   # before opening: a device's open
+    if kind:                                                 # may itself do something
+        raise _Refused(f"it is {kind}, not a regular file")
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:   # became a symlink since the lstat
+            raise _Refused("it is a symbolic link, not a regular file") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _Refused(f"it is {_KINDS.get(stat.S_IFMT(st.st_mode), 'special')}, "
+                       "not a regular file")
+    return fd, st
+
+
+@functools.lru_cache(maxsize=None)
+def decoder_identity() -> bytes:
+    """What wrote a KV state: the package version and the native extension's content."""
+    try:
+        version = metadata.version("edge_runtime")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    h = hashlib.sha256(version.encode() + b"|")
+    with open(_native.__file__, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
     return h.digest()
+
+
+_DIGESTS: dict = {}   # file identity -> sha256, for this process
+
+
+def _identity(st) -> str:
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def model_digest(g, directory) -> bytes:
+    """sha256 of the whole model file behind the mapped GGUF g: from this process's memory,
+    else from the sidecar in directory, else computed (and then kept in both)."""
+    ident = _identity(g.stat)
+    if ident in _DIGESTS:
+        return _DIGESTS[ident]
+    sidecar = Path(directory) / HASHES
+    known = _read_hashes(sidecar)
+    digest = known.get(ident)
+    if digest is None:
+        digest = known[ident] = _hash_model(g)
+        _write_hashes(sidecar, dict(list(known.items())[-_MAX_HASHES:]))
+    _DIGESTS[ident] = digest
+    return digest
+
+
+def _hash_model(g) -> bytes:
+    """Read the file when the path still names the mapped one (no pages of the mapping are
+    faulted in); else hash the mapping itself - it is what the decoder reads."""
+    h = hashlib.sha256()
+    try:
+        fd, st = _open_regular(g.path)
+    except OSError:
+        st = None
+    if st is not None:
+        with os.fdopen(fd, "rb") as f:
+            if _identity(st) == _identity(g.stat):
+                for block in iter(lambda: f.read(_CHUNK), b""):
+                    h.update(block)
+                return h.digest()
+    for at in range(0, g.size, _CHUNK):
+        h.update(g.view[at:at + _CHUNK])
+    return h.digest()
+
+
+def _read_hashes(path) -> dict:
+    try:
+        fd, _ = _open_regular(path)
+        with os.fdopen(fd, "rb") as f:
+            data = json.loads(f.read(1 << 16))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: bytes.fromhex(v) for k, v in data.items()
+            if isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)}
+
+
+def _write_hashes(path, hashes):
+    """Best effort: a sidecar that cannot be written only means hashing again next time."""
+    try:
+        _write_atomically(path, [json.dumps({k: v.hex() for k, v in hashes.items()}).encode()],
+                          ".json")
+    except OSError:
+        pass
+
+
+def _write_atomically(path, parts, suffix):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for part in parts:   # no joined copy of a multi-MB state
+                f.write(part)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _writer_gone(pid) -> bool:
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:   # alive, someone else's
+        return False
+    except OverflowError:
+        return True
+    return False
+
+
+def clean_stale_temps(directory):
+    """Delete the temporary files of writers that were killed: only names this module makes,
+    only regular files, and only when their writer process is gone or they are stale."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        m = _TEMP.match(name)
+        if not m:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and (_writer_gone(int(m.group(1)))
+                                             or now - st.st_mtime > STALE_SECONDS):
+                os.unlink(path)
+        except OSError:
+            continue   # gone already, or not ours to delete
 
 
 def _ids_bytes(ids) -> bytes:
@@ -61,9 +227,11 @@ class PrefixCache:
 
     def __init__(self, directory, model):
         self.directory = Path(directory)
+        self.model = model
         self._salt = hashlib.sha256(
-            model_identity(model.gguf)
-            + f"|kv={model.kv_dtype}|ctx={model.max_inference_len}|v{VERSION}".encode()).digest()
+            model_digest(model.gguf, self.directory) + decoder_identity()
+            + f"|kernel={model.kernel}|kv={model.kv_dtype}|ctx={model.max_inference_len}"
+              f"|v{VERSION}".encode()).digest()
 
     def key(self, ids) -> bytes:
         return hashlib.sha256(self._salt + _ids_bytes(ids)).digest()
@@ -71,19 +239,30 @@ class PrefixCache:
     def path_for(self, ids) -> Path:
         return self.directory / (self.key(ids).hex()[:32] + SUFFIX)
 
+    def expected_bytes(self, n_ids) -> int:
+        """The size of a session's state after n_ids tokens (what a true snapshot holds)."""
+        m = self.model
+        return snapshot_bytes(m.plan.ring_lens, m.config, n_ids, m.kv_dtype)
+
     def load(self, ids):
         """The KVSnapshot stored for exactly these prefix ids, or None (missing: silently;
         present but unusable: with a warning)."""
         path = self.path_for(ids)
         try:
-            with open(path, "rb") as f:
-                return self._read(f, path, ids)
+            fd, st = _open_regular(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except _Refused as e:
+            return self._ignore(path, str(e))
         except OSError as e:
             return self._ignore(path, f"cannot read it ({e.strerror})")
+        with os.fdopen(fd, "rb") as f:
+            try:
+                return self._read(f, st.st_size, path, ids)
+            except OSError as e:
+                return self._ignore(path, f"cannot read it ({e.strerror})")
 
-    def _read(self, f, path, ids):
+    def _read(self, f, size, path, ids):
         from .model import KVSnapshot
         head = f.read(_HEADER.size)
         if len(head) < _HEADER.size:
@@ -94,8 +273,14 @@ class PrefixCache:
         if version != VERSION:
             return self._ignore(path, f"format version {version}, expected {VERSION}")
         if key != self.key(ids):
-            return self._ignore(path, "made for another model, prefix, KV dtype or context length")
-        body = os.fstat(f.fileno()).st_size - _HEADER.size
+            return self._ignore(path, "made for another model, decoder, prefix, KV dtype or "
+                                      "context length")
+        # sizes before reading: a crafted header must not make us allocate what it says
+        want = self.expected_bytes(len(ids))
+        if n_ids != len(ids) or data_len != want:
+            return self._ignore(path, f"header says {n_ids} ids and {data_len} bytes of state, "
+                                      f"a snapshot of this prefix has {len(ids)} and {want}")
+        body = size - _HEADER.size
         if body != 4 * n_ids + data_len:
             return self._ignore(path, f"{body} bytes of body, header says {4 * n_ids + data_len} "
                                       f"(truncated or padded)")
@@ -107,26 +292,18 @@ class PrefixCache:
         return KVSnapshot(ids, data)
 
     def save(self, snap):
-        """Write snap atomically; returns the path, or None (with a warning) on failure."""
+        """Write snap atomically; returns the path, or None (with a warning) on failure.
+        Stale temporary files of killed writers are deleted first."""
         path = self.path_for(snap.ids)
         ids = _ids_bytes(snap.ids)
         crc = zlib.crc32(snap.data, zlib.crc32(ids))
         head = _HEADER.pack(MAGIC, VERSION, len(snap.ids), len(snap.data), self.key(snap.ids),
                             crc, 0)
-        tmp = None
+        clean_stale_temps(self.directory)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=self.directory)
-            with os.fdopen(fd, "wb") as f:
-                for part in (head, ids, snap.data):   # no joined copy of a multi-MB state
-                    f.write(part)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            _write_atomically(path, (head, ids, snap.data), SUFFIX)
             return path
         except OSError as e:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
             warnings.warn(f"cannot write prefix snapshot {path}: {e}", PrefixCacheWarning,
                           stacklevel=3)
             return None

@@ -68,16 +68,18 @@ static void row_range(int rows, int ith, int nth, int *r0, int *r1) {
 
 static void matmul_worker(void *ctx, int ith, int nth) {
     const matmul_task *mt = ctx;
-    const er_q8_0_gemm_fn gemm = mt->s->m->kernel->gemm;
+    const er_q8_0_kernel *kern = mt->s->m->kernel;
+    const er_q8_0_gemm_fn gemm = kern->gemm;
     if (mt->rows) {
         const er_mat *w = mt->w[0];
         const size_t rb = type_row_bytes(w->type, w->cols);
         int i0, i1;
         row_range(mt->n_rows, ith, nth, &i0, &i1);
-        for (int i = i0; i < i1; i++) {
+        if (i0 < i1 && w->type == ER_Q8_0)
+            kern->gemv_rows(w->data, mt->rows + i0, i1 - i0, mt->xq, mt->y[0] + i0, w->cols);
+        for (int i = i0; i < i1 && w->type != ER_Q8_0; i++) {
             const void *row = (const uint8_t *)w->data + (size_t)mt->rows[i] * rb;
-            if (w->type == ER_Q8_0) gemm(row, mt->xq, mt->y[0] + i, w->cols, 0, 1, 1, 1);
-            else er_gemm_float(row, w->type, mt->x, mt->y[0] + i, w->cols, 0, 1, 1, 1);
+            er_gemm_float(row, w->type, mt->x, mt->y[0] + i, w->cols, 0, 1, 1, 1);
         }
         return;
     }

@@ -42,16 +42,20 @@ static const er_q8_0_kernel *kernel_by_name(const char *name) {
     return NULL;
 }
 
-/* q8_0_gemm(kernel, W, X, Y, k, rows, nt): Y[t*rows + r] = W[r] . X[t] */
+/* q8_0_gemm(kernel, W, X, Y, k, rows, nt[, r0, r1, ldy]): Y[t*ldy + r] = W[r] . X[t] for
+ * r in [r0, r1) (default: all rows, ldy = rows) */
 static PyObject *py_q8_0_gemm(PyObject *self, PyObject *args) {
     (void)self;
     const char *name;
     PyObject *w, *x, *y;
-    int k, rows, nt;
-    if (!PyArg_ParseTuple(args, "sOOOiii", &name, &w, &x, &y, &k, &rows, &nt)) return NULL;
+    int k, rows, nt, r0 = 0, r1 = -1, ldy = -1;
+    if (!PyArg_ParseTuple(args, "sOOOiii|iii", &name, &w, &x, &y, &k, &rows, &nt, &r0, &r1, &ldy))
+        return NULL;
     const er_q8_0_kernel *kern = kernel_by_name(name);
     if (!kern) return NULL;
-    if (k <= 0 || k % QK8_0 || rows <= 0 || nt <= 0) {
+    if (r1 < 0) r1 = rows;
+    if (ldy < 0) ldy = rows;
+    if (k <= 0 || k % QK8_0 || rows <= 0 || nt <= 0 || r0 < 0 || r0 > r1 || r1 > rows || ldy < r1) {
         PyErr_SetString(PyExc_ValueError, "bad gemm shape");
         return NULL;
     }
@@ -59,7 +63,31 @@ static PyObject *py_q8_0_gemm(PyObject *self, PyObject *args) {
     float *Y = addr_arg(y);
     if (PyErr_Occurred()) return NULL;
     Py_BEGIN_ALLOW_THREADS
-    kern->gemm(W, X, Y, k, 0, rows, nt, rows);
+    kern->gemm(W, X, Y, k, r0, r1, nt, ldy);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* q8_0_gemv_rows(kernel, W, rows, n, X, Y, k): Y[i] = W[rows[i]] . X for i < n; the caller
+ * guarantees every rows[i] indexes W. */
+static PyObject *py_q8_0_gemv_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *name;
+    PyObject *w, *r, *x, *y;
+    int n, k;
+    if (!PyArg_ParseTuple(args, "sOOiOOi", &name, &w, &r, &n, &x, &y, &k)) return NULL;
+    const er_q8_0_kernel *kern = kernel_by_name(name);
+    if (!kern) return NULL;
+    if (k <= 0 || k % QK8_0 || n < 0) {
+        PyErr_SetString(PyExc_ValueError, "bad gemv shape");
+        return NULL;
+    }
+    const block_q8_0 *W = addr_arg(w), *X = addr_arg(x);
+    const int32_t *R = addr_arg(r);
+    float *Y = addr_arg(y);
+    if (PyErr_Occurred()) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    kern->gemv_rows(W, R, n, X, Y, k);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -374,7 +402,9 @@ static PyObject *py_session_restore(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"kernels", py_kernels, METH_NOARGS, "Q8_0 kernels this CPU can run, best last."},
     {"selected_kernel", py_selected_kernel, METH_NOARGS, "The kernel in use (ER_KERNEL aware)."},
-    {"q8_0_gemm", py_q8_0_gemm, METH_VARARGS, "Run one kernel: (name, W, X, Y, k, rows, nt)."},
+    {"q8_0_gemm", py_q8_0_gemm, METH_VARARGS, "Run one kernel: (name, W, X, Y, k, rows, nt[, r0, r1, ldy])."},
+    {"q8_0_gemv_rows", py_q8_0_gemv_rows, METH_VARARGS,
+     "One token against listed rows: (name, W, rows, n, X, Y, k)."},
     {"quantize_q8_0", py_quantize_q8_0, METH_VARARGS, "Quantize n floats at X into Q8_0 at Y."},
     {"fp16_to_fp32", py_fp16_to_fp32, METH_VARARGS, "(src, dst, n): n fp16 -> float32."},
     {"bf16_to_fp32", py_bf16_to_fp32, METH_VARARGS, "(src, dst, n): n bf16 -> float32."},

@@ -89,6 +89,12 @@ void er_q8_0_gemm_scalar(const block_q8_0 *W, const block_q8_0 *X, float *Y,
     }
 }
 
+void er_q8_0_gemv_rows_scalar(const block_q8_0 *W, const int32_t *rows, int n,
+                              const block_q8_0 *x, float *y, int k) {
+    const size_t nb = (size_t)(k / QK8_0);
+    for (int i = 0; i < n; i++) er_q8_0_gemm_scalar(W + rows[i] * nb, x, y + i, k, 0, 1, 1, 1);
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 #if defined(__x86_64__)
@@ -127,8 +133,9 @@ static er_q8_0_kernel kernels[8];
 static int n_kernels;
 static pthread_once_t kernels_once = PTHREAD_ONCE_INIT;
 
-static void add(const char *name, er_q8_0_gemm_fn fn) {
+static void add(const char *name, er_q8_0_gemm_fn fn, er_q8_0_gemv_rows_fn rows_fn) {
     kernels[n_kernels].name = name;
+    kernels[n_kernels].gemv_rows = rows_fn;
     kernels[n_kernels].quantize = er_quantize_row_q8_0;
 #if defined(__x86_64__)
     if (n_kernels > 0) kernels[n_kernels].quantize = er_quantize_row_q8_0_avx2;  /* all need AVX2 */
@@ -137,20 +144,21 @@ static void add(const char *name, er_q8_0_gemm_fn fn) {
 }
 
 static void find_kernels(void) {
-    add("scalar", er_q8_0_gemm_scalar);
+    add("scalar", er_q8_0_gemm_scalar, er_q8_0_gemv_rows_scalar);
 #if defined(__x86_64__)
     int avx2, avx512vnni, avxvnni;
     x86_features(&avx2, &avx512vnni, &avxvnni);
-    if (avx2) add("avx2", er_q8_0_gemm_avx2);
+    if (avx2) add("avx2", er_q8_0_gemm_avx2, er_q8_0_gemv_rows_avx2);
 #if defined(ER_HAVE_AVXVNNI)
-    if (avxvnni) add("avxvnni", er_q8_0_gemm_avxvnni);
+    if (avxvnni) add("avxvnni", er_q8_0_gemm_avxvnni, er_q8_0_gemv_rows_avxvnni);
 #endif
-    if (avx512vnni) add("avx512vnni", er_q8_0_gemm_avx512vnni);
+    if (avx512vnni) add("avx512vnni", er_q8_0_gemm_avx512vnni, er_q8_0_gemv_rows_avx512vnni);
 #elif defined(__aarch64__)
-    add("neon", er_q8_0_gemm_neon);                       /* ASIMD is mandatory on AArch64 */
-    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) add("neon_dotprod", er_q8_0_gemm_neon_dotprod);
+    add("neon", er_q8_0_gemm_neon, er_q8_0_gemv_rows_neon);        /* ASIMD is mandatory on AArch64 */
+    if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)
+        add("neon_dotprod", er_q8_0_gemm_neon_dotprod, er_q8_0_gemv_rows_neon_dotprod);
 #elif defined(__arm__)
-    if (getauxval(AT_HWCAP) & ER_HWCAP_ARM_NEON) add("neon", er_q8_0_gemm_neon);
+    if (getauxval(AT_HWCAP) & ER_HWCAP_ARM_NEON) add("neon", er_q8_0_gemm_neon, er_q8_0_gemv_rows_neon);
 #endif
 }
 

@@ -38,9 +38,15 @@ void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n);
 typedef void (*er_q8_0_gemm_fn)(const block_q8_0 *W, const block_q8_0 *X, float *Y,
                                 int k, int r0, int r1, int nt, int ldy);
 
+/* Constrained decoding: y[i] = W[rows[i]] . x (one token) for i < n; rows need not be sorted
+ * or distinct. Each y[i] is bit for bit what the same kernel's gemm gives for that row. */
+typedef void (*er_q8_0_gemv_rows_fn)(const block_q8_0 *W, const int32_t *rows, int n,
+                                     const block_q8_0 *x, float *y, int k);
+
 typedef struct {
     const char *name;    /* "scalar", "avx2", "avx512vnni", "avxvnni", "neon", "neon_dotprod" */
     er_q8_0_gemm_fn gemm;
+    er_q8_0_gemv_rows_fn gemv_rows;
     void (*quantize)(const float *x, block_q8_0 *y, int n);   /* same bytes as the reference */
 } er_q8_0_kernel;
 
@@ -54,11 +60,16 @@ const er_q8_0_kernel *er_q8_0_select(void);
 /* The readable definition every fast kernel is tested against. */
 void er_q8_0_gemm_scalar(const block_q8_0 *W, const block_q8_0 *X, float *Y,
                          int k, int r0, int r1, int nt, int ldy);
+void er_q8_0_gemv_rows_scalar(const block_q8_0 *W, const int32_t *rows, int n,
+                              const block_q8_0 *x, float *y, int k);
 
 /* ISA kernels: each is defined only on its architecture (q8_0_x86.c, q8_0_arm.c) and
  * offered by er_q8_0_kernels only when the CPU and OS support it. */
-#define ER_GEMM_DECL(isa) void er_q8_0_gemm_##isa(const block_q8_0 *W, const block_q8_0 *X, \
-                                                  float *Y, int k, int r0, int r1, int nt, int ldy)
+#define ER_GEMM_DECL(isa)                                                                        \
+    void er_q8_0_gemm_##isa(const block_q8_0 *W, const block_q8_0 *X, float *Y, int k, int r0,  \
+                            int r1, int nt, int ldy);                                           \
+    void er_q8_0_gemv_rows_##isa(const block_q8_0 *W, const int32_t *rows, int n,              \
+                                 const block_q8_0 *x, float *y, int k)
 #if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 12) || \
                              (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #define ER_HAVE_AVXVNNI 1   /* the compiler knows the VEX-encoded VNNI (Alder Lake, Zen 5) */

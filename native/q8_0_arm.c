@@ -55,6 +55,13 @@ ARM_INLINE float arm_hsum(float32x4_t v) {
 #define KATTR ARM_ATTR
 #define KR 4
 #define KT 2
+#if defined(__aarch64__)   /* 32 vector registers: four rows, each loaded a block ahead */
+#define KRV 4
+#define K_LOAD_AHEAD 1
+#else                      /* 16: two rows, no second set of blocks, or the loop spills */
+#define KRV 2
+#define K_LOAD_AHEAD 0
+#endif
 
 typedef arm_block wvec_neon, xvec_neon;
 typedef float scale_neon;
@@ -81,6 +88,8 @@ ARM_INLINE acc_neon madd_neon(acc_neon acc, wvec_neon w, xvec_neon x, float dw, 
 #undef KATTR
 #undef KR
 #undef KT
+#undef KRV
+#undef K_LOAD_AHEAD
 
 /* ---- NEON dot product (sdot): four int8 products summed straight into each int32 lane. */
 #if defined(__aarch64__)
@@ -88,6 +97,8 @@ ARM_INLINE acc_neon madd_neon(acc_neon acc, wvec_neon w, xvec_neon x, float dw, 
 #define KATTR __attribute__((target("arch=armv8.2-a+dotprod")))
 #define KR 4
 #define KT 4
+#define KRV 4
+#define K_LOAD_AHEAD 1
 #define DP_INLINE static inline KATTR __attribute__((always_inline))
 
 typedef arm_block wvec_neon_dotprod, xvec_neon_dotprod;
@@ -111,6 +122,8 @@ DP_INLINE acc_neon_dotprod madd_neon_dotprod(acc_neon_dotprod acc, wvec_neon_dot
 #undef KATTR
 #undef KR
 #undef KT
+#undef KRV
+#undef K_LOAD_AHEAD
 #endif /* __aarch64__ */
 
 #endif /* __aarch64__ || __arm__ */

@@ -86,6 +86,8 @@ void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n) {
 #define KATTR __attribute__((target(X86_BASE)))
 #define KR 2
 #define KT 4
+#define KRV 4
+#define K_LOAD_AHEAD 0
 
 typedef struct { __m256i abs, sgn; } wvec_avx2;
 typedef __m256i xvec_avx2;
@@ -109,18 +111,24 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #undef KATTR
 #undef KR
 #undef KT
+#undef KRV
+#undef K_LOAD_AHEAD
 
 /* ---- AVX-512 VNNI (EVEX, 32 registers) ---------------------------------------------------- */
 #define KSUFFIX avx512vnni
 #define KATTR __attribute__((target(X86_BASE ",avx512f,avx512vl,avx512vnni")))
 #define KR 4
 #define KT 4
+#define KRV 4
+#define K_LOAD_AHEAD 0
 #define VNNI_DPBUSD _mm256_dpbusd_epi32
 #include "q8_0_vnni.inc"
 #undef KSUFFIX
 #undef KATTR
 #undef KR
 #undef KT
+#undef KRV
+#undef K_LOAD_AHEAD
 #undef VNNI_DPBUSD
 
 /* ---- AVX-VNNI (VEX, 16 registers) --------------------------------------------------------- */
@@ -129,12 +137,16 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #define KATTR __attribute__((target(X86_BASE ",avxvnni")))
 #define KR 2
 #define KT 4
+#define KRV 4
+#define K_LOAD_AHEAD 0
 #define VNNI_DPBUSD _mm256_dpbusd_avx_epi32
 #include "q8_0_vnni.inc"
 #undef KSUFFIX
 #undef KATTR
 #undef KR
 #undef KT
+#undef KRV
+#undef K_LOAD_AHEAD
 #undef VNNI_DPBUSD
 #endif
 

@@ -1,13 +1,16 @@
-"""The agent loop on a scripted fake model (no weights), and on the real default model
-(marked `model`: they run once edge_runtime.Model exists)."""
+"""The agent loop on a scripted fake model (no weights) in both call formats, Agent.respond,
+and the agent on the real default model (marked `model`)."""
 import time
 
 import pytest
 
-from edge_runtime.agent import Agent
-from edge_runtime.functiongemma import parse, validate
+from edge_runtime.agent import MAX_PARALLEL, Agent
+from edge_runtime.calls.schema import normalize_tool, validate
+from edge_runtime.functiongemma import parse
 from edge_runtime.functiongemma import tokens as T
 from fg_fakes import ScriptedModel
+
+FG = "functiongemma"
 
 
 class Recorder:
@@ -59,7 +62,7 @@ def test_call_executed_and_its_result_reaches_the_next_model_turn():
         "<end_function_call><start_function_response>",
         "The weather is ok<end_of_turn>"])
     events = []
-    r = Agent(model, rec.tools()).run("weather in Paris?", on_event=events.append)
+    r = Agent(model, rec.tools(), format=FG).run("weather in Paris?", on_event=events.append)
     assert rec.log == [("get_weather", "Paris", 12)]
     assert r.calls == [{"name": "get_weather", "arguments": {"city": "Paris", "days": 12},
                         "result": {"city": "Paris", "sky": "clear"}}]
@@ -75,13 +78,15 @@ def test_call_executed_and_its_result_reaches_the_next_model_turn():
 def test_constraint_turns_an_undeclared_call_into_a_declared_valid_one():
     rec = Recorder()
     model = ScriptedModel(["<start_function_call>call:rm_rf{path:<escape>/<escape>}"
-                           "<end_function_call>"])
-    r = Agent(model, rec.tools()).run("delete everything", max_steps=1)
-    assert len(r.calls) == 1
-    c = r.calls[0]
-    agent = Agent(model, rec.tools())
-    assert c["name"] in agent.schemas and validate(c["arguments"], agent.schemas[c["name"]]) == []
-    assert rec.log and rec.log[0][0] == c["name"]
+                           "<end_function_call><start_function_response>"])
+    r = Agent(model, rec.tools(), format=FG).run("delete everything", max_steps=1)
+    # off its script the fake model has no preference: it may write up to MAX_PARALLEL calls
+    assert 1 <= len(r.calls) <= MAX_PARALLEL
+    agent = Agent(model, rec.tools(), format=FG)
+    for c in r.calls:
+        assert c["name"] in agent.schemas
+        assert validate(c["arguments"], agent.schemas[c["name"]]) == []
+    assert [entry[0] for entry in rec.log] == [c["name"] for c in r.calls]
     # scored steps inside the call never asked for the full vocabulary
     sparse = [rows for ids, rows in model.calls if rows is not None]
     assert sparse and all(len(rows) < model.tokenizer.n_vocab for rows in sparse)
@@ -89,7 +94,7 @@ def test_constraint_turns_an_undeclared_call_into_a_declared_valid_one():
 
 def test_unconstrained_invalid_calls_are_never_executed():
     rec = Recorder()
-    agent = Agent(ScriptedModel([]), rec.tools())
+    agent = Agent(ScriptedModel([]), rec.tools(), format=FG)
     text = ("<start_function_call>call:rm_rf{path:<escape>/<escape>}<end_function_call>"
             "<start_function_call>call:get_weather{town:<escape>x<escape>}<end_function_call>"
             "<start_function_call>call:set_timer{minutes:<escape>ten<escape>}"
@@ -102,7 +107,7 @@ def test_unconstrained_invalid_calls_are_never_executed():
     # rejected and answered with an error, and nothing runs
     model = ScriptedModel(["<start_function_call>call:rm_rf{path:<escape>/<escape>}"
                            "<end_function_call>", "ok<end_of_turn>"])
-    r = Agent(model, rec.tools(), constrained=False).run("x")
+    r = Agent(model, rec.tools(), format=FG, constrained=False).run("x")
     assert rec.log == [] and r.calls[0]["result"] == {"error": "unknown tool 'rm_rf'"}
     assert "response:rm_rf{error:<escape>unknown tool 'rm_rf'<escape>}" in _fed_text(model)
 
@@ -114,7 +119,7 @@ def test_tool_errors_and_timeouts_become_results():
         "<start_function_call>call:slow{x:2}<end_function_call><start_function_response>",
         "ok<end_of_turn>"])
     t0 = time.perf_counter()
-    r = Agent(model, rec.tools(), timeout=0.2).run("x")
+    r = Agent(model, rec.tools(), format=FG, timeout=0.2).run("x")
     assert time.perf_counter() - t0 < 0.9
     assert [c["result"] for c in r.calls] == [{"error": "RuntimeError: sensor offline"},
                                               {"error": "timed out after 0.2 s"}]
@@ -124,12 +129,14 @@ def test_tool_errors_and_timeouts_become_results():
 def test_schema_only_tools_are_returned_not_run_and_max_steps_bounds_the_loop():
     schema = {"type": "function", "function": {"name": "shutdown", "description": "Power off",
               "parameters": {"type": "object", "properties": {"delay": {"type": "integer"}}}}}
-    model = ScriptedModel(["<start_function_call>call:shutdown{delay:3}<end_function_call>"])
-    r = Agent(model, [schema]).run("power off")
+    model = ScriptedModel(["<start_function_call>call:shutdown{delay:3}<end_function_call>"
+                           "<start_function_response>"])
+    r = Agent(model, [schema], format=FG).run("power off")
     assert r.calls == [{"name": "shutdown", "arguments": {"delay": 3}, "result": None}]
     rec = Recorder()
-    again = "<start_function_call>call:set_timer{minutes:1}<end_function_call>"
-    r = Agent(ScriptedModel([again] * 5), rec.tools()).run("x", max_steps=2)
+    again = ("<start_function_call>call:set_timer{minutes:1}<end_function_call>"
+             "<start_function_response>")
+    r = Agent(ScriptedModel([again] * 5), rec.tools(), format=FG).run("x", max_steps=2)
     assert len(rec.log) == 2 and len(r.calls) == 2
 
 
@@ -140,6 +147,139 @@ def test_bad_agent_input():
         Agent(ScriptedModel([]), [lambda x: x])       # no type hints
     with pytest.raises(ValueError):
         Agent(ScriptedModel([]), [{"type": "function", "function": {"name": "a b"}}])
+
+
+# ---- the python format on the fake model ---------------------------------------------------
+
+def _py(script):
+    return ScriptedModel(script, format="python")
+
+
+def test_python_format_call_result_and_answer():
+    rec = Recorder()
+    model = _py(['Call: get_weather(city="Paris")\nResult', "Answer: The weather is ok\n"])
+    events = []
+    agent = Agent(model, rec.tools(), format="python")
+    r = agent.run("is it sunny in Paris?", on_event=events.append)
+    assert r.format == "python"
+    assert rec.log == [("get_weather", "Paris", 1)]
+    assert r.calls == [{"name": "get_weather", "arguments": {"city": "Paris"},
+                        "result": {"city": "Paris", "sky": "clear"}}]
+    assert r.text == "The weather is ok"
+    fed = _fed_text(model)
+    # the prompt: the functions as def stubs, then the request line
+    assert "def get_weather(city: str, days: int = None):" in fed
+    assert fed.index("def slow(") < fed.index("Request: is it sunny in Paris?\nCall: ")
+    # the call as written, then its result as a JSON line, then the answer after it
+    assert ('Call: get_weather(city="Paris")\nResult: {"city": "Paris", "sky": "clear"}\n'
+            "Answer: The weather is ok") in fed
+    assert [e["type"] for e in events if e["type"] != "token"] == ["call", "result", "answer"]
+
+
+def test_python_format_errors_become_result_lines_and_invalid_calls_never_run():
+    rec = Recorder()
+    model = _py(["Call: broken(x=1)\nResult", "Answer: ok\n"])
+    r = Agent(model, rec.tools(), format="python").run("x")
+    assert rec.log == [("broken", 1)]
+    assert r.calls[0]["result"] == {"error": "RuntimeError: sensor offline"}
+    assert 'Result: {"error": "RuntimeError: sensor offline"}\n' in _fed_text(model)
+    # free-running (constraint off), a call of an undeclared tool is read, refused, reported
+    model = _py(['Call: rm_rf(path="/")\nResult', "Answer: ok\n"])
+    r = Agent(model, rec.tools(), format="python", constrained=False).run("x")
+    assert rec.log == [("broken", 1)]
+    assert r.calls[0]["result"] == {"error": "unknown tool 'rm_rf'"}
+    assert "Result: {\"error\": \"unknown tool 'rm_rf'\"}\n" in _fed_text(model)
+
+
+def _messages(text="is it sunny in Paris?"):
+    return [{"role": "system", "content": "ignored: the system text is Agent(system=)"},
+            {"role": "user", "content": text}]
+
+
+def test_respond_auto_returns_a_call_without_running_it():
+    rec = Recorder()
+    model = _py(['Call: get_weather(city="Paris")\nResult'])
+    agent = Agent(model, rec.tools(), format="python")
+    turn = agent.respond(_messages(), tool_choice="auto")
+    assert rec.log == []
+    assert turn.calls == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    assert turn.finish_reason == "tool_calls" and turn.text == ""
+    # usage: the prompt is the prefix and the request line (nothing cached: the fake has no
+    # session); the completion is what the reply put into the model after it
+    u = turn.usage
+    tok = model.tokenizer
+    request = tok.encode("Request: is it sunny in Paris?\n", add_bos=False, special=False)
+    assert u["cached_tokens"] == 0
+    assert u["prompt_tokens"] == len(agent.prefix_ids()) + len(request)
+    assert model.history[:u["prompt_tokens"]] == agent.prefix_ids() + request
+    assert tok.decode(model.history[u["prompt_tokens"]:]) == 'Call: get_weather(city="Paris")\n'
+    assert u["completion_tokens"] == len(model.history) - u["prompt_tokens"]
+
+
+def test_respond_auto_and_none_answer_in_text():
+    rec = Recorder()
+    agent = Agent(_py(["Answer: Hello there\n"]), rec.tools(), format="python")
+    turn = agent.respond(_messages("hi"), tool_choice="auto")
+    assert (turn.text, turn.calls, turn.finish_reason) == ("Hello there", [], "stop")
+    # "none" never calls, even when the model would
+    agent = Agent(_py(['Call: get_weather(city="Paris")\n']), rec.tools(), format="python")
+    turn = agent.respond(_messages(), tool_choice="none")
+    assert turn.calls == [] and turn.finish_reason in ("stop", "length")
+    # max_tokens cuts a long answer: finish_reason "length"
+    agent = Agent(_py(["Answer: The weather is ok\n"]), rec.tools(), format="python")
+    turn = agent.respond(_messages(), tool_choice="none", max_tokens=3)
+    assert turn.finish_reason == "length" and turn.calls == []
+    assert rec.log == []
+
+
+def test_respond_required_and_named_force_a_call():
+    rec = Recorder()
+    # the model would answer, but "required" makes the reply a call
+    agent = Agent(_py(["Answer: Hello there\n"]), rec.tools(), format="python")
+    turn = agent.respond(_messages("hi"), tool_choice="required")
+    assert len(turn.calls) >= 1 and turn.finish_reason == "tool_calls"
+    for c in turn.calls:
+        assert validate(c["arguments"], agent.schemas[c["name"]]) == []
+    # a named function: that tool is called even though the model wants another
+    agent = Agent(_py(['Call: get_weather(city="Paris")\nResult']), rec.tools(),
+                  format="python")
+    turn = agent.respond(_messages(), tool_choice={"type": "function",
+                                                   "function": {"name": "set_timer"}})
+    assert [c["name"] for c in turn.calls] == ["set_timer"]
+    assert validate(turn.calls[0]["arguments"], agent.schemas["set_timer"]) == []
+    assert rec.log == []
+    with pytest.raises(ValueError):
+        agent.respond(_messages(), tool_choice={"type": "function",
+                                                "function": {"name": "rm_rf"}})
+    with pytest.raises(ValueError):
+        agent.respond(_messages(), tool_choice="always")
+
+
+def test_respond_carries_earlier_calls_and_results_into_the_prompt():
+    rec = Recorder()
+    model = _py(["Answer: It is clear\n"])
+    agent = Agent(model, rec.tools(), format="python")
+    messages = _messages() + [
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": '{"sky": "clear"}'}]
+    turn = agent.respond(messages, tool_choice="auto")
+    assert turn.text == "It is clear" and turn.calls == [] and rec.log == []
+    assert ('Request: is it sunny in Paris?\nCall: get_weather(city="Paris")\n'
+            'Result: {"sky": "clear"}\nAnswer: It is clear') in _fed_text(model)
+
+
+def test_respond_in_the_functiongemma_format():
+    rec = Recorder()
+    agent = Agent(ScriptedModel(["Hello there<end_of_turn>"]), rec.tools(), format=FG)
+    turn = agent.respond(_messages("hi"), tool_choice="auto")
+    assert (turn.text, turn.calls, turn.finish_reason) == ("Hello there", [], "stop")
+    agent = Agent(ScriptedModel(["<start_function_call>call:get_weather{city:<escape>Paris"
+                                 "<escape>}<end_function_call><start_function_response>"]),
+                  rec.tools(), format=FG)
+    turn = agent.respond(_messages(), tool_choice="auto")
+    assert turn.calls == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    assert turn.finish_reason == "tool_calls" and rec.log == []
 
 
 # ---- the real default model ------------------------------------------------------------------
@@ -200,7 +340,7 @@ def model(default_model):
 def test_constrained_calls_are_schema_valid_on_the_default_model(model):
     n = 0
     for name, tools in TOOLSETS.items():
-        schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+        schemas = {t["function"]["name"]: normalize_tool(t)["parameters"] for t in tools}
         agent = Agent(model, tools)
         for request in REQUESTS[name]:
             r = agent.run(request, max_steps=1)   # schema-only tools: the call is returned

@@ -84,6 +84,78 @@ def test_gemm_matches_formula_and_scalar(name, k):
                 assert np.all(np.abs(got - gemm("scalar", w, x)) <= 2 * tol)
 
 
+def scalar_in_float32(w, x):
+    """The scalar kernel's arithmetic, independently: exact integer block dots, then for each
+    block in order sum += (dw * dx) * dot in float32 (no fused multiply-add)."""
+    dots = np.einsum("rbj,tbj->trb", w["qs"].astype(np.int64), x["qs"].astype(np.int64))
+    scale = x["d"].astype(np.float32)[:, None, :] * w["d"].astype(np.float32)[None, :, :]
+    terms = scale * dots.astype(np.float32)                # float32 products, rounded each
+    y = np.zeros(terms.shape[:2], dtype=np.float32)
+    for b in range(terms.shape[2]):
+        y = y + terms[:, :, b]
+    return y
+
+
+@pytest.mark.parametrize("k", [32, 640])
+def test_scalar_is_the_formula_in_float32_bit_for_bit(k):
+    rng = np.random.default_rng(k + 1)
+    w = random_weights(rng, 13, k)
+    x = quantize(rng.standard_normal((3, k)).astype(np.float32))
+    np.testing.assert_array_equal(gemm("scalar", w, x), scalar_in_float32(w, x))
+
+
+def gemm_rows(name, w, x, r0, r1, ldy):
+    """Rows [r0, r1) into Y of row stride ldy; the rest of Y must stay untouched (NaN)."""
+    rows, nb = w.shape
+    y = np.full((x.shape[0], ldy), np.nan, dtype=np.float32)
+    _native.q8_0_gemm(name, w.ctypes.data, x.ctypes.data, y.ctypes.data, nb * 32, rows,
+                      x.shape[0], r0, r1, ldy)
+    assert np.isnan(y[:, :r0]).all() and np.isnan(y[:, r1:]).all()
+    return y[:, r0:r1]
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_row_grouping_never_changes_a_result(name):
+    """Every fast path advances several rows (and tokens) side by side; each result must be bit
+    for bit the one computed for that row alone, for any range, stride and token count,
+    including counts that are not multiples of the unroll."""
+    rng = np.random.default_rng(7)
+    for k in (32, 640, 2048):
+        rows = 61
+        w = random_weights(rng, rows, k)
+        for nt in (1, 2, 3, 4, 5, 9):
+            x = quantize(rng.standard_normal((nt, k)).astype(np.float32))
+            alone = np.concatenate([gemm_rows(name, w, x, r, r + 1, rows) for r in range(rows)], 1)
+            for r0, r1 in ((0, rows), (1, rows - 1), (3, 4), (5, 10), (2, 39), (0, 17), (7, 7)):
+                got = gemm_rows(name, w, x, r0, r1, rows + 5)
+                np.testing.assert_array_equal(got, alone[:, r0:r1], err_msg=f"{name} {k} {nt} {r0}:{r1}")
+
+
+def gemv_rows(name, w, x, ids):
+    ids = np.ascontiguousarray(ids, dtype=np.int32)
+    y = np.full(ids.size + 1, np.nan, dtype=np.float32)
+    _native.q8_0_gemv_rows(name, w.ctypes.data, ids.ctypes.data, ids.size, x.ctypes.data,
+                           y.ctypes.data, w.shape[1] * 32)
+    assert np.isnan(y[-1])
+    return y[:-1]
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_sparse_rows_match_dense_bit_for_bit(name):
+    """Constrained decoding scores listed rows (unsorted, repeated, any count); each must equal
+    the dense kernel's value for that row exactly, so masking never changes a logit."""
+    rng = np.random.default_rng(8)
+    for k in (32, 640):
+        w = random_weights(rng, 300, k)
+        x = quantize(rng.standard_normal((1, k)).astype(np.float32))
+        dense = gemm(name, w, x)[0]
+        for n in (0, 1, 2, 3, 4, 5, 7, 8, 9, 64, 67):
+            ids = rng.integers(0, 300, size=n)
+            if n > 2:
+                ids[1] = ids[0]                           # a repeated row
+            np.testing.assert_array_equal(gemv_rows(name, w, x, ids), dense[ids])
+
+
 def test_gemm_rejects_bad_shapes():
     w = np.zeros((2, 1), dtype=BLOCK)
     y = np.zeros(2, dtype=np.float32)

@@ -6,28 +6,31 @@ tokens evaluated must drop by exactly the prefix that was not recomputed.
 """
 import json
 import os
+import re
 import shutil
+import signal
+import stat
 import subprocess
 import sys
+import time
+import warnings
 
 import pytest
 
 import edge_runtime as er
+from edge_runtime import prefix_cache
 from edge_runtime.agent import Agent
-from edge_runtime.prefix_cache import PrefixCache, PrefixCacheWarning
+from edge_runtime.model import KVSnapshot
+from edge_runtime.prefix_cache import HASHES, PrefixCache, PrefixCacheWarning
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REQUESTS = ["beep twice", "note that the door is open", "beep twice"]
-CTX = 1024
+CTX = 4096
 
 
-def beep(times: int) -> dict:
-    """Beep a few times.
-
-    Args:
-        times: How many beeps.
-    """
-    return {"beeped": times}
+def beep(pattern: str) -> dict:
+    """Beep in a pattern."""
+    return {"beeped": pattern}
 
 
 def note(text: str) -> str:
@@ -53,7 +56,7 @@ def evaluated(model):
 
 
 def tiny(factory, window=8, seed=0, kv_dtype="f16"):
-    path = factory(context_length=2048, sliding_window=window, seed=seed)
+    path = factory(context_length=4096, sliding_window=window, seed=seed)
     return er.Model.load(path, max_inference_len=CTX, threads=1, kv_dtype=kv_dtype)
 
 
@@ -66,7 +69,7 @@ def baseline(model, request):
 
 # ---- in memory ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("window", [8, 512])   # the prefix (284 tokens) is longer / shorter
+@pytest.mark.parametrize("window", [8, 4096])   # the prefix is longer / shorter than it
 def test_reuse_gives_the_same_calls_and_text_and_skips_the_prefix(tiny_gguf_factory, window):
     reuse_model, full_model = tiny(tiny_gguf_factory, window), tiny(tiny_gguf_factory, window)
     reuse, full = make_agent(reuse_model), make_agent(full_model, reuse_prefix=False)
@@ -120,8 +123,7 @@ def test_snapshot_file_is_used_by_a_new_process(tiny_gguf_factory, tmp_path):
     m = tiny(tiny_gguf_factory)
     agent = make_agent(m, cache_dir=tmp_path)
     outcome(agent, REQUESTS[1])
-    files = list(tmp_path.iterdir())
-    assert [f.suffix for f in files] == [".kvs"]           # one snapshot, no temporary left
+    assert cache_files(tmp_path) == [".kvs", HASHES]      # one snapshot, no temporary left
     want, n_full = baseline(m, REQUESTS[0])
     code = _CHILD.format(here=HERE, path=m.gguf.path, cache=str(tmp_path))
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -130,6 +132,11 @@ def test_snapshot_file_is_used_by_a_new_process(tiny_gguf_factory, tmp_path):
     got = json.loads(child.stdout.strip().splitlines()[-1])
     assert got["out"] == json.loads(json.dumps(want))
     assert got["evaluated"] == n_full - len(agent.prefix_ids())   # the prefill came from disk
+
+
+def cache_files(directory):
+    """Snapshots by suffix, other files by name: what a cache directory holds."""
+    return sorted(f.suffix if f.suffix == ".kvs" else f.name for f in directory.iterdir())
 
 
 def _flip_last_byte(path):
@@ -183,18 +190,25 @@ def test_a_snapshot_of_another_model_or_kv_dtype_is_ignored(tiny_gguf_factory, t
     assert evaluated(m) == n_full
 
 
-def test_a_well_formed_file_the_session_refuses_is_ignored(tiny_gguf_factory, tmp_path):
-    """Header and checksum fine, but the state inside is f16 for an f32 session: the native
-    restore refuses it, and that too is only a warning."""
+@pytest.mark.parametrize("case", ["f16 state for f32", "state header damaged"])
+def test_a_well_formed_file_the_session_refuses_is_ignored(tiny_gguf_factory, tmp_path, case):
+    """Header and checksum fine, but the state inside does not fit: an f16 state for an f32
+    session (its size gives it away before it is read), or a damaged state header (the native
+    restore refuses it). Either is only a warning."""
     f16 = tiny(tiny_gguf_factory)
     a = make_agent(f16)
     outcome(a, REQUESTS[0])
-    f32 = tiny(tiny_gguf_factory, kv_dtype="f32")
-    PrefixCache(tmp_path, f32).save(a.prefix_snapshot)
-    want, n_full = baseline(f32, REQUESTS[0])
-    with pytest.warns(PrefixCacheWarning, match="does not fit"):
-        assert outcome(make_agent(f32, cache_dir=tmp_path), REQUESTS[0]) == want
-    assert evaluated(f32) == n_full
+    snap = a.prefix_snapshot
+    if case == "f16 state for f32":
+        m, why = tiny(tiny_gguf_factory, kv_dtype="f32"), "a snapshot of this prefix has"
+    else:
+        m, why = tiny(tiny_gguf_factory), "does not fit"
+        snap = KVSnapshot(snap.ids, b"\xff" * 16 + snap.data[16:])
+    PrefixCache(tmp_path, m).save(snap)
+    want, n_full = baseline(m, REQUESTS[0])
+    with pytest.warns(PrefixCacheWarning, match=why):
+        assert outcome(make_agent(m, cache_dir=tmp_path), REQUESTS[0]) == want
+    assert evaluated(m) == n_full
 
 
 def test_an_unwritable_cache_dir_only_warns(tiny_gguf_factory, tmp_path):
@@ -206,9 +220,213 @@ def test_an_unwritable_cache_dir_only_warns(tiny_gguf_factory, tmp_path):
     assert got == baseline(m, REQUESTS[0])[0]
 
 
+# ---- the snapshot table: what else a cache directory may hold ------------------------------
+
+@pytest.fixture
+def no_hang():
+    """Fail with TimeoutError instead of hanging the suite (SIGALRM interrupts a blocking
+    open() of a FIFO)."""
+    def expire(signum, frame):
+        raise TimeoutError("blocked for 300 s")
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(300)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _crafted_size(target, m, ids, good):
+    """The right key and prefix, a 3.2 GB state: the file is sparse, so its size matches."""
+    head = prefix_cache._HEADER.pack(prefix_cache.MAGIC, prefix_cache.VERSION, len(ids),
+                                     3_200_000_000, PrefixCache(target.parent, m).key(ids), 0, 0)
+    with open(target, "wb") as f:
+        f.write(head + prefix_cache._ids_bytes(ids))
+    os.truncate(target, len(head) + 4 * len(ids) + 3_200_000_000)
+    return "header says .* 3200000000 bytes of state"
+
+
+def _fifo(target, m, ids, good):
+    os.mkfifo(target)
+    return "it is a FIFO"
+
+
+def _symlink_to_a_good_snapshot(target, m, ids, good):
+    os.symlink(good, target)
+    return "it is a symbolic link"
+
+
+def _symlink_to_a_device(target, m, ids, good):
+    os.symlink("/dev/zero", target)
+    return "it is a symbolic link"
+
+
+def _device(target, m, ids, good):
+    try:
+        os.mknod(target, 0o600 | stat.S_IFCHR, os.makedev(1, 5))   # what /dev/zero is
+    except PermissionError:
+        pytest.skip("creating a device node needs privileges")
+    return "it is a device"
+
+
+def _directory(target, m, ids, good):
+    os.mkdir(target)
+    return "it is a directory"
+
+
+@pytest.mark.parametrize("plant", [_crafted_size, _fifo, _symlink_to_a_good_snapshot,
+                                   _symlink_to_a_device, _device, _directory],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_what_is_not_a_good_snapshot_is_ignored_with_a_warning(tiny_gguf_factory, tmp_path,
+                                                                no_hang, plant):
+    m = tiny(tiny_gguf_factory)
+    agent = make_agent(m)
+    outcome(agent, REQUESTS[0])
+    good = tmp_path / "elsewhere.kvs"
+    cache_dir = tmp_path / "cache"
+    target = PrefixCache(cache_dir, m).path_for(agent.prefix_ids())
+    assert PrefixCache(cache_dir, m).save(agent.prefix_snapshot) == target
+    shutil.move(target, good)
+    good_bytes = good.read_bytes()
+    why = plant(target, m, agent.prefix_ids(), good)
+    want, n_full = baseline(m, REQUESTS[0])
+    m2 = tiny(tiny_gguf_factory)
+    with pytest.warns(PrefixCacheWarning) as caught:
+        assert outcome(make_agent(m2, cache_dir=cache_dir), REQUESTS[0]) == want
+    said = [str(w.message) for w in caught]
+    assert any(re.search(why, s) for s in said), said
+    assert (plant is _directory) == any("cannot write" in s for s in said), said
+    assert evaluated(m2) == n_full                       # nothing taken from the path
+    assert good.read_bytes() == good_bytes               # a symlink's target is left alone
+    if plant is _directory:                              # cannot be replaced: it stays
+        assert target.is_dir()
+    else:                                                # replaced by a good snapshot
+        assert stat.S_ISREG(os.lstat(target).st_mode)
+        m3 = tiny(tiny_gguf_factory)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert outcome(make_agent(m3, cache_dir=cache_dir), REQUESTS[0]) == want
+        assert evaluated(m3) == n_full - len(agent.prefix_ids())
+
+
+_KILLED_WRITER = """
+import os, sys, time
+import edge_runtime as er
+from edge_runtime.prefix_cache import PrefixCache
+m = er.Model.load({path!r}, max_inference_len=64, threads=1)
+s = m.new_session()
+s.eval([2, 300, 301, 302])
+cache = PrefixCache({cache!r}, m)
+def stall(fd):          # the data is written; the writer dies before the rename
+    print("writing", flush=True)
+    time.sleep(600)
+os.fsync = stall
+cache.save(s.snapshot())
+"""
+
+
+def test_temporary_files_of_killed_writers_are_cleaned(tiny_gguf_factory, tmp_path):
+    m = tiny(tiny_gguf_factory)
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER.format(
+        path=m.gguf.path, cache=str(tmp_path))], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "writing"
+    finally:
+        child.kill()
+        child.wait(60)
+    (killed,) = tmp_path.glob(f".tmp-{child.pid}-*.kvs")
+    assert killed.stat().st_size > 0
+    me = os.getpid()
+    old = tmp_path / f".tmp-{me}-old1.kvs"                # our pid, but two hours old
+    live = tmp_path / f".tmp-{me}-live.kvs"               # a writer still at work: kept
+    for f in (old, live):
+        f.write_bytes(b"partial")
+    os.utime(old, (time.time() - 7200,) * 2)
+    foreign = [tmp_path / ".tmp-notes.kvs", tmp_path / "keep.txt"]   # not names we make
+    for f in foreign:
+        f.write_bytes(b"someone else's")
+    a_dir = tmp_path / f".tmp-{child.pid}-dir.kvs"       # our name, but not a file we wrote
+    a_dir.mkdir()
+    want = baseline(m, REQUESTS[0])[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert outcome(make_agent(m, cache_dir=tmp_path), REQUESTS[0]) == want
+    left = sorted(f.name for f in tmp_path.iterdir() if f.suffix != ".kvs" or
+                  f.name.startswith("."))
+    assert left == sorted([a_dir.name, live.name, HASHES] + [f.name for f in foreign])
+    assert len(list(tmp_path.glob("[!.]*.kvs"))) == 1   # and the snapshot was written
+
+
+def test_a_snapshot_of_another_decoder_build_is_not_used(tiny_gguf_factory, tmp_path,
+                                                        monkeypatch):
+    monkeypatch.setattr(prefix_cache, "decoder_identity", lambda: b"an older build")
+    older = tiny(tiny_gguf_factory)
+    agent = make_agent(older, cache_dir=tmp_path)
+    outcome(agent, REQUESTS[0])
+    (written,) = tmp_path.glob("*.kvs")
+    monkeypatch.undo()
+    m = tiny(tiny_gguf_factory)
+    target = PrefixCache(tmp_path, m).path_for(agent.prefix_ids())
+    assert target != written                             # keyed apart: never looked up
+    want, n_full = baseline(m, REQUESTS[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert outcome(make_agent(m, cache_dir=tmp_path), REQUESTS[0]) == want
+    assert evaluated(m) == n_full
+    os.unlink(target)
+    shutil.copy(written, target)                         # and if put where it is looked up
+    m2 = tiny(tiny_gguf_factory)
+    with pytest.warns(PrefixCacheWarning, match="another model, decoder"):
+        assert outcome(make_agent(m2, cache_dir=tmp_path), REQUESTS[0]) == want
+    assert evaluated(m2) == n_full
+
+
+def test_a_model_rewritten_in_place_gets_a_new_key(tiny_gguf_factory, tmp_path, monkeypatch):
+    """One weight byte changed in place, deep in a 2 MiB file, mtime set back (as rsync -t
+    --inplace would): the full content hash still tells the files apart. The hash is computed
+    once per file version; a new process takes it from the sidecar."""
+    path = tmp_path / "model.gguf"
+    shutil.copy(tiny_gguf_factory(context_length=4096, sliding_window=8, n_vocab=32768), path)
+    cache_dir = tmp_path / "cache"
+    hashed = []
+    real_hash = prefix_cache._hash_model
+    monkeypatch.setattr(prefix_cache, "_hash_model", lambda g: hashed.append(g) or real_hash(g))
+
+    def load():
+        return er.Model.load(path, max_inference_len=CTX, threads=1)
+
+    m = load()
+    agent = make_agent(m, cache_dir=cache_dir)
+    outcome(agent, REQUESTS[0])
+    emb = m.gguf.tensors["token_embd.weight"]
+    at = emb.offset + (emb.nbytes // 2) // 34 * 34 + 20   # a quant byte, not a block scale
+    assert at > 1 << 20 and len(hashed) == 1
+    monkeypatch.setattr(prefix_cache, "_DIGESTS", {})      # as in a new process: the sidecar
+    assert PrefixCache(cache_dir, m).path_for(agent.prefix_ids()).exists()
+    assert len(hashed) == 1
+    m.close()
+    del m, agent
+    before = os.stat(path)
+    with open(path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0x01]))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size
+    assert os.stat(path).st_mtime_ns == before.st_mtime_ns
+    m2 = load()
+    want, n_full = baseline(m2, REQUESTS[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert outcome(make_agent(m2, cache_dir=cache_dir), REQUESTS[0]) == want
+    assert evaluated(m2) == n_full                         # the old state was not restored
+    assert len(hashed) == 2                                # hashed again: a new version
+    assert len(list(cache_dir.glob("*.kvs"))) == 2
+
+
 # ---- the planner and the command line -------------------------------------------------------
 
-@pytest.mark.parametrize("window", [8, 512])
+@pytest.mark.parametrize("window", [8, 4096])
 def test_the_plan_row_is_the_snapshot_size(tiny_gguf_factory, window):
     m = tiny(tiny_gguf_factory, window)
     agent = make_agent(m)
@@ -223,12 +441,15 @@ def test_the_plan_row_is_the_snapshot_size(tiny_gguf_factory, window):
 
 def test_cli_agent_cache_dir(tiny_gguf_factory, tmp_path, capsys):
     from edge_runtime.cli import main
-    path = tiny_gguf_factory(context_length=2048, sliding_window=8)
+    path = tiny_gguf_factory(context_length=4096, sliding_window=8)
+    tools = tmp_path / "tools.py"
+    tools.write_text("from test_prefix_cache import TOOLS\n")
+    cache_dir = tmp_path / "cache"
     argv = ["agent", "--model", path, "--threads", "1", "--max-steps", "1", "--json",
-            "--cache-dir", str(tmp_path), "beep twice"]
+            "--tools", str(tools), "--cache-dir", str(cache_dir), "beep twice"]
     outs = []
     for _ in range(2):
         assert main(argv) == 0
         outs.append(json.loads(capsys.readouterr().out))
-    assert [f.suffix for f in tmp_path.iterdir()] == [".kvs"]
+    assert cache_files(cache_dir) == [".kvs", HASHES]
     assert outs[0] == outs[1] and outs[0]["calls"]

@@ -28,7 +28,7 @@ from . import regex
 from .numbers import NumberSyntax
 from .schema import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_LENGTH, FREE_DEPTH, KEY_RE, MAX_KEY_LENGTH,
                      normalize_tool)
-from .syntax import Syntax, number_text
+from .syntax import Syntax, bare_key_ok, number_text
 
 ANY = None                     # "next_symbols": any byte (string content)
 _UNESCAPED = {ord("n"): 10, ord("r"): 13, ord("t"): 9}
@@ -149,6 +149,9 @@ class _Builder:
 
     def key_word(self, name: str, top: bool) -> tuple:
         sx = self.sx
+        if (top or not sx.key_quoted) and not bare_key_ok(name):
+            raise ValueError(f"property name {name!r} cannot be written in the {sx.name} "
+                             "call format (its keys are bare words)")
         if top:
             return tuple(name.encode() + sx.arg_kv)
         k = sx.string_symbols(name) if sx.key_quoted else tuple(name.encode())
@@ -169,8 +172,13 @@ class CallGrammar:
             raise ValueError("a call grammar needs at least one tool")
         self.sx = syntax
         b = _Builder(syntax)
-        self.tools = {tuple(t["name"].encode() + syntax.args_open): b.obj(t["parameters"], True)
-                      for t in tools}
+        self.tools = {}
+        for t in tools:
+            try:
+                self.tools[tuple(t["name"].encode() + syntax.args_open)] = \
+                    b.obj(t["parameters"], True)
+            except ValueError as e:
+                raise ValueError(f"tool {t['name']}: {e}") from None
         self.name_prefixes = _prefixes(self.tools)
         self.free_key = b.free_key
         self._str_table, self._str_boundary = syntax.string_automaton[1:]
@@ -246,6 +254,8 @@ class CallGrammar:
                     q = int(node.dfa.table[q, _UNESCAPED.get(c, c)])
                 elif not self._str_escaping[nxt]:
                     q = int(node.dfa.table[q, c])
+                elif not any(node.dfa.table[q, _UNESCAPED.get(e, e)] >= 0 for e in b'"\\/nrt'):
+                    return None     # a backslash would start an escape the pattern refuses
                 if q < 0:
                     return None
             count += bool(self._str_boundary[nxt])
@@ -428,18 +438,22 @@ class TokenConstraint:
     def allowed(self, st) -> np.ndarray:
         """Sorted int32 ids allowed after state st (never empty before the call is done)."""
         syms = self.g.next_symbols(st)
-        found = []
+        content = None
         if syms is ANY:
             _, node, _, count, state, _, _ = st[-1]
-            found = [self.v.content_ids(self.g.sx.string_automaton, state, node.max - count)]
+            content = self.v.content_ids(self.g.sx.string_automaton, state, node.max - count)
             syms = {self.g.sx.str_close}
-        walk = []
-        self._walk(st, syms, 0, len(self.v.keys), b"", walk)
-        found.append(np.asarray(walk, np.int32))
-        extra = [i for s, i in self.symbol_ids.items()
-                 if s in syms and self.g.step(st, s) is not None]
-        found.append(np.asarray(extra, np.int32))
-        return np.unique(np.concatenate(found)).astype(np.int32)
+        found = []
+        self._walk(st, syms, 0, len(self.v.keys), b"", found)
+        found += [i for s, i in self.symbol_ids.items()
+                  if s in syms and self.g.step(st, s) is not None]
+        few = np.unique(np.asarray(found, np.int32))
+        if content is None or len(content) == 0:
+            return few
+        # content ids are sorted and many: insert the few others instead of sorting them all
+        at = np.searchsorted(content, few)
+        new = (at == len(content)) | (content[np.minimum(at, len(content) - 1)] != few)
+        return np.insert(content, at[new], few[new])
 
     def _walk(self, st, syms, lo, hi, prefix, out):
         keys, ids = self.v.keys, self.v.ids

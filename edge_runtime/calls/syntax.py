@@ -172,6 +172,11 @@ _BARE_KEY = re.compile(r"[^:=,{}()\[\]<>\"\s]+")
 _UNESCAPE = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "/": "/"}
 
 
+def bare_key_ok(name: str) -> bool:
+    """Whether the parser reads name back as a bare (unquoted) key."""
+    return bool(_BARE_KEY.fullmatch(name))
+
+
 class CallReader:
     """Reads one call in `syntax` from text where ESC/END are spelled `esc`/`end`."""
 

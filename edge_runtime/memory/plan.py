@@ -46,6 +46,8 @@ TOKENIZER_BYTES_PER_TOKEN = 23
 HEADER_BYTES_PER_TOKEN = 25
 
 KV_BYTES = {"f16": 2, "f32": 4}
+# Rows each session has of its own (the rest is shared by all sessions of a model).
+SESSION_ROWS = ("KV cache", "scratch:", "attention scores", "logits")
 PAGE_POLICIES = ("keep", "release")
 Q8_0_BLOCK, Q8_0_BYTES = 32, 34
 
@@ -130,6 +132,18 @@ class MemoryPlan:
     @property
     def total_resident(self) -> int:
         return self.total_anon + self.total_file
+
+    @property
+    def session_bytes(self) -> int:
+        """What each further session adds: its KV cache, scratch, attention scores, logits."""
+        return sum(b for n, b, k in self.rows if k == "anon" and n.startswith(SESSION_ROWS))
+
+    def sessions_within(self, budget: int) -> int:
+        """How many sessions the budget holds: the plan's one plus each further session that
+        fits in the headroom; 0 when the plan itself does not fit."""
+        if not self.fits(budget):
+            return 0
+        return 1 + (budget - self.total_resident) // max(self.session_bytes, 1)
 
     def fits(self, budget: int) -> bool:
         return self.total_resident <= budget
