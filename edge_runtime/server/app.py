@@ -51,11 +51,18 @@ class Server:
         self.name = name or model_id(model)
         self.engine = engine or Engine(model, cache_dir=cache_dir)
         sessions = self.engine.sessions
-        self.admission = Admission(sessions, queue)
-        self.plan = server_plan(model.plan, model.config, sessions, queue, self.engine.max_agents)
+
+        def plan(n):
+            return server_plan(model.plan, model.config, n, queue, self.engine.max_agents)
+        # The pool was sized for the model alone; serving needs room too: fewer sessions
+        # then, down to one (and if one does not fit, MemoryBudgetError).
+        while budget is not None and sessions > 1 and not plan(sessions).fits(budget):
+            sessions -= 1
+        self.plan = plan(sessions)
         self.budget = budget
         if budget is not None:
             self.plan.check(budget)
+        self.admission = Admission(sessions, queue)
         self.started = S.now()
         self._pool = ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="er-decode")
         self.app = Starlette(routes=[
@@ -210,9 +217,11 @@ class _Run:
 
 def _guarded(work, p, on_text):
     """work(p, on_text) with the runtime's bad-input errors as RequestError (400)."""
-    from ..errors import ContextLengthError, NonFiniteLogitsError
+    from ..errors import ContextLengthError, NonFiniteLogitsError, SessionBusyError
     try:
         return work(p, on_text)
+    except SessionBusyError as e:   # admission should prevent it; still an answer, not a 500
+        raise S.RequestError(str(e), 503, None, "server_busy", "server_error") from None
     except ContextLengthError as e:
         raise S.RequestError(str(e), 400, None, "context_length_exceeded") from None
     except NonFiniteLogitsError:

@@ -4,7 +4,6 @@ completions through a session's generate(). Blocking; app.py calls it from worke
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from collections import OrderedDict
@@ -13,6 +12,7 @@ from .openai_shapes import RequestError
 from .streaming import TextOut, TrimmedText
 
 DEFAULT_AGENTS = 4
+SESSION_WAIT = 600.0
 
 
 class Engine:
@@ -22,9 +22,9 @@ class Engine:
         self._make_agent = agent_factory or Agent
         self._agents: OrderedDict = OrderedDict()
         self.max_agents = max(1, int(agents))
-        self.sessions = 1   # requests decoded at once: the model's one default session
+        # Requests decoded at once: the model's session pool (sized by its memory plan).
+        self.sessions = getattr(model, "session_pool_size", 1)
         self._lock = threading.Lock()
-        self._session_lock = threading.Lock()
         self.counters = {"requests": 0, "prompt_tokens": 0, "cached_tokens": 0,
                          "completion_tokens": 0, "agents_built": 0}
 
@@ -58,11 +58,10 @@ class Engine:
                               if m["role"] in ("system", "developer"))
         agent = self.agent_for(system, p["tools"])
         out = TrimmedText(p["stop"], on_text) if on_text is not None else None
-        with self.session():
-            turn = agent.respond(p["messages"], tool_choice=p["tool_choice"],
-                                 max_tokens=p["max_tokens"], temperature=p["temperature"],
-                                 top_p=p["top_p"], seed=p["seed"], stop=p["stop"],
-                                 on_text=out.add if out is not None else None)
+        turn = agent.respond(   # the agent holds a session of the pool for the turn
+            p["messages"], tool_choice=p["tool_choice"], max_tokens=p["max_tokens"],
+            temperature=p["temperature"], top_p=p["top_p"], seed=p["seed"], stop=p["stop"],
+            on_text=out.add if out is not None else None)
         if out is not None:
             out.finish(turn.text)
         self._count(turn.usage)
@@ -97,12 +96,10 @@ class Engine:
         self._count(u)
         return out.text, reason, u
 
-    @contextlib.contextmanager
     def session(self):
-        """A session for one request. Until Model has a session pool: its default session, one
-        request at a time."""
-        with self._session_lock:
-            yield self.model.session
+        """A session of the model's pool for one request; admission keeps the requests in
+        flight within the pool, so the wait is bounded only as a safeguard."""
+        return self.model.acquire_session(timeout=SESSION_WAIT)
 
     def _count(self, u):
         with self._lock:
@@ -117,9 +114,9 @@ class Engine:
         c["agents_cached"] = len(self._agents)
         # Measured, not reported by the agent: every token the session has run through the
         # decoder, in prefill chunks and single decode steps.
-        st = self.model.session.stats()
-        c["evaluated"] = {"prefill_tokens": st["prefill_tokens"],
-                          "decode_tokens": st["decode_tokens"]}
+        pool = [se.stats() for se in self.model._pool]   # every session the pool created
+        c["evaluated"] = {k: sum(st[k] for st in pool) for k in ("prefill_tokens",
+                                                                 "decode_tokens")}
         return c
 
 

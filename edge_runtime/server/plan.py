@@ -25,6 +25,8 @@ def server_plan(model_plan: MemoryPlan, config, sessions: int, queue: int,
     may be in flight or queued, the call index and the other cached toolsets' snapshots."""
     more = max(agents - 1, 0)
     rows = list(model_plan.rows) + [
+        (f"sessions: {sessions - 1} more of the pool", (sessions - 1) *
+         model_plan.session_bytes, "anon"),
         ("server: HTTP stack (Starlette, uvicorn, event loop)", HTTP_STACK_ANON, "anon"),
         (f"server: {sessions + queue} requests in flight or queued", (sessions + queue) *
          PER_REQUEST, "anon"),
