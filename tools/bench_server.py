@@ -187,8 +187,8 @@ def main():
               "; ".join(f"`{n}({json.dumps(a)})`" for r in REQUESTS for n, a in first[r][0]) +
               "."]
     if llama_failed:
-        lines.append(f"llama.cpp server: {llama_failed}; status 132 is SIGILL, an instruction "
-                     f"this CPU lacks in the installed llama-cpp-python build.")
+        lines.append(f"llama.cpp server: {llama_failed}; -4 is SIGILL: the installed "
+                     f"llama-cpp-python build uses an instruction this CPU lacks.")
     else:
         lines.append("llama.cpp's prompt tokens per request: " +
                      ", ".join(str(first[r][1][0]) for r in REQUESTS) + "; its text (no "
