@@ -343,3 +343,20 @@ def test_a_client_leaving_mid_stream_frees_its_session(tiny_model):
             threading.Event().wait(0.02)
         r = c.completions.create(model=s.server.name, prompt="hello", max_tokens=3)
         assert r.choices[0].finish_reason in ("stop", "length")
+
+
+def test_the_server_plan_adds_its_rows_and_is_checked_against_a_budget(tiny_model):
+    from edge_runtime.errors import MemoryBudgetError
+    from edge_runtime.server.app import Server
+
+    def make(budget=None):
+        return Server(tiny_model, engine=Engine(tiny_model, agent_factory=ScriptedAgent),
+                      budget=budget)
+
+    plan = make().plan
+    extra = [r for r in plan.rows if r not in tiny_model.plan.rows]
+    assert any(n.startswith("server: HTTP stack") for n, _, _ in extra)
+    assert plan.total_resident == tiny_model.plan.total_resident + sum(b for _, b, _ in extra)
+    assert make(budget=plan.total_resident).plan.total_resident == plan.total_resident
+    with pytest.raises(MemoryBudgetError):   # the model alone fits, the server does not
+        make(budget=tiny_model.plan.total_resident)
