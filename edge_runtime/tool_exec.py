@@ -134,8 +134,7 @@ class ToolRunner:
         key = _call_key(name, args)
         if key in self.timed_out:
             return self._record(name, args, "skipped", {
-                "error": "not run: the same call timed out earlier in this run "
-                         "(it may still be running)"})
+                "error": "not run: the same call timed out earlier in this run"})
         box = {}
 
         def work():
@@ -154,9 +153,8 @@ class ToolRunner:
         worker.join(self.timeout)
         if worker.is_alive():
             self.timed_out.add(key)
-            return self._record(name, args, "timeout", {
-                "error": f"timed out after {self.timeout:g} s (it may still be running; "
-                         "it is not run again with these arguments)"})
+            return self._record(name, args, "timeout",
+                                {"error": f"timed out after {self.timeout:g} s"})
         if "error" in box or "value" not in box:
             return self._record(name, args, "error",
                                 {"error": box.get("error", "the tool ended without a result")})

@@ -390,10 +390,10 @@ def _show(v) -> str:
 
 
 def validate(value, schema: dict, path: str = "arguments") -> list:
-    """Every way value breaks a canonical schema (from check_schema / normalize_tool), as
-    readable strings; empty when valid."""
+    """Every way value breaks schema, as readable strings; empty when valid. schema may be
+    raw or canonical (it is checked first: ValueError if it is outside the subset)."""
     errs = []
-    _validate(value, schema, path, errs)
+    _validate(value, check_schema(schema), path, errs)
     return errs
 
 
