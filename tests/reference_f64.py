@@ -60,11 +60,8 @@ class Reference:
         s /= s.sum(axis=-1, keepdims=True)
         return np.einsum("kgts,skd->tkgd", s, v).reshape(T, self.n_head * self.hd)
 
-    def forward(self, ids, last_only=False, trace=None):
-        """Logits at every position for the sequence ids (only the last with last_only).
-
-        trace, a list, receives per layer the residual stream after attention and after the FFN.
-        """
+    def forward(self, ids, last_only=False):
+        """Logits at every position for the sequence ids (only the last with last_only)."""
         T, W = len(ids), self.w
         pos = np.arange(T)
         x = W["token_embd.weight"][ids] * np.sqrt(self.n_embd)
@@ -82,14 +79,10 @@ class Reference:
             k = self.rope(k, pos, base)
             a = self.mm(self.attention(q, k, v, local), p + "attn_output.weight")
             x = x + self.rms(a, W[p + "post_attention_norm.weight"], self.eps)
-            if trace is not None:
-                trace.append(x.copy())
             h = self.rms(x, W[p + "ffn_norm.weight"], self.eps)
             f = self.gelu(self.mm(h, p + "ffn_gate.weight")) * self.mm(h, p + "ffn_up.weight")
             f = self.mm(f, p + "ffn_down.weight")
             x = x + self.rms(f, W[p + "post_ffw_norm.weight"], self.eps)
-            if trace is not None:
-                trace.append(x.copy())
         if last_only:
             x = x[-1:]
         x = self.rms(x, W["output_norm.weight"], self.eps)
