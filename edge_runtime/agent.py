@@ -27,7 +27,6 @@ step with a single allowed id is not scored at all - its token is batched into t
 from __future__ import annotations
 
 import contextlib
-import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from .calls.schema import normalize_tool, schema_from_callable, validate
 from .calls.syntax import END, ParseFailure
 from .calls.vocab import Vocab
 from .sampling import Sampler
+from .tool_exec import ToolRunner
 
 MAX_PARALLEL = 4          # calls in one model reply
 MAX_CALL_TOKENS = 1024    # unconstrained call bodies are cut here (constrained ones are bounded)
@@ -93,37 +93,6 @@ class _Decoder:
         return self.sampler.sample(logits, rows)
 
 
-def _call_tool(fn, args, timeout):
-    """fn(**args) in a worker thread; an exception or overrun becomes {"error": ...}. A tool
-    that overruns keeps running in its (daemon) thread: Python cannot stop it."""
-    box = {}
-
-    def work():
-        try:
-            box["value"] = fn(**args)
-        except BaseException as e:  # the tool's failure is the model's input, not ours
-            box["error"] = f"{type(e).__name__}: {e}"
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        return {"error": f"timed out after {timeout:g} s"}
-    return {"error": box["error"]} if "error" in box else box.get("value")
-
-
-def _plain(v):
-    """A tool result reduced to what a format can carry (str, number, bool, None, list,
-    dict with string keys)."""
-    if v is None or isinstance(v, (str, bool, int, float)):
-        return v
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return str(v)
-
-
 def _plain_report(records) -> str:
     """What the tools returned, said plainly (when the model gives no usable answer)."""
     parts = []
@@ -172,6 +141,7 @@ class Agent:
             self.functions[norm["name"]] = t if callable(t) else None
         if not self.tools:
             raise ValueError("an agent needs at least one tool")
+        ToolRunner(self.functions, timeout)     # refuses a bad timeout now, not mid-run
         self.grammar = CallGrammar(self.tools, self.format.syntax)
         self._constraint = None
         self._prefix_ids = None    # the declarations' token ids (a prefix of every prompt)
@@ -279,9 +249,10 @@ class Agent:
 
     # ---- executing calls --------------------------------------------------------------------
 
-    def dispatch(self, call: dict) -> dict:
+    def dispatch(self, call: dict, runner=None) -> dict:
         """Run one parsed call if - and only if - its tool is declared and its arguments are
-        valid; otherwise the error is the result. Returns {"name", "arguments", "result"}."""
+        valid; otherwise the error is the result. Returns {"name", "arguments", "result"}.
+        runner: the run's ToolRunner (its timeout rule spans the run); a fresh one if None."""
         name, args = call.get("name"), call.get("arguments")
         if name not in self.schemas:
             result = {"error": f"unknown tool {name!r}"}
@@ -292,7 +263,8 @@ class Agent:
             elif self.functions[name] is None:
                 result = None
             else:
-                result = _plain(_call_tool(self.functions[name], args, self.timeout))
+                runner = runner or ToolRunner(self.functions, self.timeout)
+                result = runner.call(name, args)["result"]
         return {"name": name, "arguments": args, "result": result}
 
     def _parse_ids(self, ids) -> dict:
@@ -311,6 +283,7 @@ class Agent:
         if not isinstance(request, str) or not request.strip():
             raise ValueError("the request is empty")
         emit = on_event or (lambda event: None)
+        runner = ToolRunner(self.functions, self.timeout)   # one per run: the timeout rule
         dec = _Decoder(session, Sampler())
         self._start(session, dec, self.format.turn([{"role": "user", "content": request}], {}))
         ground = Grounding(request, self.constraint.v, tools=self.tools) if self.grounding else None
@@ -327,7 +300,7 @@ class Agent:
                 break
             records, stop = [], False
             for call in calls:
-                rec = self.dispatch(call) if "error" not in call else \
+                rec = self.dispatch(call, runner) if "error" not in call else \
                     {"name": None, "arguments": {}, "result": {"error": call["error"]}}
                 emit({"type": "call", "name": rec["name"], "arguments": rec["arguments"]})
                 out.calls.append(rec)

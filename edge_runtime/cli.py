@@ -90,11 +90,15 @@ def _load_tools(path):
     import inspect
     if not os.path.isfile(path):
         raise UserError(f"--tools: no such file {path!r}")
-    spec = importlib.util.spec_from_file_location("edge_runtime_user_tools", path)
+    # only a .py file has a source loader; anything else is not a Python module
+    spec = importlib.util.spec_from_file_location("edge_runtime_user_tools", path) \
+        if path.endswith(".py") else None
+    if spec is None:
+        raise UserError(f"--tools: {path} is not a Python module (give a .py file)")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         raise UserError(f"--tools: cannot import {path}: {type(e).__name__}: {e}") from None
     tools = getattr(module, "TOOLS", None)
     if tools is None:
@@ -106,6 +110,10 @@ def _load_tools(path):
 
 
 def cmd_agent(args):
+    if args.max_steps < 1:
+        raise UserError(f"--max-steps must be at least 1, not {args.max_steps}")
+    if not args.request.strip():
+        raise UserError("the request is empty")
     tools = _load_tools(args.tools) if args.tools else TOOLS
     try:
         model = _load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS)
@@ -315,6 +323,8 @@ def main(argv=None):
         return args.func(args) or 0
     except _user_errors() as e:
         print(f"edge-runtime {args.command}: error: {e}", file=sys.stderr)
+        if getattr(args, "json", False):     # a --json caller parses stdout, even on failure
+            _print_json({"error": str(e), "command": args.command})
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,7 +1,6 @@
 """The native Gemma 3 decoder against an independent numpy forward pass on tiny random models.
 
-The reference below is written from the Gemma 3 description (and llama.cpp's graph), in
-float64, reading weights through gguf's own dequantizer: it shares no code with the runtime.
+The float64 reference (tests/reference_f64.py) shares no code with the runtime.
 """
 import numpy as np
 import pytest
@@ -10,77 +9,7 @@ gguf = pytest.importorskip("gguf")
 
 import edge_runtime as er  # noqa: E402
 from edge_runtime.errors import ContextLengthError  # noqa: E402
-
-
-class Reference:
-    def __init__(self, path):
-        r = gguf.GGUFReader(path)
-        f = {k: v.contents() for k, v in r.fields.items() if not k.startswith("tokenizer.")}
-        self.n_layer = f["gemma3.block_count"]
-        self.n_embd = f["gemma3.embedding_length"]
-        self.n_head = f["gemma3.attention.head_count"]
-        self.n_kv = f["gemma3.attention.head_count_kv"]
-        self.hd = f["gemma3.attention.key_length"]
-        self.eps = f["gemma3.attention.layer_norm_rms_epsilon"]
-        self.window = f["gemma3.attention.sliding_window"]
-        self.base = f["gemma3.rope.freq_base"]
-        self.w = {}
-        for t in r.tensors:
-            a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64)
-            self.w[t.name] = a.reshape([int(d) for d in reversed(t.shape)])
-
-    def mm(self, x, name):
-        return x @ self.w[name].T
-
-    @staticmethod
-    def rms(x, w, eps):
-        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
-
-    def rope(self, x, pos, base):  # x [T, heads, hd], NEOX halves
-        half = self.hd // 2
-        inv = base ** (-np.arange(half) * 2.0 / self.hd)
-        ang = np.asarray(pos)[:, None] * inv[None, :]
-        c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
-        a, b = x[..., :half], x[..., half:]
-        return np.concatenate([a * c - b * s, a * s + b * c], axis=-1)
-
-    def forward(self, ids):
-        """Logits at every position for the sequence ids (full causal attention)."""
-        T, W = len(ids), self.w
-        pos = np.arange(T)
-        x = W["token_embd.weight"][ids] * np.sqrt(self.n_embd)
-        gelu = lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))
-        for il in range(self.n_layer):
-            p = f"blk.{il}."
-            local = il % 6 < 5
-            h = self.rms(x, W[p + "attn_norm.weight"], self.eps)
-            q = self.mm(h, p + "attn_q.weight").reshape(T, self.n_head, self.hd)
-            k = self.mm(h, p + "attn_k.weight").reshape(T, self.n_kv, self.hd)
-            v = self.mm(h, p + "attn_v.weight").reshape(T, self.n_kv, self.hd)
-            q = self.rms(q, W[p + "attn_q_norm.weight"], self.eps)
-            k = self.rms(k, W[p + "attn_k_norm.weight"], self.eps)
-            base = 10000.0 if local else self.base
-            q = self.rope(q, pos, base) / np.sqrt(self.hd)
-            k = self.rope(k, pos, base)
-            group = self.n_head // self.n_kv
-            out = np.zeros((T, self.n_head, self.hd))
-            for hh in range(self.n_head):
-                s = q[:, hh, :] @ k[:, hh // group, :].T            # [T, T]
-                mask = pos[None, :] > pos[:, None]
-                if local:
-                    mask |= pos[:, None] - pos[None, :] >= self.window
-                s = np.where(mask, -np.inf, s)
-                s = np.exp(s - s.max(axis=1, keepdims=True))
-                s /= s.sum(axis=1, keepdims=True)
-                out[:, hh, :] = s @ v[:, hh // group, :]
-            a = self.mm(out.reshape(T, -1), p + "attn_output.weight")
-            x = x + self.rms(a, W[p + "post_attention_norm.weight"], self.eps)
-            h = self.rms(x, W[p + "ffn_norm.weight"], self.eps)
-            f = gelu(self.mm(h, p + "ffn_gate.weight")) * self.mm(h, p + "ffn_up.weight")
-            f = self.mm(f, p + "ffn_down.weight")
-            x = x + self.rms(f, W[p + "post_ffw_norm.weight"], self.eps)
-        x = self.rms(x, W["output_norm.weight"], self.eps)
-        return self.mm(x, "output.weight" if "output.weight" in W else "token_embd.weight")
+from reference_f64 import Reference  # noqa: E402
 
 
 def _ids(n, n_vocab, seed=1):

@@ -375,25 +375,33 @@ def compile(pattern: str) -> Dfa:
 
 
 def _determinize(nfa, begin, final):
+    # bytes no edge tells apart share a class: subsets are built per class, not per byte
+    cuts = sorted({0, 256} | {b for edges in nfa.edges for lo, hi, _ in edges
+                              for b in (lo, hi + 1)})
+    class_of = np.zeros(257, np.int64)
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        class_of[a:b] = i
+    spans = list(zip(cuts, cuts[1:]))
     first = nfa.closure([begin])
-    index, sets, rows = {first: 0}, [first], []
+    index, sets, rows, closures = {first: 0}, [first], [], {}
     while len(rows) < len(sets):
-        current = sets[len(rows)]
-        targets = [set() for _ in range(256)]
-        for s in current:
+        targets = [set() for _ in spans]
+        for s in sets[len(rows)]:
             for lo, hi, t in nfa.edges[s]:
-                for b in range(lo, hi + 1):
-                    targets[b].add(t)
+                for c in range(class_of[lo], class_of[hi] + 1):
+                    targets[c].add(t)
         row = np.full(256, -1, np.int32)
-        for b, ts in enumerate(targets):
-            if ts:
-                key = nfa.closure(ts)
-                if key not in index:
-                    if len(sets) >= MAX_STATES:
-                        raise ValueError(f"pattern needs more than {MAX_STATES} DFA states")
-                    index[key] = len(sets)
-                    sets.append(key)
-                row[b] = index[key]
+        for (a, b), ts in zip(spans, targets):
+            if not ts:
+                continue
+            ts = frozenset(ts)
+            key = closures.get(ts) or closures.setdefault(ts, nfa.closure(ts))
+            if key not in index:
+                if len(sets) >= MAX_STATES:
+                    raise ValueError(f"pattern needs more than {MAX_STATES} DFA states")
+                index[key] = len(sets)
+                sets.append(key)
+            row[a:b] = index[key]
         rows.append(row)
     table = np.stack(rows)
     accept = np.array([final in s for s in sets], bool)
@@ -423,14 +431,19 @@ def _live(table, start, accept):
     return _minimal(new, int(renum[start]), accept[order])
 
 
+def _numbered(rows):
+    """Equal rows get equal numbers 0, 1, ... in order of first appearance."""
+    seen = {}
+    return np.array([seen.setdefault(r.tobytes(), len(seen)) for r in rows], np.int64)
+
+
 def _minimal(table, start, accept):
     """Moore's partition refinement: states with the same future become one."""
-    cls = accept.astype(np.int64)
+    cls = _numbered(accept[:, None])
     while True:
         nxt = np.where(table >= 0, cls[np.where(table >= 0, table, 0)], -1)
-        _, new = np.unique(np.column_stack([cls, nxt]), axis=0, return_inverse=True)
-        new = new.reshape(-1)
-        if new.max() == cls.max():
+        new = _numbered(np.column_stack([cls, nxt]))
+        if new.max() == cls.max():     # no class split: the partition is stable
             break
         cls = new
     # first state of each class stands for it; keep the start at a stable id

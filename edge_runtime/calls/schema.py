@@ -31,8 +31,8 @@ objects     properties + required: only the declared keys are accepted (addition
             each an identifier of at most MAX_KEY_LENGTH characters, values untyped.
 untyped     a string, number, boolean, null, or an array / free-form object of untyped values,
             nested at most FREE_DEPTH containers deep (a free-form object is one level).
-docs        description, title (strings), default, examples, $comment, $schema: carried, never
-            enforced.
+docs        description, title (strings, kept in the canonical form), default, examples,
+            $comment, $schema (accepted, dropped): never enforced.
 
 Value rules: a bool is never an integer or number; an integer is a Python int (1.0 is a number,
 never an integer: no call format writes an integer as "1.0"); numbers must be finite.
@@ -188,6 +188,8 @@ class _Checker:
         t = s["type"]
         if isinstance(t, list):
             raise _err(where, f"a list of types {t!r} is not supported")
+        if not isinstance(t, str):
+            raise _err(where, f"type must be a string, got {type(t).__name__}")
         t = ALIASES.get(t, t)
         if t not in TYPES and t != "any":
             raise _err(where, f"unsupported type {t!r} (use one of {', '.join(TYPES)})")
@@ -390,10 +392,10 @@ def _show(v) -> str:
 
 
 def validate(value, schema: dict, path: str = "arguments") -> list:
-    """Every way value breaks a canonical schema (from check_schema / normalize_tool), as
-    readable strings; empty when valid."""
+    """Every way value breaks schema, as readable strings; empty when valid. schema may be
+    raw or canonical (it is checked first: ValueError if it is outside the subset)."""
     errs = []
-    _validate(value, schema, path, errs)
+    _validate(value, check_schema(schema), path, errs)
     return errs
 
 

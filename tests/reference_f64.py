@@ -1,0 +1,106 @@
+"""An independent float64 forward pass of a Gemma 3 GGUF, and how to score logits against it.
+
+Written from the Gemma 3 description (and llama.cpp's graph), reading weights through gguf's own
+dequantizer: it shares no code with the runtime. Every op is exact up to float64 rounding, so on
+a Q8_0 file it is the computation both engines approximate (their own extra rounding: activation
+quantization before the integer dots, f16 KV, f16 GELU table, f32 accumulation).
+"""
+import numpy as np
+
+import gguf
+
+
+class Reference:
+    def __init__(self, path):
+        r = gguf.GGUFReader(path)
+        f = {k: v.contents() for k, v in r.fields.items() if not k.startswith("tokenizer.")}
+        self.n_layer = f["gemma3.block_count"]
+        self.n_embd = f["gemma3.embedding_length"]
+        self.n_head = f["gemma3.attention.head_count"]
+        self.n_kv = f["gemma3.attention.head_count_kv"]
+        self.hd = f["gemma3.attention.key_length"]
+        self.eps = f["gemma3.attention.layer_norm_rms_epsilon"]
+        self.window = f["gemma3.attention.sliding_window"]
+        self.base = f["gemma3.rope.freq_base"]
+        self.w = {}
+        for t in r.tensors:
+            a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64)
+            self.w[t.name] = a.reshape([int(d) for d in reversed(t.shape)])
+
+    def mm(self, x, name):
+        return x @ self.w[name].T
+
+    @staticmethod
+    def rms(x, w, eps):
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+    def rope(self, x, pos, base):  # x [T, heads, hd], NEOX halves
+        half = self.hd // 2
+        inv = base ** (-np.arange(half) * 2.0 / self.hd)
+        ang = np.asarray(pos)[:, None] * inv[None, :]
+        c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+        a, b = x[..., :half], x[..., half:]
+        return np.concatenate([a * c - b * s, a * s + b * c], axis=-1)
+
+    @staticmethod
+    def gelu(v):  # the tanh approximation, as Gemma 3 is defined
+        return 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))
+
+    def attention(self, q, k, v, local):
+        """Causal GQA attention (sliding window on local layers); q [T, H, D], k/v [T, Hk, D]."""
+        T, group = len(q), self.n_head // self.n_kv
+        pos = np.arange(T)
+        mask = pos[None, :] > pos[:, None]
+        if local:
+            mask |= pos[:, None] - pos[None, :] >= self.window
+        qg = q.reshape(T, self.n_kv, group, self.hd)
+        s = np.einsum("tkgd,skd->kgts", qg, k)
+        s = np.where(mask, -np.inf, s)
+        s = np.exp(s - s.max(axis=-1, keepdims=True))
+        s /= s.sum(axis=-1, keepdims=True)
+        return np.einsum("kgts,skd->tkgd", s, v).reshape(T, self.n_head * self.hd)
+
+    def forward(self, ids, last_only=False):
+        """Logits at every position for the sequence ids (only the last with last_only)."""
+        T, W = len(ids), self.w
+        pos = np.arange(T)
+        x = W["token_embd.weight"][ids] * np.sqrt(self.n_embd)
+        for il in range(self.n_layer):
+            p = f"blk.{il}."
+            local = il % 6 < 5
+            h = self.rms(x, W[p + "attn_norm.weight"], self.eps)
+            q = self.mm(h, p + "attn_q.weight").reshape(T, self.n_head, self.hd)
+            k = self.mm(h, p + "attn_k.weight").reshape(T, self.n_kv, self.hd)
+            v = self.mm(h, p + "attn_v.weight").reshape(T, self.n_kv, self.hd)
+            q = self.rms(q, W[p + "attn_q_norm.weight"], self.eps)
+            k = self.rms(k, W[p + "attn_k_norm.weight"], self.eps)
+            base = 10000.0 if local else self.base
+            q = self.rope(q, pos, base) / np.sqrt(self.hd)
+            k = self.rope(k, pos, base)
+            a = self.mm(self.attention(q, k, v, local), p + "attn_output.weight")
+            x = x + self.rms(a, W[p + "post_attention_norm.weight"], self.eps)
+            h = self.rms(x, W[p + "ffn_norm.weight"], self.eps)
+            f = self.gelu(self.mm(h, p + "ffn_gate.weight")) * self.mm(h, p + "ffn_up.weight")
+            f = self.mm(f, p + "ffn_down.weight")
+            x = x + self.rms(f, W[p + "post_ffw_norm.weight"], self.eps)
+        if last_only:
+            x = x[-1:]
+        x = self.rms(x, W["output_norm.weight"], self.eps)
+        out = self.mm(x, "output.weight" if "output.weight" in W else "token_embd.weight")
+        return out[0] if last_only else out
+
+
+def logit_errors(got, ref, top=20):
+    """How far one engine's logits are from the reference's (both 1-D over the vocabulary)."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    d = np.abs(got - ref)
+    order = np.argsort(-ref)
+    top_ref = order[:top]
+    top_got = np.argsort(-got)[:top]
+    return dict(
+        rms=float(np.sqrt(np.mean(d * d))),
+        max_top=float(d[top_ref].max()),
+        overlap=len(set(top_ref.tolist()) & set(top_got.tolist())) / top,
+        top1=bool(got.argmax() == order[0]),
+        gap=float(ref[order[0]] - ref[order[1]]),
+    )
