@@ -1,97 +1,369 @@
-"""The vocabulary indexed for token-level constrained decoding: every token's bytes, sorted for
-trie walks, and per string-automaton entry state the tokens that may continue string content."""
+"""The vocabulary indexed for token-level constrained decoding: every token's bytes, the normal
+tokens sorted by their bytes (a trie held as one sorted sequence), and per string-automaton
+state the tokens that may continue string content.
+
+The index is a handful of flat arrays (about 23 bytes per token; 5.7 MiB for Gemma 3's 262k):
+
+    offsets u32[n+1]   token i's bytes are flat[offsets[i]:offsets[i+1]]
+    order   i32[m]     the m normal tokens sorted by their bytes (ties by id)
+    kstart  i32[k+1]   order[kstart[a]:kstart[a+1]] share the a-th distinct byte string
+    chars   u32[n]     characters per token (bytes that are not UTF-8 continuation bytes)
+    normal  u8[n]      1 for tokens that are plain bytes (not control/special/empty)
+    flat    u8[...]    all token bytes, by id
+
+For a model read from a GGUF file it is built once and kept in the cache directory
+(`edge_runtime.models.cache_dir()`) as `<model file name>.vocab-<key>.idx`, memory-mapped
+read-only: file-backed pages that processes share and the kernel may evict. The key hashes the
+model's identity (edge_runtime.prefix_cache.model_identity), the vocabulary size, the format
+version and the byte order, so another model, or this model rebuilt, gets another file (the
+superseded one is deleted). Layout: a 72-byte header (magic, version, n, m, k, flat length,
+flags, key, crc32 of the body), then the arrays in the order above, each 8-byte aligned.
+A file that fails a check is rebuilt with a VocabIndexWarning; one that cannot be written
+leaves the index in memory. Files are only ever replaced by rename, never rewritten in place,
+so a mapping never sees its file shrink.
+
+Per string-automaton state, the allowed set is computed on first use (one pass over the token
+bytes, in chunks so that it allocates ~1 MiB at a time) and kept as a packed bit mask, n/8
+bytes per state (32 KiB for 262k tokens).
+"""
 from __future__ import annotations
 
+import hashlib
+import mmap
+import os
 import re
+import struct
+import sys
+import tempfile
+import warnings
 import weakref
+import zlib
+from pathlib import Path
 
 import numpy as np
 
 from ..functiongemma import tokens as T
 
 _CONTROL = re.compile(rb"<[A-Za-z0-9_]+>|\[[a-z_]+\]")
+MAGIC = b"ERVOCIX\0"
+VERSION = 1
+_HEADER = struct.Struct("<8sIIIIQI32sI")     # magic version n m k flat_len flags key crc
+_HEADER_SIZE = _HEADER.size   # 72: the arrays after it stay 8-byte aligned
+_FIELDS = (("offsets", "<u4"), ("order", "<i4"), ("kstart", "<i4"), ("chars", "<u4"),
+           ("normal", "u1"), ("flat", "u1"))
+_CHUNK = 1 << 15             # tokens per pass when computing a content set
+BYTES_PER_TOKEN = 23         # of the index file on Gemma 3 (plus 2-3 bytes per token of flat)
+
+
+class VocabIndexWarning(UserWarning):
+    """An index file was ignored (damaged, foreign) or could not be written."""
+
+
+def _counts(n, m, k, flat_len):
+    return {"offsets": n + 1, "order": m, "kstart": k + 1, "chars": n, "normal": n,
+            "flat": flat_len}
+
+
+def _layout(n, m, k, flat_len):
+    """{field: (offset, count)} and the total file size."""
+    at, out = _HEADER_SIZE, {}
+    for name, dt in _FIELDS:
+        count = _counts(n, m, k, flat_len)[name]
+        out[name] = (at, count)
+        at += -(-count * np.dtype(dt).itemsize // 8) * 8
+    return out, at
+
+
+def build_arrays(pieces, special) -> dict:
+    """The index arrays for token byte strings `pieces`; special[i] marks tokens that never
+    appear as plain text."""
+    n = len(pieces)
+    lens = np.fromiter(map(len, pieces), np.int64, n)
+    if lens.sum() >= 1 << 32:
+        raise ValueError("vocabulary too large to index (over 4 GiB of token bytes)")
+    offsets = np.zeros(n + 1, "<u4")
+    np.cumsum(lens, out=offsets[1:])
+    flat = np.frombuffer(b"".join(pieces), np.uint8)
+    normal = (lens > 0) & ~np.asarray(special, bool)
+    order = sorted(np.flatnonzero(normal).tolist(), key=pieces.__getitem__)   # stable: by id
+    new = [a for a in range(len(order)) if a == 0 or pieces[order[a]] != pieces[order[a - 1]]]
+    lead = np.concatenate([[0], np.cumsum((flat & 0xC0) != 0x80)])
+    known = {pieces[i] for i in order}
+    return {"offsets": offsets, "order": np.asarray(order, "<i4"),
+            "kstart": np.asarray(new + [len(order)], "<i4"),
+            "chars": (lead[offsets[1:]] - lead[offsets[:-1]]).astype("<u4"),
+            "normal": normal.astype(np.uint8), "flat": flat,
+            "byte_fallback": all(bytes((b,)) in known for b in range(0x80, 0xC0))}
+
+
+class _Pieces:
+    """pieces[i] -> bytes of token i."""
+    __slots__ = ("_flat", "_off")
+
+    def __init__(self, flat, offsets):
+        self._flat, self._off = memoryview(flat), memoryview(offsets).cast("B").cast("I")
+
+    def __len__(self):
+        return len(self._off) - 1
+
+    def __getitem__(self, i):
+        if not 0 <= i < len(self._off) - 1:
+            raise IndexError(i)
+        return self._flat[self._off[i]:self._off[i + 1]].tobytes()
+
+
+class _Keys:
+    """keys[a] -> the a-th distinct normal byte string, ascending (len / index / bisect)."""
+    __slots__ = ("_pieces", "_order", "_kstart")
+
+    def __init__(self, pieces, order, kstart):
+        self._pieces = pieces
+        self._order = memoryview(order).cast("B").cast("i")
+        self._kstart = memoryview(kstart).cast("B").cast("i")
+
+    def __len__(self):
+        return len(self._kstart) - 1
+
+    def __getitem__(self, a):
+        if not 0 <= a < len(self._kstart) - 1:
+            raise IndexError(a)
+        return self._pieces[self._order[self._kstart[a]]]
+
+
+class _Ids:
+    """ids[a] -> [token ids whose bytes are keys[a]], ascending."""
+    __slots__ = ("_order", "_kstart")
+
+    def __init__(self, order, kstart):
+        self._order = memoryview(order).cast("B").cast("i")
+        self._kstart = memoryview(kstart).cast("B").cast("i")
+
+    def __len__(self):
+        return len(self._kstart) - 1
+
+    def __getitem__(self, a):
+        if not 0 <= a < len(self._kstart) - 1:
+            raise IndexError(a)
+        return self._order[self._kstart[a]:self._kstart[a + 1]].tolist()
 
 
 class Vocab:
-    """Token byte strings indexed for grammar walks. Built once per tokenizer (lazily)."""
+    """Token byte strings indexed for grammar walks.
+
+    n, pieces[i] (bytes), normal[i] (bool array), chars (array), byte_fallback, keys / ids
+    (sorted distinct byte strings and the ids having each), content_ids(...); path: the mapped
+    index file, or None when the index lives in memory."""
 
     _cache = weakref.WeakKeyDictionary()
 
     def __init__(self, pieces, special):
-        self.pieces = pieces
-        self.n = len(pieces)
-        normal = [i for i in range(self.n) if pieces[i] and not special[i]]
-        order = sorted(normal, key=pieces.__getitem__)
-        self.keys, self.ids = [], []
-        for i in order:
-            if self.keys and self.keys[-1] == pieces[i]:
-                self.ids[-1].append(i)
-            else:
-                self.keys.append(pieces[i])
-                self.ids.append([i])
-        self.normal = np.zeros(self.n, bool)
-        self.normal[normal] = True
-        # characters per piece: bytes that are not UTF-8 continuation bytes
-        self.flat = np.frombuffer(b"".join(pieces), dtype=np.uint8)
-        self.starts = np.zeros(self.n + 1, np.int64)
-        np.cumsum([len(p) for p in pieces], out=self.starts[1:])
-        lead = np.concatenate([[0], np.cumsum((self.flat & 0xC0) != 0x80)])
-        self.chars = (lead[self.starts[1:]] - lead[self.starts[:-1]]).astype(np.int32)
-        self._valid = {}
-        known = set(self.keys)
-        self.byte_fallback = all(bytes((b,)) in known for b in range(0x80, 0xC0))
+        """An index built in memory (tests, tokenizers without a GGUF file)."""
+        self._bind(build_arrays(pieces, special), None)
+
+    def _bind(self, arrays, path, mapping=None):
+        self.path, self._mapping = path, mapping
+        self.n = len(arrays["normal"])
+        self._offsets, self._flat = arrays["offsets"], arrays["flat"]
+        self.normal = arrays["normal"].view(bool)
+        self.chars = arrays["chars"]
+        self.byte_fallback = bool(arrays["byte_fallback"])
+        self.pieces = _Pieces(self._flat, self._offsets)
+        self.keys = _Keys(self.pieces, arrays["order"], arrays["kstart"])
+        self.ids = _Ids(arrays["order"], arrays["kstart"])
+        self._masks = {}
 
     @classmethod
-    def from_tokenizer(cls, tok):
+    def _from_arrays(cls, arrays, path=None, mapping=None):
+        v = cls.__new__(cls)
+        v._bind(arrays, path, mapping)
+        return v
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the index arrays (mapped or in memory), not counting content masks."""
+        return sum(a.nbytes for a in (self._offsets, self._flat, self.normal, self.chars,
+                                      self.keys._order.obj, self.keys._kstart.obj))
+
+    @classmethod
+    def from_tokenizer(cls, tok, cache_dir=None):
+        """The index of tok's vocabulary: mapped from (or first written to) the cache
+        directory when tok was read from a GGUF file, else built in memory. One per tokenizer."""
         try:
             return cls._cache[tok]
         except (KeyError, TypeError):
             pass
-        n = int(tok.n_vocab)
-        pieces = tok.all_pieces() if hasattr(tok, "all_pieces") else \
-            [bytes(tok.token_to_piece(i)) for i in range(n)]
-        types = getattr(tok, "token_types", None)
-        if types is not None:  # GGUF types: 1 normal, 4 user-defined, 6 byte
-            types = np.asarray(types)
-            special = [t not in (1, 4, 6) or (p[:1] in b"<[" and bool(_CONTROL.fullmatch(p)))
-                       for t, p in zip(types.tolist(), pieces)]
-        else:
-            special = [bool(_CONTROL.fullmatch(p)) for p in pieces]
-        for i in T.TOKEN_NAMES:
-            if i < n:
-                special[i] = True
-        v = cls(pieces, special)
+        g = getattr(tok, "gguf", None)
+        v = None
+        if g is not None:
+            from ..models import cache_dir as default_dir
+            v = cls._mapped(tok, g, Path(cache_dir) if cache_dir else default_dir())
+        if v is None:
+            pieces, special = _pieces_and_special(tok)
+            v = cls(pieces, special)
         try:
             cls._cache[tok] = v
         except TypeError:
             pass
         return v
 
+    # ---- the index file ------------------------------------------------------------------
+
+    @classmethod
+    def _mapped(cls, tok, g, directory):
+        path = index_path(g, int(tok.n_vocab), directory)
+        key = _key(g, int(tok.n_vocab))
+        if path.exists():
+            v = cls._open(path, key, int(tok.n_vocab))
+            if v is not None:
+                return v
+        pieces, special = _pieces_and_special(tok)
+        arrays = build_arrays(pieces, special)
+        del pieces, special
+        if _write(path, key, arrays) is None:
+            return cls._from_arrays(arrays)
+        for stale in directory.glob(os.path.basename(g.path) + ".vocab-*.idx"):
+            if stale != path:
+                _unlink(stale)
+        return cls._open(path, key, int(tok.n_vocab)) or cls._from_arrays(arrays)
+
+    @classmethod
+    def _open(cls, path, key, n_vocab):
+        """The mapped index at path, or None (with a warning) if it fails a check."""
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < _HEADER_SIZE:
+                    return _ignore(path, "truncated header")
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as e:
+            return _ignore(path, f"cannot read it ({e.strerror})")
+        magic, version, n, m, k, flat_len, flags, fkey, crc = _HEADER.unpack_from(mm)
+        why = ("not a vocabulary index" if magic != MAGIC else
+               f"format version {version}, expected {VERSION}" if version != VERSION else
+               "made for another model" if fkey != key or n != n_vocab else None)
+        if why is None:
+            fields, total = _layout(n, m, k, flat_len)
+            if size != total:
+                why = f"{size} bytes, the header says {total} (truncated or padded)"
+            elif zlib.crc32(memoryview(mm)[_HEADER_SIZE:]) != crc:
+                why = "checksum mismatch (damaged)"
+        if why is not None:
+            mm.close()
+            return _ignore(path, why)
+        arrays = {name: np.frombuffer(mm, dt, fields[name][1], fields[name][0])
+                  for name, dt in _FIELDS}
+        arrays["byte_fallback"] = bool(flags & 1)
+        return cls._from_arrays(arrays, path, mm)
+
+    # ---- string content ------------------------------------------------------------------
+
     def content_ids(self, automaton, state: int, room: int):
-        """Sorted ids of tokens that may continue string content entered in automaton state
-        `state` and add at most `room` characters. `automaton` is (name, table, boundary):
-        table[state, byte] -> next state or -1 (dead), boundary[state] true where a character
-        is complete. Results are built per (automaton, entry state) on first use; a step then
-        costs a slice (or one comparison pass near the cap)."""
+        """Sorted int32 ids of tokens that may continue string content entered in automaton
+        state `state` and add at most `room` characters. `automaton` is (name, table,
+        boundary): table[state, byte] -> next state or -1 (dead), boundary[state] true where
+        a character is complete. The set per (automaton, state) is built on first use."""
+        mask, longest = self._content_mask(automaton, state)
+        ok = np.unpackbits(mask, count=self.n, bitorder="little").view(bool)
+        if room < longest:
+            ok &= self.chars <= room
+        return np.flatnonzero(ok).astype(np.int32)
+
+    def _content_mask(self, automaton, state):
         name, table, boundary = automaton
-        t = self._valid.get((name, state))
-        if t is None:
-            # run every normal token through the automaton at once, byte position by byte
-            # position
-            cand = np.flatnonzero(self.normal)
-            starts, lens = self.starts[cand], self.starts[cand + 1] - self.starts[cand]
-            st = np.full(len(cand), state, np.int32)
-            for pos in range(int(lens.max(initial=0))):
-                live = np.flatnonzero((lens > pos) & (st >= 0))
-                st[live] = table[st[live], self.flat[starts[live] + pos]]
-            # a token that stops mid-character is only safe if every continuation byte
-            # exists as a token (byte fallback), else the string could never close
-            good = st >= 0
-            good[good] = boundary[st[good]] | self.byte_fallback
+        got = self._masks.get((name, state))
+        if got is None:
             ok = np.zeros(self.n, bool)
-            ok[cand[good]] = True
-            ids = np.flatnonzero(ok).astype(np.int32)
-            t = (ids, self.chars[ids], int(self.chars[ids].max(initial=0)))
-            self._valid[(name, state)] = t
-        ids, chars, longest = t
-        return ids if room >= longest else ids[chars <= room]
+            for lo in range(0, self.n, _CHUNK):   # chunks: a few MiB of temporaries, not 20
+                hi = min(lo + _CHUNK, self.n)
+                ok[lo:hi] = self._content_chunk(table, boundary, state, lo, hi)
+            longest = int(self.chars[ok].max(initial=0))
+            got = self._masks[(name, state)] = (np.packbits(ok, bitorder="little"), longest)
+        return got
+
+    def _content_chunk(self, table, boundary, state, lo, hi):
+        """Which tokens lo..hi-1 the automaton takes from `state` through to a state that can
+        go on; every token's bytes run through the table at once, byte position by position."""
+        normal = self.normal[lo:hi]
+        start = self._offsets[lo:hi].astype(np.int64)
+        lens = self._offsets[lo + 1:hi + 1].astype(np.int64) - start
+        st = np.where(normal, state, -1).astype(np.int32)
+        for pos in range(int(lens.max(initial=0))):
+            live = np.flatnonzero((lens > pos) & (st >= 0))
+            if not len(live):
+                break
+            st[live] = table[st[live], self._flat[start[live] + pos]]
+        # a token that stops mid-character is only safe if every continuation byte exists as
+        # a token (byte fallback), else the string could never close
+        good = st >= 0
+        good[good] = boundary[st[good]] | self.byte_fallback
+        return good
+
+
+def _pieces_and_special(tok):
+    n = int(tok.n_vocab)
+    pieces = tok.all_pieces() if hasattr(tok, "all_pieces") else \
+        [bytes(tok.token_to_piece(i)) for i in range(n)]
+    types = getattr(tok, "token_types", None)
+    if types is not None:  # GGUF types: 1 normal, 4 user-defined, 6 byte
+        special = [t not in (1, 4, 6) or (p[:1] in b"<[" and bool(_CONTROL.fullmatch(p)))
+                   for t, p in zip(np.asarray(types).tolist(), pieces)]
+    else:
+        special = [bool(_CONTROL.fullmatch(p)) for p in pieces]
+    for i in T.TOKEN_NAMES:
+        if i < n:
+            special[i] = True
+    return pieces, special
+
+
+def _key(g, n_vocab) -> bytes:
+    from ..prefix_cache import model_identity
+    return hashlib.sha256(model_identity(g) + f"|n={n_vocab}|v{VERSION}|{sys.byteorder}"
+                          .encode()).digest()
+
+
+def index_path(g, n_vocab, directory) -> Path:
+    """Where the index of the open GGUF g lives in `directory`."""
+    return Path(directory) / (f"{os.path.basename(g.path)}.vocab-"
+                              f"{_key(g, n_vocab).hex()[:16]}.idx")
+
+
+def _write(path, key, arrays):
+    """Write the index atomically (temporary name, then rename); the path, or None."""
+    n, m, k = len(arrays["normal"]), len(arrays["order"]), len(arrays["kstart"]) - 1
+    fields, total = _layout(n, m, k, len(arrays["flat"]))
+    body = bytearray(total - _HEADER_SIZE)
+    for name, dt in _FIELDS:
+        at, count = fields[name]
+        body[at - _HEADER_SIZE:at - _HEADER_SIZE + count * np.dtype(dt).itemsize] = \
+            np.ascontiguousarray(arrays[name], dt).tobytes()
+    head = _HEADER.pack(MAGIC, VERSION, n, m, k, len(arrays["flat"]),
+                        int(arrays["byte_fallback"]), key, zlib.crc32(body))
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".idx", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(head)
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return path
+    except OSError as e:
+        if tmp is not None:
+            _unlink(tmp)
+        warnings.warn(f"cannot write vocabulary index {path}: {e}; keeping it in memory",
+                      VocabIndexWarning, stacklevel=4)
+        return None
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _ignore(path, why):
+    warnings.warn(f"rebuilding vocabulary index {path}: {why}", VocabIndexWarning, stacklevel=5)
+    return None
