@@ -2,7 +2,7 @@
 tokens sorted by their bytes (a trie held as one sorted sequence), and per string-automaton
 state the tokens that may continue string content.
 
-The index is a handful of flat arrays (about 23 bytes per token; 5.7 MiB for Gemma 3's 262k):
+The index is a handful of flat arrays (about 25 bytes per token; 6.1 MiB for Gemma 3's 262k):
 
     offsets u32[n+1]   token i's bytes are flat[offsets[i]:offsets[i+1]]
     order   i32[m]     the m normal tokens sorted by their bytes (ties by id)
@@ -12,12 +12,12 @@ The index is a handful of flat arrays (about 23 bytes per token; 5.7 MiB for Gem
     flat    u8[...]    all token bytes, by id
 
 For a model read from a GGUF file it is built once and kept in the cache directory
-(`edge_runtime.models.cache_dir()`) as `<model file name>.vocab-<key>.idx`, memory-mapped
+(`edge_runtime.models.cache_dir()`) as `<model file name>-<path hash>.vocab-<key>.idx`, mapped
 read-only: file-backed pages that processes share and the kernel may evict. The key hashes the
 model's identity (edge_runtime.prefix_cache.model_identity), the vocabulary size, the format
 version and the byte order, so another model, or this model rebuilt, gets another file (the
-superseded one is deleted). Layout: a 72-byte header (magic, version, n, m, k, flat length,
-flags, key, crc32 of the body), then the arrays in the order above, each 8-byte aligned.
+one it supersedes at the same path is deleted). Layout: a 72-byte header (magic, version, n,
+m, k, flat length, flags, key, crc32 of the body), then the arrays above, each 8-byte aligned.
 A file that fails a check is rebuilt with a VocabIndexWarning; one that cannot be written
 leaves the index in memory. Files are only ever replaced by rename, never rewritten in place,
 so a mapping never sees its file shrink.
@@ -28,6 +28,7 @@ bytes per state (32 KiB for 262k tokens).
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import mmap
 import os
@@ -52,7 +53,6 @@ _HEADER_SIZE = _HEADER.size   # 72: the arrays after it stay 8-byte aligned
 _FIELDS = (("offsets", "<u4"), ("order", "<i4"), ("kstart", "<i4"), ("chars", "<u4"),
            ("normal", "u1"), ("flat", "u1"))
 _CHUNK = 1 << 15             # tokens per pass when computing a content set
-BYTES_PER_TOKEN = 23         # of the index file on Gemma 3 (plus 2-3 bytes per token of flat)
 
 
 class VocabIndexWarning(UserWarning):
@@ -76,7 +76,7 @@ def _layout(n, m, k, flat_len):
 
 def build_arrays(pieces, special) -> dict:
     """The index arrays for token byte strings `pieces`; special[i] marks tokens that never
-    appear as plain text."""
+    appear as plain text. (Lean on temporaries: it runs once per model, possibly on a board.)"""
     n = len(pieces)
     lens = np.fromiter(map(len, pieces), np.int64, n)
     if lens.sum() >= 1 << 32:
@@ -85,15 +85,18 @@ def build_arrays(pieces, special) -> dict:
     np.cumsum(lens, out=offsets[1:])
     flat = np.frombuffer(b"".join(pieces), np.uint8)
     normal = (lens > 0) & ~np.asarray(special, bool)
-    order = sorted(np.flatnonzero(normal).tolist(), key=pieces.__getitem__)   # stable: by id
-    new = [a for a in range(len(order)) if a == 0 or pieces[order[a]] != pieces[order[a - 1]]]
-    lead = np.concatenate([[0], np.cumsum((flat & 0xC0) != 0x80)])
-    known = {pieces[i] for i in order}
-    return {"offsets": offsets, "order": np.asarray(order, "<i4"),
-            "kstart": np.asarray(new + [len(order)], "<i4"),
-            "chars": (lead[offsets[1:]] - lead[offsets[:-1]]).astype("<u4"),
+    order = np.asarray(sorted(np.flatnonzero(normal).tolist(), key=pieces.__getitem__), "<i4")
+    m = len(order)
+    differs = np.fromiter((pieces[order[a]] != pieces[order[a - 1]] for a in range(1, m)), bool,
+                          max(m - 1, 0))
+    kstart = np.concatenate([[0], np.flatnonzero(differs) + 1, [m]] if m else [[0]]).astype("<i4")
+    lead = np.zeros(len(flat) + 1, np.uint32)
+    np.cumsum((flat & 0xC0) != 0x80, out=lead[1:])
+    single = {pieces[i] for i in np.flatnonzero(normal & (lens == 1)).tolist()}
+    return {"offsets": offsets, "order": order, "kstart": kstart,
+            "chars": lead[offsets[1:]] - lead[offsets[:-1]],
             "normal": normal.astype(np.uint8), "flat": flat,
-            "byte_fallback": all(bytes((b,)) in known for b in range(0x80, 0xC0))}
+            "byte_fallback": all(bytes((b,)) in single for b in range(0x80, 0xC0))}
 
 
 class _Pieces:
@@ -216,15 +219,18 @@ class Vocab:
             v = cls._open(path, key, int(tok.n_vocab))
             if v is not None:
                 return v
-        pieces, special = _pieces_and_special(tok)
-        arrays = build_arrays(pieces, special)
-        del pieces, special
+        arrays = build_arrays(*_pieces_and_special(tok))
         if _write(path, key, arrays) is None:
             return cls._from_arrays(arrays)
-        for stale in directory.glob(os.path.basename(g.path) + ".vocab-*.idx"):
+        for stale in directory.glob(_stem(g) + "*.idx"):   # this path's former model
             if stale != path:
                 _unlink(stale)
-        return cls._open(path, key, int(tok.n_vocab)) or cls._from_arrays(arrays)
+        v = cls._open(path, key, int(tok.n_vocab))
+        if v is None:
+            return cls._from_arrays(arrays)
+        del arrays
+        _trim_heap()
+        return v
 
     @classmethod
     def _open(cls, path, key, n_vocab):
@@ -321,10 +327,15 @@ def _key(g, n_vocab) -> bytes:
                           .encode()).digest()
 
 
+def _stem(g) -> str:
+    """The model file's name and a hash of its full path: the indexes of one path share it."""
+    where = hashlib.sha256(os.path.abspath(g.path).encode()).hexdigest()[:8]
+    return f"{os.path.basename(g.path)}-{where}.vocab-"
+
+
 def index_path(g, n_vocab, directory) -> Path:
     """Where the index of the open GGUF g lives in `directory`."""
-    return Path(directory) / (f"{os.path.basename(g.path)}.vocab-"
-                              f"{_key(g, n_vocab).hex()[:16]}.idx")
+    return Path(directory) / f"{_stem(g)}{_key(g, n_vocab).hex()[:16]}.idx"
 
 
 def _write(path, key, arrays):
@@ -355,6 +366,15 @@ def _write(path, key, arrays):
         warnings.warn(f"cannot write vocabulary index {path}: {e}; keeping it in memory",
                       VocabIndexWarning, stacklevel=4)
         return None
+
+
+def _trim_heap():
+    """Hand the build's freed heap back to the system (glibc keeps ~35 MiB of it otherwise:
+    262k small byte strings leave the heap fragmented)."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None) if sys.platform.startswith("linux") \
+        else None
+    if trim is not None:
+        trim(0)
 
 
 def _unlink(path):
