@@ -55,11 +55,14 @@ def agent(a, t):
             first.update(seconds=time.perf_counter() - t0, name=e["name"])
     with t.phase("run"):
         r = ag.run(a.agent, on_event=on_event)
-    p = plan_for_model(a.model, m.max_inference_len, threads=m.threads, agent=True,
-                       snapshot_tokens=len(ag.prefix_ids()), prefill_chunk=m.prefill_chunk,
-                       kv_dtype=m.kv_dtype)
+    kw = dict(threads=m.threads, agent=True, snapshot_tokens=len(ag.prefix_ids()),
+              prefill_chunk=m.prefill_chunk, kv_dtype=m.kv_dtype)
+    p = plan_for_model(a.model, m.max_inference_len, **kw)
+    # the plan of a context just as long as the run: the KV pages it could have touched
+    used = plan_for_model(a.model, m.n_past, **kw)
     return m, p, {"calls": [c["name"] for c in r.calls], "positions": m.n_past,
-                  "prefix_tokens": len(ag.prefix_ids()), "first_call_s": first.get("seconds")}
+                  "prefix_tokens": len(ag.prefix_ids()), "first_call_s": first.get("seconds"),
+                  "plan_used_anon": used.total_anon, "plan_used_resident": used.total_resident}
 
 
 def main():
