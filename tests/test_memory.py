@@ -491,3 +491,30 @@ def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path):
     assert r.oom_kills == 0, r
     assert r.returncode == 0, r
     assert r.peak <= boards.get("rpi-zero-2w").budget
+
+
+def agent_probe(model, n, cache):
+    out = subprocess.run(
+        [sys.executable, str(HERE / "rss_probe.py"), model, "--max-inference-len", str(n),
+         "--threads", "2", "--agent", "turn on the kitchen lights", "--cache-dir",
+         str(cache / "kv")],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent), "EDGE_RUNTIME_CACHE": str(cache)})
+    return json.loads(out.stdout)
+
+
+@pytest.mark.model
+def test_agent_rss_against_plan_and_budget(default_model, tmp_path):
+    first = agent_probe(default_model, 2048, tmp_path)        # builds the index and snapshot
+    assert len(list(tmp_path.glob("*.vocab-*.idx"))) == 1 and list(tmp_path.glob("kv/*.kvs"))
+    d = agent_probe(default_model, 2048, tmp_path)            # a cold start with both present
+    assert d["calls"] and d["calls"] == first["calls"]
+    budgets = boards.parse_flat_toml((HERE / "rss_budgets.toml").read_text())
+    assert d["peak_anon"] <= budgets["agent_anon_mib_2048"] * MIB
+    assert d["peak_rss"] <= budgets["agent_total_mib_2048"] * MIB
+    # never above the plan for the full context ...
+    assert d["peak_anon"] <= d["plan_anon"] and d["peak_rss"] <= d["plan_resident"]
+    # ... and within 10% of the plan for the positions the run used (the rest of the KV cache
+    # is calloc'ed and never touched)
+    assert abs(d["peak_anon"] - d["plan_used_anon"]) <= 0.10 * d["plan_used_anon"]
+    assert abs(d["peak_rss"] - d["plan_used_resident"]) <= 0.10 * d["plan_used_resident"]
