@@ -127,7 +127,7 @@ def test_agent_rows():
     assert extra == {
         "prefix snapshot: 512 tokens": (snapshot_bytes(agent.ring_lens, REAL, 512), "anon"),
         "agent: grammar vocabulary index (mapped file)": (25 * V, "file"),
-        "agent: string-content masks (4 states)": (4 * V // 8, "anon"),
+        "agent: string-content masks (32 states)": (32 * V // 8, "anon"),
         "agent: per-step allowed ids and their logits": (22 * V, "anon")}
     # a measured prefix replaces the default reservation
     assert row(plan(REAL, 2048, agent=True, snapshot_tokens=277), "prefix snapshot: 277") == \

@@ -157,3 +157,29 @@ def test_real_vocabulary_mapped_equals_in_memory(default_model, tmp_path):
     states = list(_random_states(a, 3, seed=2))
     for st in random.Random(3).sample(states, min(12, len(states))):
         assert np.array_equal(a.allowed(st), b.allowed(st))
+
+
+def test_content_masks_are_saved_beside_the_index(model, tmp_path):
+    from edge_runtime.functiongemma.grammar import _string_automaton
+    cache = tmp_path / "cache"
+    auto = _string_automaton()
+    v = Vocab.from_tokenizer(_tok(model), cache_dir=cache)
+    want = {(st, room): v.content_ids(auto, st, room) for st in (0, 1, 9) for room in (0, 2, 64)}
+    saved = list(cache.glob("*.masks"))
+    assert len(saved) == 1 and saved[0].name.startswith(v.path.name)
+    w = Vocab.from_tokenizer(_tok(model), cache_dir=cache)     # a fresh process, in effect
+
+    def no_compute(*a):
+        raise AssertionError("a saved content mask was computed again")
+    w._content_chunk = no_compute
+    for (st, room), ids in want.items():
+        assert np.array_equal(w.content_ids(auto, st, room), ids)
+    # a damaged masks file is ignored (recomputed), never trusted
+    data = bytearray(saved[0].read_bytes())
+    data[-1] ^= 0xFF
+    saved[0].write_bytes(bytes(data))
+    x = Vocab.from_tokenizer(_tok(model), cache_dir=cache)
+    memory = Vocab(*_pieces_and_special(_tok(model)))
+    for (st, room), ids in want.items():
+        assert np.array_equal(x.content_ids(auto, st, room), ids)
+        assert np.array_equal(memory.content_ids(auto, st, room), ids)

@@ -24,7 +24,8 @@ so a mapping never sees its file shrink.
 
 Per string-automaton state, the allowed set is computed on first use (one pass over the token
 bytes, in chunks so that it allocates ~1 MiB at a time) and kept as a packed bit mask, n/8
-bytes per state (32 KiB for 262k tokens).
+bytes per state (32 KiB for 262k tokens); beside a mapped index the masks are also saved
+(`<index>.<automaton digest>.masks`), so later processes compute none of them again.
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ _HEADER = struct.Struct("<8sIIIIQI32sI")     # magic version n m k flat_len flag
 _HEADER_SIZE = _HEADER.size   # 72: the arrays after it stay 8-byte aligned
 _FIELDS = (("offsets", "<u4"), ("order", "<i4"), ("kstart", "<i4"), ("chars", "<u4"),
            ("normal", "u1"), ("flat", "u1"))
+_MASKS = struct.Struct("<8sIIII")   # content masks file: magic version n count crc
+MASKS_MAGIC = b"ERVOCMK\0"
 _CHUNK = 1 << 15             # tokens per pass when computing a content set
 
 
@@ -173,7 +176,8 @@ class Vocab:
         self.pieces = _Pieces(self._flat, self._offsets)
         self.keys = _Keys(self.pieces, arrays["order"], arrays["kstart"])
         self.ids = _Ids(arrays["order"], arrays["kstart"])
-        self._masks = {}
+        self._masks = {}     # (automaton name, state) -> (packed mask, longest in chars)
+        self._stored = {}    # automaton digest -> {state: (packed mask, longest)}
 
     @classmethod
     def _from_arrays(cls, arrays, path=None, mapping=None):
@@ -222,8 +226,8 @@ class Vocab:
         arrays = build_arrays(*_pieces_and_special(tok))
         if _write(path, key, arrays) is None:
             return cls._from_arrays(arrays)
-        for stale in directory.glob(_stem(g) + "*.idx"):   # this path's former model
-            if stale != path:
+        for stale in directory.glob(_stem(g) + "*"):   # this path's former model, its masks
+            if not stale.name.startswith(path.name):
                 _unlink(stale)
         v = cls._open(path, key, int(tok.n_vocab))
         if v is None:
@@ -278,13 +282,60 @@ class Vocab:
         name, table, boundary = automaton
         got = self._masks.get((name, state))
         if got is None:
-            ok = np.zeros(self.n, bool)
-            for lo in range(0, self.n, _CHUNK):   # chunks: a few MiB of temporaries, not 20
-                hi = min(lo + _CHUNK, self.n)
-                ok[lo:hi] = self._content_chunk(table, boundary, state, lo, hi)
-            longest = int(self.chars[ok].max(initial=0))
-            got = self._masks[(name, state)] = (np.packbits(ok, bitorder="little"), longest)
+            digest = hashlib.sha256(name.encode() + np.ascontiguousarray(table, "<i4").tobytes()
+                                    + np.asarray(boundary, bool).tobytes()).hexdigest()[:16]
+            if digest not in self._stored:
+                self._stored[digest] = self._load_masks(digest)
+            stored = self._stored[digest]
+            got = stored.get(state)
+            if got is None:
+                ok = np.zeros(self.n, bool)
+                for lo in range(0, self.n, _CHUNK):   # chunks: ~1 MiB of temporaries, not 20
+                    hi = min(lo + _CHUNK, self.n)
+                    ok[lo:hi] = self._content_chunk(table, boundary, state, lo, hi)
+                got = stored[state] = (np.packbits(ok, bitorder="little"),
+                                       int(self.chars[ok].max(initial=0)))
+                self._save_masks(digest, stored)
+            self._masks[(name, state)] = got
         return got
+
+    # The masks computed so far for one automaton, kept beside a mapped index in
+    # <index>.<automaton digest>.masks: magic | version u32 | n u32 | count u32 | crc32 u32,
+    # then per state: state u32 | longest u32 | mask (n/8 bytes). Rewritten (by rename) when a
+    # state is added; one that fails a check is ignored and replaced.
+
+    def _masks_path(self, digest):
+        if self.path is not None:
+            return self.path.with_name(f"{self.path.name}.{digest}.masks")
+
+    def _load_masks(self, digest) -> dict:
+        path = self._masks_path(digest)
+        try:
+            data = path.read_bytes() if path is not None else b""
+        except OSError:
+            return {}
+        nb, out = -(-self.n // 8), {}
+        if len(data) < _MASKS.size:
+            return {}
+        magic, version, n, count, crc = _MASKS.unpack_from(data)
+        body = memoryview(data)[_MASKS.size:]
+        if (magic, version, n) != (MASKS_MAGIC, VERSION, self.n) or len(body) != count * (8 + nb) \
+                or zlib.crc32(body) != crc:
+            return {}
+        for i in range(count):
+            at = i * (8 + nb)
+            state, longest = struct.unpack_from("<II", body, at)
+            out[state] = (np.frombuffer(body[at + 8:at + 8 + nb], np.uint8), longest)
+        return out
+
+    def _save_masks(self, digest, stored):
+        path = self._masks_path(digest)
+        if path is None:
+            return
+        body = b"".join(struct.pack("<II", st, longest) + mask.tobytes()
+                        for st, (mask, longest) in sorted(stored.items()))
+        _write_file(path, _MASKS.pack(MASKS_MAGIC, VERSION, self.n, len(stored), zlib.crc32(body)),
+                    body, quiet=True)
 
     def _content_chunk(self, table, boundary, state, lo, hi):
         """Which tokens lo..hi-1 the automaton takes from `state` through to a state that can
@@ -339,7 +390,7 @@ def index_path(g, n_vocab, directory) -> Path:
 
 
 def _write(path, key, arrays):
-    """Write the index atomically (temporary name, then rename); the path, or None."""
+    """Write the index atomically; the path, or None."""
     n, m, k = len(arrays["normal"]), len(arrays["order"]), len(arrays["kstart"]) - 1
     fields, total = _layout(n, m, k, len(arrays["flat"]))
     body = bytearray(total - _HEADER_SIZE)
@@ -349,10 +400,16 @@ def _write(path, key, arrays):
             np.ascontiguousarray(arrays[name], dt).tobytes()
     head = _HEADER.pack(MAGIC, VERSION, n, m, k, len(arrays["flat"]),
                         int(arrays["byte_fallback"]), key, zlib.crc32(body))
+    return _write_file(path, head, body)
+
+
+def _write_file(path, head, body, quiet=False):
+    """head + body to path atomically (temporary name, then rename); the path, or None (with a
+    warning unless quiet: a cache that cannot be written only costs time)."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".idx", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(head)
             f.write(body)
@@ -363,8 +420,9 @@ def _write(path, key, arrays):
     except OSError as e:
         if tmp is not None:
             _unlink(tmp)
-        warnings.warn(f"cannot write vocabulary index {path}: {e}; keeping it in memory",
-                      VocabIndexWarning, stacklevel=4)
+        if not quiet:
+            warnings.warn(f"cannot write vocabulary index {path}: {e}; keeping it in memory",
+                          VocabIndexWarning, stacklevel=4)
         return None
 
 

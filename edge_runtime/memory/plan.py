@@ -48,9 +48,9 @@ HEADER_BYTES_PER_TOKEN = 25
 # - the grammar's vocabulary index file (edge_runtime/calls/vocab.py), mapped and read in full
 #   by the first string-content step: 6,444,944 bytes;
 VOCAB_INDEX_BYTES_PER_TOKEN = 25
-# - per string-automaton state used, a packed mask (1 bit per token); a FunctionGemma call
-#   visits a few of its 32 states;
-CONTENT_MASK_STATES = 4
+# - per string-automaton state, a packed mask (1 bit per token), read from the masks file
+#   beside the index or computed: at most the FunctionGemma string automaton's 32 states;
+CONTENT_MASK_STATES = 32
 # - per constrained step: the allowed ids (unpacked mask, the id list in int64 then int32, the
 #   copy with <escape> inserted) and their logits; glibc keeps these freed blocks in its heap;
 STEP_BYTES_PER_TOKEN = 22
