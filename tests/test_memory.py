@@ -478,19 +478,27 @@ def test_anon_grows_with_context_only_as_planned(probes):
 
 
 @pytest.mark.model
-def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path):
+def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path, capfd):
     _group_or_skip()
     tools = tmp_path / "home_tools.py"
     tools.write_text('def set_light(room: str, on: bool) -> str:\n'
                      '    """Turn the lights in a room on or off."""\n'
                      '    return f"{room} lights {\'on\' if on else \'off\'}"\n')
-    r = emulate.run_board(boards.get("rpi-zero-2w"),
-                          [sys.executable, "-m", "edge_runtime", "agent", "--model", default_model,
-                           "--tools", str(tools), "turn on the kitchen lights"],
-                          evict=[default_model])
+    agent = [sys.executable, "-m", "edge_runtime", "agent", "--model", default_model,
+             "--tools", str(tools), "--max-steps", "1", "turn on the kitchen lights"]
+    board = boards.get("rpi-zero-2w")
+    r = emulate.run_board(board, agent)   # page cache kept: see docs/MEMORY.md
     assert r.oom_kills == 0, r
     assert r.returncode == 0, r
-    assert r.peak <= boards.get("rpi-zero-2w").budget
+    assert r.peak <= board.budget and r.failcnt == 0
+    # with the board's budget, the agent's plan at the default 4096 positions does not fit:
+    # refused at construction (exit 2, the rows named), not killed
+    capfd.readouterr()
+    r = emulate.run_board(board, agent[:-1] + ["--board", "rpi-zero-2w", agent[-1]])
+    assert r.returncode == 2 and r.oom_kills == 0, r
+    err = capfd.readouterr().err
+    assert "the agent's memory plan for max_inference_len 4096 needs" in err
+    assert "agent: grammar vocabulary index" in err
 
 
 def agent_probe(model, n, cache):
