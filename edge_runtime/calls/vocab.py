@@ -185,12 +185,6 @@ class Vocab:
         v._bind(arrays, path, mapping)
         return v
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the index arrays (mapped or in memory), not counting content masks."""
-        return sum(a.nbytes for a in (self._offsets, self._flat, self.normal, self.chars,
-                                      self.keys._order.obj, self.keys._kstart.obj))
-
     @classmethod
     def from_tokenizer(cls, tok, cache_dir=None):
         """The index of tok's vocabulary: mapped from (or first written to) the cache
@@ -200,13 +194,11 @@ class Vocab:
         except (KeyError, TypeError):
             pass
         g = getattr(tok, "gguf", None)
-        v = None
         if g is not None:
             from ..models import cache_dir as default_dir
             v = cls._mapped(tok, g, Path(cache_dir) if cache_dir else default_dir())
-        if v is None:
-            pieces, special = _pieces_and_special(tok)
-            v = cls(pieces, special)
+        else:
+            v = cls(*_pieces_and_special(tok))
         try:
             cls._cache[tok] = v
         except TypeError:
@@ -217,8 +209,8 @@ class Vocab:
 
     @classmethod
     def _mapped(cls, tok, g, directory):
-        path = index_path(g, int(tok.n_vocab), directory)
         key = _key(g, int(tok.n_vocab))
+        path = _path(g, key, directory)
         if path.exists():
             v = cls._open(path, key, int(tok.n_vocab))
             if v is not None:
@@ -384,9 +376,13 @@ def _stem(g) -> str:
     return f"{os.path.basename(g.path)}-{where}.vocab-"
 
 
+def _path(g, key, directory) -> Path:
+    return Path(directory) / f"{_stem(g)}{key.hex()[:16]}.idx"
+
+
 def index_path(g, n_vocab, directory) -> Path:
     """Where the index of the open GGUF g lives in `directory`."""
-    return Path(directory) / f"{_stem(g)}{_key(g, n_vocab).hex()[:16]}.idx"
+    return _path(g, _key(g, n_vocab), directory)
 
 
 def _write(path, key, arrays):
