@@ -2,7 +2,6 @@
 cache directory, memory-mapped, rebuilt when the model or the file changes, and giving the
 constraint the same allowed sets as the index built in memory - which the grammar's own
 byte-by-byte steps (an independent reference) confirm."""
-import os
 import random
 import shutil
 import warnings
