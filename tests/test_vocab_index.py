@@ -115,7 +115,13 @@ def test_a_changed_model_gets_a_new_index_and_the_old_one_goes(model, tiny_gguf_
                                                                tmp_path):
     cache = tmp_path / "cache"
     old = Vocab.from_tokenizer(_tok(model), cache_dir=cache).path
-    shutil.copy(tiny_gguf_factory(n_vocab=600, seed=7), model)   # other weights, same path
+    built = old.stat().st_mtime_ns
+    # other weights, same vocabulary and metadata: the index still holds
+    shutil.copy(tiny_gguf_factory(n_vocab=600, seed=7), model)
+    assert Vocab.from_tokenizer(_tok(model), cache_dir=cache).path == old
+    assert old.stat().st_mtime_ns == built
+    # another vocabulary (ids 46..52 named as in base Gemma) at the same path: rebuilt
+    shutil.copy(tiny_gguf_factory(n_vocab=600, function_tokens=False), model)
     tok = _tok(model)
     assert index_path(tok.gguf, tok.n_vocab, cache) != old
     v = Vocab.from_tokenizer(tok, cache_dir=cache)

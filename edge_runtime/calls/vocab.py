@@ -14,9 +14,9 @@ The index is a handful of flat arrays (about 25 bytes per token; 6.1 MiB for Gem
 For a model read from a GGUF file it is built once and kept in the cache directory
 (`edge_runtime.models.cache_dir()`) as `<model file name>-<path hash>.vocab-<key>.idx`, mapped
 read-only: file-backed pages that processes share and the kernel may evict. The key hashes the
-model's content (edge_runtime.prefix_cache.model_digest: its sha256, kept per file version),
-the vocabulary size, the format version and the byte order, so another model, or this model
-rebuilt, gets another file (the one it supersedes at the same path is deleted). Layout: a
+model's GGUF header (metadata and vocabulary: everything the index is built from), the
+format version and the byte order, so a model with another vocabulary, or this model rebuilt
+with one, gets another file (the one it supersedes at the same path is deleted). Layout: a
 72-byte header (magic, version, n, m, k, flat length, flags, key, crc32 of the body), then the
 arrays above, each 8-byte aligned.
 A file that fails a check is rebuilt with a VocabIndexWarning; one that cannot be written
@@ -210,7 +210,7 @@ class Vocab:
 
     @classmethod
     def _mapped(cls, tok, g, directory):
-        key = _key(g, int(tok.n_vocab), directory)
+        key = _key(g, int(tok.n_vocab))
         path = _path(g, key, directory)
         if path.exists():
             v = cls._open(path, key, int(tok.n_vocab))
@@ -365,10 +365,13 @@ def _pieces_and_special(tok):
     return pieces, special
 
 
-def _key(g, n_vocab, directory) -> bytes:
-    from ..prefix_cache import model_digest
-    return hashlib.sha256(model_digest(g, directory) + f"|n={n_vocab}|v{VERSION}|"
-                          f"{sys.byteorder}".encode()).digest()
+def _key(g, n_vocab) -> bytes:
+    """A hash of the GGUF header (metadata and vocabulary: all the index is built from; its
+    pages are resident already, the tokenizer read them) with the format version."""
+    header = min((t.offset for t in g.tensors.values()), default=g.size)
+    h = hashlib.blake2b(g.view[:header], digest_size=32)
+    h.update(f"|n={n_vocab}|v{VERSION}|{sys.byteorder}".encode())
+    return h.digest()
 
 
 def _stem(g) -> str:
@@ -383,7 +386,7 @@ def _path(g, key, directory) -> Path:
 
 def index_path(g, n_vocab, directory) -> Path:
     """Where the index of the open GGUF g lives in `directory`."""
-    return _path(g, _key(g, n_vocab, directory), directory)
+    return _path(g, _key(g, n_vocab), directory)
 
 
 def _write(path, key, arrays):
