@@ -34,9 +34,10 @@ AUTO_STEP = 256
 AGENT_SNAPSHOT_TOKENS = 512
 GELU_TABLE_BYTES = 4 << 16   # one f32 per fp16 value, built on the first FFN step
 
-# Measured 2025-11-24 on the x86-64 dev VM (CPython 3.11, numpy 2.4 with OpenBLAS, psutil 7.2):
-# RssAnon and RssFile after `import edge_runtime` (numpy alone: 14.2 MiB anon, 12.8 MiB file).
-INTERPRETER_ANON = int(18.1 * MIB)
+# Measured 2026-11-30 on the x86-64 dev VM (CPython 3.11, numpy 2.4 with OpenBLAS, psutil 7.2):
+# RssAnon and RssFile after `import edge_runtime` (numpy and psutil alone: 15.8 MiB anon, 12.9
+# MiB file); 18.1 MiB anon before the call-format modules (2026-11-24).
+INTERPRETER_ANON = int(20.1 * MIB)
 INTERPRETER_FILE = int(16.2 * MIB)
 # Tokenizer lookup structures: the GGUF token offset table (8 B/token), the C hash table of ids
 # and the special-token index; measured 5.3-5.6 MiB (21-22.5 B/token) on Gemma 3's 262144
