@@ -491,14 +491,14 @@ def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path, capf
     assert r.oom_kills == 0, r
     assert r.returncode == 0, r
     assert r.peak <= board.budget and r.failcnt == 0
-    # with the board's budget, the agent's plan at the default 4096 positions does not fit:
-    # refused at construction (exit 2, the rows named), not killed
+    # with the board's budget the plan at the default 4096 positions does not fit: refused at
+    # load or at Agent construction (exit 2, the rows named), not killed
     capfd.readouterr()
     r = emulate.run_board(board, agent[:-1] + ["--board", "rpi-zero-2w", agent[-1]])
     assert r.returncode == 2 and r.oom_kills == 0, r
     err = capfd.readouterr().err
-    assert "the agent's memory plan for max_inference_len 4096 needs" in err
-    assert "agent: grammar vocabulary index" in err
+    assert "memory plan for max_inference_len 4096 needs" in err
+    assert "but the budget is 352.0 MiB" in err and "prefix snapshot" in err
 
 
 def agent_probe(model, n, cache):
