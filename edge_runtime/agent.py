@@ -39,6 +39,7 @@ from .calls.grounding import Grounding
 from .calls.schema import normalize_tool, schema_from_callable, validate
 from .calls.syntax import END, ParseFailure
 from .calls.vocab import Vocab
+from .memory import check_agent_budget
 from .sampling import Sampler
 from .tool_exec import ToolRunner
 
@@ -148,6 +149,7 @@ class Agent:
         self.prefix_snapshot = None   # its KV state, once computed or read from cache_dir
         self.calibrate = calibrate
         self._calibration = None   # (first name-token ids, their log-prior) for this prefix
+        check_agent_budget(model, self)   # MemoryBudgetError; maps the grammar's index now
 
     @property
     def constraint(self) -> TokenConstraint:

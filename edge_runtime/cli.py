@@ -177,7 +177,7 @@ def cmd_plan(args):
     if args.snapshot_tokens < 0:
         raise UserError(f"--snapshot-tokens must be >= 0, not {args.snapshot_tokens}")
     p = plan_for_model(path, n, threads=threads, budget=budget,
-                       snapshot_tokens=args.snapshot_tokens)
+                       snapshot_tokens=args.snapshot_tokens, agent=args.agent)
     if args.json:
         _print_json({"model": str(path), "board": board.name if board else None, **p.to_dict(budget)})
         return 0
@@ -207,21 +207,33 @@ def cmd_convert(args):
 
 
 def cmd_emulate(args):
-    board = boards.get(args.board)
+    if args.board is None and args.limit is None:
+        raise UserError("emulate: give --board NAME or --limit SIZE")
+    board = boards.get(args.board) if args.board else None
+    try:
+        limit = emulate.parse_size(args.limit) if args.limit else board.budget
+    except ValueError as e:
+        raise UserError(f"--limit: {e}") from None
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise UserError("emulate: no command given (edge-runtime emulate --board NAME -- CMD ...)")
-    # Without drop_caches, files named on the command line are evicted so the group pays for them.
+    # With --drop-caches, where the machine's cache cannot be dropped, the files named on the
+    # command line are evicted instead so the group pays for them.
     evict = [a for a in cmd if os.path.isfile(a)]
     try:
-        r = emulate.run_board(board, cmd, evict=evict)
+        r = emulate.run(cmd, limit, cores=board.cores if board else None, evict=evict,
+                        drop_caches=args.drop_caches)
     except emulate.EmulationUnavailable as e:
         raise UserError(f"cannot emulate here: {e}") from None
     except FileNotFoundError:
         raise UserError(f"command not found: {cmd[0]}") from None
-    print(f"emulate {board.name}: limit {r.limit / 2**20:.0f} MiB, cpus {','.join(map(str, r.cpus))}, "
-          f"peak {r.peak / 2**20:.1f} MiB, failcnt {r.failcnt}, oom kills {r.oom_kills}, "
-          f"exit {r.returncode}" + "".join(f"; {n}" for n in r.notes), file=sys.stderr)
+    if not args.drop_caches:
+        r.notes.append("page cache kept (files already cached elsewhere are not charged)")
+    print(f"emulate {board.name if board else 'limit'}: limit {r.limit / 2**20:.0f} MiB, "
+          f"cpus {','.join(map(str, r.cpus))}, peak {r.peak / 2**20:.1f} MiB (cgroup), "
+          f"limit hit {'yes' if r.limit_hit else 'no'} (failcnt {r.failcnt}), "
+          f"oom kills {r.oom_kills}, exit {r.returncode}" + "".join(f"; {n}" for n in r.notes),
+          file=sys.stderr)
     return r.returncode if r.returncode >= 0 else 128 - r.returncode
 
 
@@ -293,6 +305,8 @@ def build_parser():
     pl.add_argument("--max-inference-len")
     pl.add_argument("--snapshot-tokens", type=int, default=AGENT_SNAPSHOT_TOKENS,
                     help="room for the agent's prefix KV snapshot (0: none)")
+    pl.add_argument("--agent", action="store_true",
+                    help="add what the tool-calling agent allocates (grammar index, buffers)")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=cmd_plan)
 
@@ -306,7 +320,11 @@ def build_parser():
     c.set_defaults(func=cmd_convert)
 
     e = sub.add_parser("emulate", help="run a command inside a board's memory limit")
-    e.add_argument("--board", required=True)
+    e.add_argument("--board")
+    e.add_argument("--limit", help="memory limit (e.g. 256M); default: the board's budget")
+    e.add_argument("--drop-caches", action="store_true",
+                   help="drop the machine's page cache first (as root), so the command is "
+                        "charged for every file page it reads")
     e.add_argument("cmd", nargs=argparse.REMAINDER)
     e.set_defaults(func=cmd_emulate)
     return p

@@ -1,18 +1,30 @@
 """Run a command as if on a smaller board: inside a memory cgroup limited to the board's budget
-(RAM minus OS reserve), optionally pinned to as many cores as the board has.
+(RAM minus OS reserve) or any limit, optionally pinned to as many cores as the board has.
 
 A child group is made under our own memory cgroup (cgroup v2 memory.max, or v1
 memory.limit_in_bytes — whichever is writable here). File pages are charged to the group that
-first reads them, so the page cache is dropped first where permitted; where it is not, files
-named with `evict` are pushed out of the cache with posix_fadvise so the command pays for them.
+first reads them, so a file someone else already has in the page cache is not charged to the
+command. Only with drop_caches=True (opt-in: it disturbs the whole machine) is the page cache
+dropped first where permitted, or, where it is not, the files named in `evict` pushed out of it
+with posix_fadvise, so that the command pays for them.
+
+The result's peak is the group's own high-water mark (memory.peak / memory.max_usage_in_bytes:
+anonymous memory plus the page cache charged to it), not a process's RSS. Whether the limit was
+hit is reported from the kernel's counters (v2 memory.events "max", v1 memory.failcnt) and from
+the peak: some kernels leave v1 failcnt at 0 even when reclaim ran at the limit, so a peak within
+the charge batching slack of the limit counts as hit too.
 """
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 
 MIB = 1 << 20
+# The kernel charges in per-CPU batches of 64 pages, so a group at its limit can report a peak
+# up to that much per CPU below it.
+CHARGE_SLACK = 64 * os.sysconf("SC_PAGE_SIZE") * (os.cpu_count() or 1)
 
 
 class EmulationUnavailable(RuntimeError):
@@ -29,6 +41,11 @@ class EmulationResult:
     cgroup: str              # "v1 <path>" / "v2 <path>"
     cpus: tuple
     notes: list = field(default_factory=list)
+
+    @property
+    def limit_hit(self) -> bool:
+        """The group reached its limit (reclaim or OOM), by the counters or by the peak."""
+        return self.failcnt > 0 or self.oom_kills > 0 or self.peak + CHARGE_SLACK >= self.limit
 
 
 def _mounts():
@@ -151,8 +168,10 @@ def _drop_caches(evict, notes):
         notes.append(f"evicted {os.path.basename(path)} from the page cache")
 
 
-def run(cmd, limit: int, cores=None, evict=(), drop_caches=True) -> EmulationResult:
-    """Run `cmd` (argv list) in a memory cgroup of `limit` bytes, pinned to `cores` CPUs if given."""
+def run(cmd, limit: int, cores=None, evict=(), drop_caches=False) -> EmulationResult:
+    """Run `cmd` (argv list) in a memory cgroup of `limit` bytes, pinned to `cores` CPUs if given.
+    drop_caches: first drop the machine's page cache (or evict the `evict` files) so that the
+    command is charged for every file page it reads."""
     if not cmd:
         raise ValueError("no command to run")
     notes = []
@@ -186,6 +205,20 @@ def run(cmd, limit: int, cores=None, evict=(), drop_caches=True) -> EmulationRes
         _remove(g)
 
 
-def run_board(board, cmd, pin=True, evict=()) -> EmulationResult:
+def run_board(board, cmd, pin=True, evict=(), drop_caches=False) -> EmulationResult:
     """`run` with the board's budget as the limit and, if `pin`, its core count."""
-    return run(cmd, board.budget, cores=board.cores if pin else None, evict=evict)
+    return run(cmd, board.budget, cores=board.cores if pin else None, evict=evict,
+               drop_caches=drop_caches)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": MIB, "mb": MIB,
+          "mib": MIB, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """Bytes of "352M", "1.5G", "300MiB", "4096" (units are powers of 1024)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = _UNITS.get(m.group(2).lower()) if m else None
+    if unit is None or float(m.group(1)) * unit < 1:
+        raise ValueError(f"not a memory size: {text!r} (e.g. 352M, 1.5G, 300MiB)")
+    return int(float(m.group(1)) * unit)

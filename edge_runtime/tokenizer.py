@@ -60,6 +60,7 @@ class Tokenizer:
         self._types = np.asarray(token_types)
         self.token_types = self._types  # GGUF token type per id (read-only view of the file)
         self._keepalive = keepalive  # the mapping the C table points into
+        self.gguf = None   # the GGUFFile it was read from (from_gguf): keys the grammar's index
         try:
             self._vocab = _native.vocab_new(buffer_address, self._offsets.ctypes.data,
                                             scores.ctypes.data, n)
@@ -115,15 +116,17 @@ class Tokenizer:
         def flag(key, default):
             return bool(scalar(key, default, ("bool",)))
 
-        return cls(md["tokenizer.ggml.tokens"], md["tokenizer.ggml.scores"],
-                   md["tokenizer.ggml.token_type"],
-                   bos_id=opt_id("tokenizer.ggml.bos_token_id"),
-                   eos_id=opt_id("tokenizer.ggml.eos_token_id"),
-                   # llama.cpp's defaults for SPM vocabularies when a key is absent
-                   add_bos=flag("tokenizer.ggml.add_bos_token", True),
-                   add_eos=flag("tokenizer.ggml.add_eos_token", False),
-                   add_space_prefix=flag("tokenizer.ggml.add_space_prefix", True),
-                   buffer_address=g.address(), keepalive=g)
+        tok = cls(md["tokenizer.ggml.tokens"], md["tokenizer.ggml.scores"],
+                  md["tokenizer.ggml.token_type"],
+                  bos_id=opt_id("tokenizer.ggml.bos_token_id"),
+                  eos_id=opt_id("tokenizer.ggml.eos_token_id"),
+                  # llama.cpp's defaults for SPM vocabularies when a key is absent
+                  add_bos=flag("tokenizer.ggml.add_bos_token", True),
+                  add_eos=flag("tokenizer.ggml.add_eos_token", False),
+                  add_space_prefix=flag("tokenizer.ggml.add_space_prefix", True),
+                  buffer_address=g.address(), keepalive=g)
+        tok.gguf = g
+        return tok
 
     # ---- special tokens ------------------------------------------------------------------
     def _build_special_index(self):

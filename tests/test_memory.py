@@ -119,6 +119,24 @@ def test_estimated_layout_is_a_q8_0_file():
     assert sized.header == lay.header + 1000
 
 
+def test_agent_rows():
+    from edge_runtime.memory.plan import snapshot_bytes
+    base, agent = plan(REAL, 2048), plan(REAL, 2048, agent=True)
+    V = REAL.n_vocab
+    extra = {n: (b, k) for n, b, k in agent.rows if n not in {r[0] for r in base.rows}}
+    assert extra == {
+        "prefix snapshot: 512 tokens": (snapshot_bytes(agent.ring_lens, REAL, 512), "anon"),
+        "agent: grammar vocabulary index (mapped file)": (25 * V, "file"),
+        "agent: string-content masks (32 states)": (32 * V // 8, "anon"),
+        "agent: per-step allowed ids and their logits": (22 * V, "anon")}
+    # a measured prefix replaces the default reservation
+    assert row(plan(REAL, 2048, agent=True, snapshot_tokens=277), "prefix snapshot: 277") == \
+        16 + 4 * 18 + 2 * 18 * 277 * 256 * 2
+    assert agent.settings["agent"] and not base.settings["agent"]
+    with pytest.raises(MemoryBudgetError, match="^the agent's memory plan for"):
+        agent.check(agent.total_resident - 1, what="the agent's memory plan")
+
+
 # ---- auto-context and budgets ----------------------------------------------------------------
 
 @pytest.mark.parametrize("cfg", [REAL, TINY], ids=["real", "tiny"])
@@ -204,6 +222,45 @@ def test_cli_plan(tiny_gguf_factory, capsys):
                  ["--board", "nope"]):
         assert cli.main(["plan", "--model", path] + argv) == 2
     assert cli.main(["plan", "--model", path + ".missing"]) == 2
+    assert cli.main(["plan", "--model", path, "--agent", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["agent"] and any(r["name"].startswith("agent: grammar") for r in d["rows"])
+
+
+def _agent_on(path, budget):
+    from edge_runtime.agent import Agent
+    from edge_runtime.model import Model
+    from edge_runtime.tools_builtin import TOOLS
+    return Agent(Model.load(path, max_inference_len=128, threads=1, budget=budget), TOOLS)
+
+
+def test_agent_is_refused_when_its_plan_does_not_fit(tiny_gguf_factory, tmp_path, monkeypatch):
+    from edge_runtime.memory import agent_plan
+    monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path))
+    path = tiny_gguf_factory(n_vocab=600)
+    roomy = _agent_on(path, 1 << 30)
+    need = agent_plan(roomy.model, len(roomy.prefix_ids())).total_resident
+    session = roomy.model.plan.total_resident
+    assert session < need
+    assert list(tmp_path.glob("*.vocab-*.idx"))       # constructing it mapped the index
+    with pytest.raises(MemoryBudgetError) as e:
+        _agent_on(path, need - 1)                      # the session fits, the agent does not
+    msg = str(e.value)
+    assert msg.startswith("the agent's memory plan") and "over by 0.0 MiB" in msg
+    assert "agent: grammar vocabulary index" in msg and "prefix snapshot" in msg
+    assert _agent_on(path, need).model.plan.budget == need
+
+
+def test_agent_first_run_index_build_is_checked(tiny_gguf_factory, tmp_path, monkeypatch):
+    from edge_runtime.memory import agent as agent_mem
+    monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path))
+    monkeypatch.setattr(agent_mem, "INDEX_BUILD_BYTES_PER_TOKEN", 1 << 20)   # 600 MiB to build
+    path = tiny_gguf_factory(n_vocab=600)
+    with pytest.raises(MemoryBudgetError, match="^the agent's first run .index build."):
+        _agent_on(path, 512 * MIB)
+    assert not list(tmp_path.glob("*.vocab-*.idx"))   # refused before building
+    _agent_on(path, 1 << 40)                           # builds it
+    _agent_on(path, 512 * MIB)                         # the file is there: nothing to build
 
 
 # ---- RSS tracking and page release -------------------------------------------------------------
@@ -285,6 +342,68 @@ def test_emulate_limits_memory_and_reports_oom():
     assert killed.returncode == -9 and killed.oom_kills >= 1 and killed.peak <= 96 * MIB
 
 
+def test_emulate_reports_hitting_the_limit_without_an_oom_kill(tmp_path):
+    _group_or_skip()
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(160 * MIB))
+    fd = os.open(big, os.O_RDONLY)
+    os.fsync(fd)                                          # dirty pages cannot be evicted
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)   # our own file: the group will read it
+    os.close(fd)
+    # reading 160 MiB through a 64 MiB group: the page cache is reclaimed at the limit
+    hit = emulate.run(["sh", "-c", f"cat '{big}' > /dev/null"], 64 * MIB)
+    assert hit.returncode == 0 and hit.oom_kills == 0
+    assert hit.limit_hit and hit.peak <= 64 * MIB
+    calm = emulate.run([sys.executable, "-c", "0"], 256 * MIB)
+    assert calm.returncode == 0 and not calm.limit_hit and calm.failcnt == 0
+
+
+def _cached_kib():
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Cached:"))
+
+
+def test_emulate_keeps_the_page_cache_unless_asked(tmp_path, monkeypatch, capsys):
+    _group_or_skip()
+    mine = tmp_path / "cached"
+    mine.write_bytes(os.urandom(96 * MIB))
+    assert len(mine.read_bytes()) == 96 * MIB           # in the page cache now
+    before = _cached_kib()
+    assert cli.main(["emulate", "--limit", "128M", "--", sys.executable, "-c", "0",
+                     str(mine)]) == 0
+    assert "page cache kept" in capsys.readouterr().err
+    # a drop (machine-wide) or an eviction of the named file would take our 96 MiB with it
+    assert _cached_kib() > before - 48 * 1024
+    dropped = []
+    monkeypatch.setattr(emulate, "_drop_caches", lambda evict, notes: dropped.append(evict))
+    assert cli.main(["emulate", "--limit", "128M", "--drop-caches", "--", sys.executable, "-c",
+                     "0", str(mine)]) == 0
+    assert len(dropped) == 1 and str(mine) in dropped[0]
+
+
+def test_emulate_limit_option(capsys):
+    assert emulate.parse_size("352M") == 352 * MIB and emulate.parse_size("1.5G") == 1536 * MIB
+    assert emulate.parse_size("300MiB") == 300 * MIB and emulate.parse_size("4096") == 4096
+    for bad in ("", "12X", "-5M", "0"):
+        with pytest.raises(ValueError, match="not a memory size"):
+            emulate.parse_size(bad)
+    assert cli.main(["emulate", "--limit", "lots", "--", "true"]) == 2
+    assert "--limit: not a memory size" in capsys.readouterr().err
+    assert cli.main(["emulate", "--", "true"]) == 2
+    assert "give --board NAME or --limit SIZE" in capsys.readouterr().err
+
+
+def test_cli_emulate_honours_the_limit(capsys):
+    _group_or_skip()
+    assert cli.main(["emulate", "--limit", "96M", "--", sys.executable, "-c",
+                     ALLOC.format(32)]) == 0
+    assert "limit 96 MiB" in capsys.readouterr().err
+    assert cli.main(["emulate", "--limit", "96M", "--", sys.executable, "-c",
+                     ALLOC.format(256)]) == 128 + 9
+    err = capsys.readouterr().err
+    assert "oom kills 1" in err and "limit hit yes" in err
+
+
 def test_cli_emulate_without_cgroups_exits_2(monkeypatch, capsys):
     def unavailable(limit):
         raise EmulationUnavailable("no writable memory cgroup: test")
@@ -301,6 +420,7 @@ def test_cli_emulate_runs_a_command(capsys):
     assert rc == 3
     err = capsys.readouterr().err
     assert "emulate rpi-zero-2w: limit 352 MiB" in err and "oom kills 0" in err
+    assert "limit hit no (failcnt 0)" in err
 
 
 # ---- against the real model (need the Model and the default model) -----------------------------
@@ -358,16 +478,51 @@ def test_anon_grows_with_context_only_as_planned(probes):
 
 
 @pytest.mark.model
-def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path):
+def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path, capfd):
     _group_or_skip()
     tools = tmp_path / "home_tools.py"
     tools.write_text('def set_light(room: str, on: bool) -> str:\n'
                      '    """Turn the lights in a room on or off."""\n'
                      '    return f"{room} lights {\'on\' if on else \'off\'}"\n')
-    r = emulate.run_board(boards.get("rpi-zero-2w"),
-                          [sys.executable, "-m", "edge_runtime", "agent", "--model", default_model,
-                           "--tools", str(tools), "turn on the kitchen lights"],
-                          evict=[default_model])
+    agent = [sys.executable, "-m", "edge_runtime", "agent", "--model", default_model,
+             "--tools", str(tools), "--max-steps", "1", "turn on the kitchen lights"]
+    board = boards.get("rpi-zero-2w")
+    r = emulate.run_board(board, agent)   # page cache kept: see docs/MEMORY.md
     assert r.oom_kills == 0, r
     assert r.returncode == 0, r
-    assert r.peak <= boards.get("rpi-zero-2w").budget
+    assert r.peak <= board.budget and r.failcnt == 0
+    # with the board's budget the plan at the default 4096 positions does not fit: refused at
+    # load or at Agent construction (exit 2, the rows named), not killed
+    capfd.readouterr()
+    r = emulate.run_board(board, agent[:-1] + ["--board", "rpi-zero-2w", agent[-1]])
+    assert r.returncode == 2 and r.oom_kills == 0, r
+    err = capfd.readouterr().err
+    assert "memory plan for max_inference_len 4096 needs" in err
+    assert "but the budget is 352.0 MiB" in err and "prefix snapshot" in err
+
+
+def agent_probe(model, n, cache):
+    out = subprocess.run(
+        [sys.executable, str(HERE / "rss_probe.py"), model, "--max-inference-len", str(n),
+         "--threads", "2", "--agent", "turn on the kitchen lights", "--cache-dir",
+         str(cache / "kv")],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent), "EDGE_RUNTIME_CACHE": str(cache)})
+    return json.loads(out.stdout)
+
+
+@pytest.mark.model
+def test_agent_rss_against_plan_and_budget(default_model, tmp_path):
+    first = agent_probe(default_model, 2048, tmp_path)        # builds the index and snapshot
+    assert len(list(tmp_path.glob("*.vocab-*.idx"))) == 1 and list(tmp_path.glob("kv/*.kvs"))
+    d = agent_probe(default_model, 2048, tmp_path)            # a cold start with both present
+    assert d["calls"] and d["calls"] == first["calls"]
+    budgets = boards.parse_flat_toml((HERE / "rss_budgets.toml").read_text())
+    assert d["peak_anon"] <= budgets["agent_anon_mib_2048"] * MIB
+    assert d["peak_rss"] <= budgets["agent_total_mib_2048"] * MIB
+    # never above the plan for the full context ...
+    assert d["peak_anon"] <= d["plan_anon"] and d["peak_rss"] <= d["plan_resident"]
+    # ... and within 10% of the plan for the positions the run used (the rest of the KV cache
+    # is calloc'ed and never touched)
+    assert abs(d["peak_anon"] - d["plan_used_anon"]) <= 0.10 * d["plan_used_anon"]
+    assert abs(d["peak_rss"] - d["plan_used_resident"]) <= 0.10 * d["plan_used_resident"]

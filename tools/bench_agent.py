@@ -14,8 +14,12 @@ the request) on the default model, 1 thread, until the first tool call is parsed
   request is evaluated - the same trick as ours, with llama.cpp's own state format.
 Every cold measurement is a fresh process (timed from model load, imports done, to the call),
 engines alternating; warm = median over the requests of each process; cells = medians over repetitions.
+Memory: each worker samples its own RssAnon and VmRSS every 5 ms (a thread reading
+/proc/self/status, nothing imported) from before the model load to its last request; edge_runtime's
+grammar index file is in the cache directory (built by the untimed calibration run).
 
-    PYTHONPATH=. python tools/bench_agent.py [--model P] [--reps 3] [--out docs/BENCHMARKS_AGENT.md]
+    PYTHONPATH=. python tools/bench_agent.py [--model P] [--reps 3] [--ctx 4096]
+                                             [--out docs/BENCHMARKS_AGENT.md]
 """
 from __future__ import annotations
 
@@ -27,13 +31,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from bench import _cpu_name, _llama_version   # tools/ is on sys.path when run as a script
 
 REQUESTS = ["set a timer for 10 minutes", "turn on the kitchen lights",
             "what is the weather in Paris?"]
-CTX = 4096
+CTX = 4096                # --ctx
 ENGINES = ("ours", "ours+file", "llama", "llama+state")
 
 
@@ -55,12 +60,41 @@ class _Called(Exception):
     pass
 
 
+class _PeakMemory:
+    """Peak RssAnon and VmRSS of this process, sampled every 5 ms by a thread."""
+
+    def __init__(self):
+        self.peak = {"anon": 0, "rss": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._sample()
+        self._thread.start()
+
+    def _sample(self):
+        with open("/proc/self/status") as f:
+            for line in f:
+                key = {"RssAnon:": "anon", "VmRSS:": "rss"}.get(line.split(None, 1)[0])
+                if key:
+                    self.peak[key] = max(self.peak[key], int(line.split()[1]) * 1024)
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            self._sample()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return {"peak_anon": self.peak["anon"], "peak_rss": self.peak["rss"]}
+
+
 def ours(model, cache_dir):
     """Cold run of REQUESTS[0], then each request warm. Returns seconds and call token counts."""
     import edge_runtime as er
     from edge_runtime.agent import Agent
     from edge_runtime.functiongemma import tokens as T
     from edge_runtime.tools_builtin import TOOLS
+    mem = _PeakMemory()
     t0 = time.perf_counter()
     m = er.Model.load(model, max_inference_len=CTX, threads=1)
     agent = Agent(m, TOOLS, cache_dir=cache_dir)
@@ -90,7 +124,7 @@ def ours(model, cache_dir):
         warm.append(time.perf_counter() - t)
         calls.append(call)
         lens.append(len(m.session.history) - at)
-    return {"cold": cold, "warm": warm, "calls": calls, "call_tokens": lens}
+    return {"cold": cold, "warm": warm, "calls": calls, "call_tokens": lens, **mem.stop()}
 
 
 def llama(model, prefix, prompts, call_tokens, state_file):
@@ -99,6 +133,7 @@ def llama(model, prefix, prompts, call_tokens, state_file):
 
     import llama_cpp
     import numpy as np
+    mem = _PeakMemory()
     t0 = time.perf_counter()
     llm = llama_cpp.Llama(model, n_ctx=CTX, n_batch=512, n_threads=1, n_threads_batch=1,
                           swa_full=False, verbose=False)
@@ -154,7 +189,7 @@ def llama(model, prefix, prompts, call_tokens, state_file):
         t = time.perf_counter()
         tokens.append(job(text, n, state))
         warm.append(time.perf_counter() - t)
-    return {"cold": cold, "warm": warm, "tokens": tokens}
+    return {"cold": cold, "warm": warm, "tokens": tokens, **mem.stop()}
 
 
 def llama_state_file(model, prefix, path):
@@ -174,6 +209,8 @@ def llama_state_file(model, prefix, path):
 
 
 def worker(args):
+    global CTX
+    CTX = args.ctx
     prefix, prompts = _texts()
     if args.worker == "ours":
         r = ours(args.model, None)
@@ -190,7 +227,8 @@ def worker(args):
 
 
 def run_worker(args, engine, **extra):
-    cmd = [sys.executable, __file__, "--worker", engine, "--model", args.model]
+    cmd = [sys.executable, __file__, "--worker", engine, "--model", args.model,
+           "--ctx", str(args.ctx)]
     for k, v in extra.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -204,6 +242,7 @@ def report(res, calib, args):
         [statistics.median(r[key]) if key == "warm" else r[key] for r in res[eng]])
     cold = {e: med(e, "cold") for e in ENGINES}
     warm = {e: med(e, "warm") for e in ENGINES}
+    mib = {k: {e: med(e, k) / 2**20 for e in ENGINES} for k in ("peak_anon", "peak_rss")}
     lines = [
         "# Agent latency: request → tool call, edge_runtime vs llama.cpp", "",
         f"Generated by `python tools/bench_agent.py --reps {args.reps}` on "
@@ -214,7 +253,7 @@ def report(res, calib, args):
         f"average {args.load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
         f"- model: `{os.path.basename(args.model)}`; built-in toolset "
         f"(edge_runtime.tools_builtin); declarations prefix {calib['prefix_tokens']} tokens; "
-        f"context {CTX}; llama-cpp-python {_llama_version()} (swa_full=False)",
+        f"context {args.ctx}; llama-cpp-python {_llama_version()} (swa_full=False)",
         f"- requests: {'; '.join(repr(r) for r in REQUESTS)}; call lengths "
         f"{calib['call_tokens']} tokens (llama.cpp decodes the same counts greedily)",
         f"- cold: fresh process, model load → prompt → call parsed ({REQUESTS[0]!r}); "
@@ -224,6 +263,14 @@ def report(res, calib, args):
         "llama.cpp + prefix state |", "|---|---:|---:|---:|---:|",
         "| cold start → call parsed (s) | " + " | ".join(f"{cold[e]:.3f}" for e in ENGINES) + " |",
         "| warm request → call parsed (s) | " + " | ".join(f"{warm[e]:.3f}" for e in ENGINES) + " |",
+        "| peak anonymous RSS (MiB) | " + " | ".join(f"{mib['peak_anon'][e]:.1f}" for e in ENGINES)
+        + " |",
+        "| peak RSS (MiB) | " + " | ".join(f"{mib['peak_rss'][e]:.1f}" for e in ENGINES) + " |",
+        "",
+        f"Cold start → call with the snapshot (and index) file present, edge_runtime / llama.cpp: "
+        f"**{cold['ours+file'] / cold['llama']:.3f}×** against llama.cpp's cold start → call "
+        f"(target ≤ 0.6×); {cold['ours+file'] / cold['llama+state']:.3f}× against llama.cpp "
+        f"reading its own prefix state file.",
         "",
         f"Warm request → call, edge_runtime / llama.cpp: **{warm['ours'] / warm['llama']:.3f}×** "
         f"against llama.cpp re-evaluating the prompt (target ≤ 0.25×); "
@@ -243,6 +290,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model")
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--ctx", type=int, default=CTX)
     p.add_argument("--out", default="docs/BENCHMARKS_AGENT.md")
     p.add_argument("--worker", choices=ENGINES + ("llama-state-file",))
     p.add_argument("--cache-dir")

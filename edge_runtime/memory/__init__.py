@@ -1,8 +1,9 @@
 """Memory: what a session will use (plan), what it does use (rss), and the page policy (pages)."""
+from .agent import agent_plan, check_agent_budget
 from .pages import advise
 from .plan import (MemoryPlan, WeightLayout, auto_max_inference_len, plan, plan_for_model,
                    resolve_max_inference_len)
 from .rss import RssTracker, Sample
 
-__all__ = ["MemoryPlan", "WeightLayout", "RssTracker", "Sample", "advise", "auto_max_inference_len",
-           "plan", "plan_for_model", "resolve_max_inference_len"]
+__all__ = ["MemoryPlan", "WeightLayout", "RssTracker", "Sample", "advise", "agent_plan",
+           "auto_max_inference_len", "check_agent_budget", "plan", "plan_for_model", "resolve_max_inference_len"]

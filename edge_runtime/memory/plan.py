@@ -34,9 +34,10 @@ AUTO_STEP = 256
 AGENT_SNAPSHOT_TOKENS = 512
 GELU_TABLE_BYTES = 4 << 16   # one f32 per fp16 value, built on the first FFN step
 
-# Measured 2025-11-24 on the x86-64 dev VM (CPython 3.11, numpy 2.4 with OpenBLAS, psutil 7.2):
-# RssAnon and RssFile after `import edge_runtime` (numpy alone: 14.2 MiB anon, 12.8 MiB file).
-INTERPRETER_ANON = int(18.1 * MIB)
+# Measured 2026-11-30 on the x86-64 dev VM (CPython 3.11, numpy 2.4 with OpenBLAS, psutil 7.2):
+# RssAnon and RssFile after `import edge_runtime` (numpy and psutil alone: 15.8 MiB anon, 12.9
+# MiB file); 18.1 MiB anon before the call-format modules (2026-11-24).
+INTERPRETER_ANON = int(20.1 * MIB)
 INTERPRETER_FILE = int(16.2 * MIB)
 # Tokenizer lookup structures: the GGUF token offset table (8 B/token), the C hash table of ids
 # and the special-token index; measured 5.3-5.6 MiB (21-22.5 B/token) on Gemma 3's 262144
@@ -44,6 +45,19 @@ INTERPRETER_FILE = int(16.2 * MIB)
 TOKENIZER_BYTES_PER_TOKEN = 23
 # GGUF header bytes per vocabulary entry (token string + score + type), from the Gemma 3 file.
 HEADER_BYTES_PER_TOKEN = 25
+# The agent (plan(..., agent=True)), measured on Gemma 3's 262144-token vocabulary:
+# - the grammar's vocabulary index file (edge_runtime/calls/vocab.py), mapped and read in full
+#   by the first string-content step: 6,444,944 bytes;
+VOCAB_INDEX_BYTES_PER_TOKEN = 25
+# - per string-automaton state, a packed mask (1 bit per token), read from the masks file
+#   beside the index or computed: at most the FunctionGemma string automaton's 32 states;
+CONTENT_MASK_STATES = 32
+# - per constrained step: the allowed ids (unpacked mask, the id list in int64 then int32, the
+#   copy with <escape> inserted) and their logits; glibc keeps these freed blocks in its heap;
+STEP_BYTES_PER_TOKEN = 22
+# - building the index (first run only; peak above the process before it): the tokenizer's
+#   262k pieces as Python bytes, the sort, the arrays; freed (and trimmed) once it is written.
+INDEX_BUILD_BYTES_PER_TOKEN = 190
 
 KV_BYTES = {"f16": 2, "f32": 4}
 # Rows each session has of its own (the rest is shared by all sessions of a model).
@@ -120,6 +134,7 @@ class MemoryPlan:
     ring_lens: tuple           # KV positions held per layer
     mapped: int                # bytes of the file mapping (address space, not all resident)
     settings: dict = field(default_factory=dict)
+    budget: int = None         # the budget it was planned for (Model.load's), if any
 
     @property
     def total_anon(self) -> int:
@@ -148,13 +163,13 @@ class MemoryPlan:
     def fits(self, budget: int) -> bool:
         return self.total_resident <= budget
 
-    def check(self, budget: int) -> "MemoryPlan":
+    def check(self, budget: int, what: str = "memory plan") -> "MemoryPlan":
         """Raise MemoryBudgetError (one line: rows and overage) unless the plan fits."""
         if not self.fits(budget):
             rows = ", ".join(f"{n} {b / MIB:.1f} MiB"
                              for n, b, _ in sorted(self.rows, key=lambda r: -r[1]))
             raise MemoryBudgetError(
-                f"memory plan for max_inference_len {self.max_inference_len} needs "
+                f"{what} for max_inference_len {self.max_inference_len} needs "
                 f"{self.total_resident / MIB:.1f} MiB but the budget is {budget / MIB:.1f} MiB: "
                 f"over by {(self.total_resident - budget) / MIB:.1f} MiB ({rows})")
         return self
@@ -201,12 +216,16 @@ def _scratch_rows(c, T: int, kv_bytes: int) -> list:
 
 
 def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="f16",
-         pages="keep", weights=None, n_vocab=None, budget=None, snapshot_tokens=0) -> MemoryPlan:
+         pages="keep", weights=None, n_vocab=None, budget=None, snapshot_tokens=0,
+         agent=False) -> MemoryPlan:
     """Itemised plan for one session. `weights`: a WeightLayout, an open GGUF, a file size in
     bytes (layout estimated as Q8_0 of that size) or None (a Q8_0 file of this shape).
     `max_inference_len`: int, None (default) or "auto" (needs `budget`).
     `snapshot_tokens`: length of a prefix whose KV snapshot is kept beside the session (the
-    agent's tool declarations; see snapshot_bytes), 0 for none."""
+    agent's tool declarations; see snapshot_bytes), 0 for none.
+    `agent`: add what the tool-calling agent allocates beside the session (grammar index,
+    content masks, per-step buffers) and its declarations snapshot (AGENT_SNAPSHOT_TOKENS
+    unless snapshot_tokens says otherwise)."""
     if kv_dtype not in KV_BYTES:
         raise ValueError(f"kv_dtype must be one of {', '.join(KV_BYTES)}, not {kv_dtype!r}")
     if pages not in PAGE_POLICIES:
@@ -216,9 +235,11 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
     if isinstance(snapshot_tokens, bool) or not isinstance(snapshot_tokens, int) \
             or snapshot_tokens < 0:
         raise ValueError(f"snapshot_tokens must be a non-negative integer, not {snapshot_tokens!r}")
+    if agent and not snapshot_tokens:
+        snapshot_tokens = AGENT_SNAPSHOT_TOKENS
     layout = _layout(config, weights)
     kw = dict(prefill_chunk=prefill_chunk, threads=threads, kv_dtype=kv_dtype, pages=pages,
-              weights=layout, n_vocab=n_vocab, snapshot_tokens=snapshot_tokens)
+              weights=layout, n_vocab=n_vocab, snapshot_tokens=snapshot_tokens, agent=agent)
     C = resolve_max_inference_len(config, max_inference_len, budget, **kw)
     c, V = config, n_vocab or config.n_vocab
     kvb = KV_BYTES[kv_dtype]
@@ -244,10 +265,23 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
         ("shared libraries (mapped)", INTERPRETER_FILE, "file"),
         (f"weights resident (pages={pages})", layout.resident(pages, C), "file"),
         ("gguf header + vocabulary", layout.header, "file"),
+        *(agent_rows(V) if agent else []),
     ]
     return MemoryPlan(rows=rows, max_inference_len=C, ring_lens=ring, mapped=layout.file_size,
                       settings=dict(prefill_chunk=prefill_chunk, threads=threads,
-                                    kv_dtype=kv_dtype, pages=pages))
+                                    kv_dtype=kv_dtype, pages=pages, agent=bool(agent)),
+                      budget=budget)
+
+
+def agent_rows(n_vocab: int) -> list:
+    """What the agent allocates beside its session and snapshot (see the constants above)."""
+    return [
+        ("agent: grammar vocabulary index (mapped file)", VOCAB_INDEX_BYTES_PER_TOKEN * n_vocab,
+         "file"),
+        (f"agent: string-content masks ({CONTENT_MASK_STATES} states)",
+         CONTENT_MASK_STATES * -(-n_vocab // 8), "anon"),
+        ("agent: per-step allowed ids and their logits", STEP_BYTES_PER_TOKEN * n_vocab, "anon"),
+    ]
 
 
 def snapshot_bytes(ring_lens, config, n_tokens: int, kv_dtype="f16") -> int:

@@ -1,0 +1,51 @@
+"""The agent's memory against the model's budget, checked when an Agent is constructed.
+
+Model.load checks the session's plan; an agent adds its grammar index, content masks, per-step
+buffers and declarations snapshot (plan(..., agent=True)). check_agent_budget replans with
+those rows and, where a budget was given (Model.load(budget=...) or board=...), refuses with
+MemoryBudgetError before anything of the agent is allocated. It then maps the vocabulary index
+(building it on the first run for this model), so that a build's temporaries come and go now,
+before decoding makes the weights resident, and the first request rebuilds nothing.
+"""
+from __future__ import annotations
+
+from .plan import AGENT_SNAPSHOT_TOKENS, INDEX_BUILD_BYTES_PER_TOKEN, MemoryPlan, plan
+
+# Rows that are not resident yet while an Agent is being constructed (the weights are mapped but
+# untouched, the KV cache is calloc'ed but unwritten, no step has run).
+_NOT_YET = ("weights resident", "KV cache", "prefix snapshot", "logits", "agent:")
+
+
+def agent_plan(model, prefix_tokens=None) -> MemoryPlan:
+    """model's plan with the agent's rows; prefix_tokens: its declarations' length."""
+    s = model.plan.settings
+    return plan(model.config, model.max_inference_len, prefill_chunk=s["prefill_chunk"],
+                threads=s["threads"], kv_dtype=s["kv_dtype"], pages=s["pages"],
+                weights=model.gguf, agent=True,
+                snapshot_tokens=prefix_tokens or AGENT_SNAPSHOT_TOKENS)
+
+
+def check_agent_budget(model, agent=None):
+    """Raise MemoryBudgetError if the agent's plan (or, on a first run, building its index)
+    does not fit the budget model was loaded with; then map the vocabulary index. Returns the
+    agent's plan, or None for models without one (test doubles)."""
+    if getattr(model, "plan", None) is None or getattr(model, "gguf", None) is None:
+        return None
+    from ..calls.vocab import Vocab, index_path
+    from ..models import cache_dir
+    p = agent_plan(model, len(agent.prefix_ids()) if agent is not None else None)
+    budget = model.plan.budget
+    if budget is not None:
+        p.check(budget, what="the agent's memory plan")
+        V = model.tokenizer.n_vocab
+        if not index_path(model.gguf, V, cache_dir()).exists():
+            before = [r for r in p.rows if not r[0].startswith(_NOT_YET)]
+            build = MemoryPlan(rows=before + [("agent: building the vocabulary index (once "
+                                               "per model)", INDEX_BUILD_BYTES_PER_TOKEN * V,
+                                               "anon")],
+                               max_inference_len=p.max_inference_len, ring_lens=p.ring_lens,
+                               mapped=p.mapped, settings=p.settings)
+            build.check(budget, what="the agent's first run (index build)")
+    Vocab.from_tokenizer(model.tokenizer)
+    return p
+
