@@ -47,7 +47,9 @@ MAX_PARALLEL = 4          # calls in one model reply
 MAX_CALL_TOKENS = 1024    # unconstrained call bodies are cut here (constrained ones are bounded)
 TOOL_CHOICES = ("required", "auto", "none")
 
-# The preamble's KV state per model, shared by every agent of that model and format.
+# The preamble's KV state per model, shared by the agents of that model and format. It is kept
+# only once a second toolset needs it: a single agent holds its whole prefix anyway, and a board
+# should not pay twice for the same positions.
 _PREAMBLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -173,13 +175,17 @@ class Agent:
         if len(ids) <= 1 or self.prefix_ids()[:len(ids)] != ids:
             return 0
         cache = _PREAMBLES.setdefault(self.model, {})
-        snap = cache.get(tuple(ids))
+        key = tuple(ids)
+        snap = cache.get(key)
         if snap is None:
             session.reset()
             session.eval(ids, rows=[0])
-            snap = session.snapshot()
-            cache.clear()
-            cache[tuple(ids)] = snap
+            if key in cache:                  # the second toolset over this preamble: keep it
+                cache.clear()
+                cache[key] = session.snapshot()
+            else:
+                cache.clear()
+                cache[key] = None
         else:
             session.restore(snap)
         return len(ids)
