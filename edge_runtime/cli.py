@@ -106,9 +106,9 @@ def _load_tools(path):
 
 def cmd_agent(args):
     tools = _load_tools(args.tools) if args.tools else TOOLS
-    try:
-        agent = Agent(_load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS),
-                      tools, cache_dir=args.cache_dir)
+    model = _load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS)
+    try:   # past the loaded model, the constructor only checks the tool declarations
+        agent = Agent(model, tools, cache_dir=args.cache_dir)
     except ValueError as e:
         raise UserError(str(e)) from None
 
