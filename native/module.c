@@ -127,9 +127,13 @@ static int buffer_arg(PyObject *pair, const char *what, size_t need, int exact, 
         return -1;
     }
     if (!PyArg_ParseTuple(pair, "KK", &addr, &len)) return -1;
-    if (!addr || (exact ? len != need : len < need)) {
-        PyErr_Format(PyExc_ValueError, "%s: %llu bytes at %#llx given, %s%zu needed", what, len,
-                     addr, exact ? "" : "at least ", need);
+    if (!addr) {
+        PyErr_Format(PyExc_ValueError, "%s: null address", what);
+        return -1;
+    }
+    if (exact ? len != need : len < need) {
+        PyErr_Format(PyExc_ValueError, "%s: %llu bytes given, %s%zu needed", what, len,
+                     exact ? "" : "at least ", need);
         return -1;
     }
     *out = (void *)(uintptr_t)addr;
