@@ -6,7 +6,6 @@ tools/sanitize.sh runs this file under ASan/UBSan.
 """
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import select
