@@ -203,7 +203,7 @@ def build_parser():
     r.add_argument("prompt")
     r.add_argument("--model")
     r.add_argument("--max-tokens", type=int, default=128)
-    r.add_argument("--threads", type=int)
+    r.add_argument("--threads", type=int, help="at most the CPUs (more are clamped)")
     r.add_argument("--max-inference-len", type=int)
     r.add_argument("--temperature", type=float, default=0.0)
     r.add_argument("--seed", type=int)
@@ -218,7 +218,7 @@ def build_parser():
     a.add_argument("--model")
     a.add_argument("--tools")
     a.add_argument("--board")
-    a.add_argument("--threads", type=int)
+    a.add_argument("--threads", type=int, help="at most the CPUs (more are clamped)")
     a.add_argument("--max-steps", type=int, default=4)
     a.add_argument("--cache-dir", help="keep the tool declarations' KV snapshot here, so the "
                    "next start skips their prefill")

@@ -555,7 +555,8 @@ def _same(got, want, vt):
     return got == want
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(_file())
 def test_generated_headers_read_back(tmp_path, gen):
     from edge_runtime.gguf import open_gguf
@@ -580,7 +581,8 @@ def test_generated_headers_read_back(tmp_path, gen):
     g.close()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(_file(), st.data())
 def test_corrupted_headers_are_gguf_errors(tmp_path, gen, data):
     """Overwrite, cut or extend a generated file anywhere: a valid file or a GGUFError."""
@@ -624,7 +626,8 @@ _utf8_edges = st.sampled_from([b"\xf0", b"\xf0\x9f", b"\xf0\x9f\xa4", b"\xe6\x97
                                b"\xff", b"\x00", b" ", b"\xe2\x96\x81", b"<0x41>", b"ab"])
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=500, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(st.binary(max_size=6) | _utf8_edges, max_size=24).map(b"".join), st.booleans())
 def test_tokenizer_takes_any_bytes(tiny_tokenizer, data, special):
     """Every byte string encodes to in-range ids; valid UTF-8 decodes back to itself (byte
