@@ -115,8 +115,8 @@ def cmd_agent(args):
     if not args.request.strip():
         raise UserError("the request is empty")
     tools = _load_tools(args.tools) if args.tools else TOOLS
-    try:
-        model = _load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS)
+    model = _load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS)
+    try:   # past the loaded model, the constructor only checks the tool declarations
         agent = Agent(model, tools, cache_dir=args.cache_dir, format=args.format,
                       tool_choice=args.tool_choice, grounding=not args.no_grounding)
     except ValueError as e:
@@ -247,7 +247,7 @@ def build_parser():
     r.add_argument("prompt")
     r.add_argument("--model")
     r.add_argument("--max-tokens", type=int, default=128)
-    r.add_argument("--threads", type=int)
+    r.add_argument("--threads", type=int, help="at most the CPUs (more are clamped)")
     r.add_argument("--max-inference-len", type=int)
     r.add_argument("--temperature", type=float, default=0.0)
     r.add_argument("--seed", type=int)
@@ -268,7 +268,7 @@ def build_parser():
     a.add_argument("--board", help="board profile: memory budget and threads "
                    "(see `edge-runtime boards`)")
     a.add_argument("--threads", type=int, help="decoder threads (default: the CPUs, or the "
-                   "board's)")
+                   "board's; more than the CPUs are clamped)")
     a.add_argument("--max-steps", type=int, default=4,
                    help="rounds of calls before the agent must answer (default 4)")
     a.add_argument("--format", choices=FORMATS, default=None,

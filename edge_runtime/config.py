@@ -2,6 +2,9 @@
 
 Layer kinds follow llama.cpp: layer il slides iff il % 6 < 5 (so in 18 layers, 5, 11 and 17
 are global). Local layers rotate with base 10000, global ones with the file's freq_base.
+Queries are scaled by 1/sqrt(query_pre_attn_scalar): head_dim, except for the 27B, whose
+checkpoint uses n_embd / n_head; GGUF files carry no key for it, so llama.cpp recognises the
+27B by its 62 layers, and so does this module.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from .gguf import GGUFError
 SUPPORTED_ARCHITECTURES = ("gemma3",)
 SWA_PATTERN = 6
 LOCAL_ROPE_BASE = 10000.0
+LAYERS_27B = 62
 
 
 class UnsupportedModelError(GGUFError):
@@ -36,6 +40,7 @@ class Config:
     rope_scale_global: float = 1.0
     final_logit_softcap: float = 0.0
     swa_layers: tuple = field(default=())
+    query_pre_attn_scalar: float = 0.0   # queries are scaled by its 1/sqrt; 0 means head_dim_k
 
     @property
     def q_dim(self) -> int:
@@ -133,4 +138,5 @@ def from_gguf(g) -> Config:
         rope_scale_global=1.0 / factor if scaling == "linear" else 1.0,
         final_logit_softcap=_num(g, p + "final_logit_softcapping", 0.0, float, lo=0.0, hi=1e6),
         swa_layers=swa,
+        query_pre_attn_scalar=float(n_embd // n_head if n_layer == LAYERS_27B else head_k),
     )

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from .errors import ConversionError
 from .gguf import GGML_TYPE_IDS, GGML_TYPES, open_gguf
 
 __all__ = ["convert", "quantize_q8_0", "FUNCTION_TOKENS", "FILE_TYPE_MOSTLY_Q8_0"]
@@ -40,7 +41,7 @@ def quantize_q8_0(x: np.ndarray) -> np.ndarray:
     blocks = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, QK8_0)
     amax = np.abs(blocks).max(axis=1)
     if not np.isfinite(amax).all():
-        raise ValueError("cannot quantize non-finite values (inf or nan) to Q8_0")
+        raise ConversionError("cannot quantize non-finite values (inf or nan) to Q8_0")
     d = amax / np.float32(127)
     with np.errstate(divide="ignore", over="ignore"):
         inv = np.float32(1) / d
@@ -83,7 +84,7 @@ def _copy_metadata(src, writer, rename_function_tokens):
     types = _value_type_table()
     meta = src.metadata
     if rename_function_tokens and "tokenizer.ggml.tokens" not in meta:
-        raise ValueError("rename_function_tokens: the source has no tokenizer.ggml.tokens")
+        raise ConversionError("rename_function_tokens: the source has no tokenizer.ggml.tokens")
     for key in meta:
         if key in ("general.architecture", "general.file_type", "general.alignment"):
             continue  # the writer sets these itself
@@ -107,7 +108,7 @@ def _copy_metadata(src, writer, rename_function_tokens):
 def _rename_function_tokens(key, items):
     """Give ids 46..52 FunctionGemma's names (over <unusedN> slots only) and the CONTROL type."""
     if len(items) <= max(FUNCTION_TOKENS):
-        raise ValueError(f"rename_function_tokens: vocabulary of {len(items)} tokens has no ids "
+        raise ConversionError(f"rename_function_tokens: vocabulary of {len(items)} tokens has no ids "
                          f"{min(FUNCTION_TOKENS)}..{max(FUNCTION_TOKENS)}")
     for i, name in FUNCTION_TOKENS.items():
         if key == "tokenizer.ggml.token_type":
@@ -115,7 +116,7 @@ def _rename_function_tokens(key, items):
         elif re.fullmatch(rb"<unused\d+>", items[i]) or items[i] == name.encode():
             items[i] = name.encode()
         else:
-            raise ValueError(f"rename_function_tokens: id {i} is {items[i]!r}, not an unused slot")
+            raise ConversionError(f"rename_function_tokens: id {i} is {items[i]!r}, not an unused slot")
 
 
 def _plan(src):
@@ -127,10 +128,10 @@ def _plan(src):
             if t.type not in readable:
                 readable[t.type] = _can_dequantize(t.type)
             if not readable[t.type]:
-                raise ValueError(f"tensor {t.name!r}: source type {t.type} cannot be converted "
+                raise ConversionError(f"tensor {t.name!r}: source type {t.type} cannot be converted "
                                  f"(no dequantizer for it in gguf.quants)")
         if out == "Q8_0" and t.shape[0] % QK8_0:
-            raise ValueError(f"tensor {t.name!r}: rows of {t.shape[0]} values cannot be Q8_0 "
+            raise ConversionError(f"tensor {t.name!r}: rows of {t.shape[0]} values cannot be Q8_0 "
                              f"(not a multiple of {QK8_0})")
         plan.append((t, out))
     return plan
@@ -154,8 +155,8 @@ def _convert_tensor(src, t, out_type):
         if out_type == "Q8_0":
             try:
                 out[r:r + step] = quantize_q8_0(values).reshape(len(values), out_row)
-            except ValueError as e:
-                raise ValueError(f"tensor {t.name!r}: {e}") from None
+            except ConversionError as e:
+                raise ConversionError(f"tensor {t.name!r}: {e}") from None
         else:
             out[r:r + step] = values.astype("<f4").view(np.uint8)
     return out
@@ -199,11 +200,11 @@ def convert(in_path, out_path, type="q8_0", progress=True, rename_function_token
     Returns a summary: {"tensors", "bytes", "seconds", "source_types"}.
     """
     if str(type).lower() != "q8_0":
-        raise ValueError(f"convert: output type {type!r} is not supported (only q8_0)")
+        raise ConversionError(f"convert: output type {type!r} is not supported (only q8_0)")
     try:
         import gguf
     except ImportError:
-        raise ValueError("convert needs the gguf package: pip install 'edge_runtime[model]'") from None
+        raise ConversionError("convert needs the gguf package: pip install 'edge_runtime[model]'") from None
     t0 = time.perf_counter()
     out_dir = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(out_dir):

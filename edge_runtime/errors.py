@@ -1,6 +1,21 @@
-"""Exceptions that mean bad input from the user (the CLI turns them into exit status 2)."""
+"""Exceptions that mean bad input from the user (the CLI turns them into exit status 2).
+
+Only these named types count as user errors: a bare ValueError (or anything else) raised inside
+the runtime is a bug and keeps its traceback.
+"""
+from .boards import BoardError
 from .config import UnsupportedModelError
 from .gguf import GGUFError
+from .tokenizer import TokenizerError
+
+
+class InvalidArgumentError(ValueError):
+    """An argument value the API or the command line cannot take (a count <= 0, an unknown
+    option, a token id that is not an id of this model...)."""
+
+
+class ConversionError(ValueError):
+    """`convert` cannot turn this source file into the requested type."""
 
 
 class MemoryBudgetError(ValueError):
@@ -21,5 +36,10 @@ class SessionBusyError(RuntimeError):
     in time. Nothing was evaluated."""
 
 
-USER_ERRORS = (GGUFError, UnsupportedModelError, MemoryBudgetError, ContextLengthError,
-               NonFiniteLogitsError, ValueError)
+class SessionInterruptedError(RuntimeError):
+    """An eval was interrupted (Ctrl-C) after the native state had moved on and it could not be
+    rewound: the session refuses to run until reset()."""
+
+
+USER_ERRORS = (GGUFError, UnsupportedModelError, TokenizerError, BoardError, ConversionError,
+               MemoryBudgetError, ContextLengthError, NonFiniteLogitsError, InvalidArgumentError)

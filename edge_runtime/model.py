@@ -9,12 +9,14 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+import warnings
 
 import numpy as np
 
 from . import _native, boards, memory
 from . import config as config_mod
-from .errors import ContextLengthError, MemoryBudgetError, NonFiniteLogitsError, SessionBusyError
+from .errors import (ContextLengthError, InvalidArgumentError, MemoryBudgetError,
+                     NonFiniteLogitsError, SessionBusyError, SessionInterruptedError)
 from .gguf import GGML_TYPE_IDS, open_gguf
 from .memory import RssTracker
 from .sampling import Sampler
@@ -45,6 +47,39 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def _thread_count(threads, warn=True) -> int:
+    """threads as an int in 1..CPUs: more threads than CPUs only slow every step down, so a
+    larger count is clamped (with a warning when the caller asked for it)."""
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise InvalidArgumentError(f"threads must be an integer, got {threads!r}")
+    if threads <= 0:
+        raise InvalidArgumentError(f"threads must be positive, got {threads}")
+    cpus = default_threads()
+    if threads > cpus:
+        if warn:
+            warnings.warn(f"threads {threads} is more than the {cpus} CPUs this process may run "
+                          f"on: using {cpus}", UserWarning, stacklevel=4)
+        return cpus
+    return int(threads)
+
+
+def token_ids(ids, n_vocab, what="token id") -> np.ndarray:
+    """ids (a sequence of ints or an integer array) as int32, each checked to be an integer
+    (not a bool or a float) in 0..n_vocab-1 before any conversion could wrap or truncate it."""
+    if isinstance(ids, np.ndarray):
+        if ids.dtype.kind not in "iu":
+            raise InvalidArgumentError(f"{what}s must be integers, got an array of {ids.dtype}")
+        flat = ids.reshape(-1)
+    else:
+        flat = [ids] if isinstance(ids, (int, np.integer)) else list(ids)
+        for i in flat:
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+                raise InvalidArgumentError(f"{what} {i!r} is not an integer")
+    if len(flat) and (min(flat) < 0 or max(flat) >= n_vocab):
+        raise InvalidArgumentError(f"{what} out of range 0..{n_vocab - 1}")
+    return np.asarray(flat, dtype=np.int32)
 
 
 def _descriptor(g, name, optional=False):
@@ -101,19 +136,17 @@ class Model:
     def _load(cls, path, max_inference_len, threads, budget, board, pages, kv_dtype,
               prefill_chunk, snapshot_tokens, sessions, tracker):
         if pages not in ("keep", "release"):
-            raise ValueError(f"pages must be 'keep' or 'release', got {pages!r}")
+            raise InvalidArgumentError(f"pages must be 'keep' or 'release', got {pages!r}")
         if kv_dtype not in ("f16", "f32"):
-            raise ValueError(f"kv_dtype must be 'f16' or 'f32', got {kv_dtype!r}")
+            raise InvalidArgumentError(f"kv_dtype must be 'f16' or 'f32', got {kv_dtype!r}")
+        explicit = threads is not None
         if board is not None:
             b = boards.get(board) if isinstance(board, str) else board
             budget = b.budget if budget is None else budget
             threads = b.default_threads if threads is None else threads
-        if threads is None:
-            threads = default_threads()
-        if int(threads) <= 0:
-            raise ValueError(f"threads must be positive, got {threads}")
+        threads = _thread_count(default_threads() if threads is None else threads, warn=explicit)
         if int(prefill_chunk) <= 0:
-            raise ValueError(f"prefill_chunk must be positive, got {prefill_chunk}")
+            raise InvalidArgumentError(f"prefill_chunk must be positive, got {prefill_chunk}")
         g = open_gguf(path)
         cfg = config_mod.from_gguf(g)
         plan = memory.plan(cfg, max_inference_len, prefill_chunk=int(prefill_chunk),
@@ -266,12 +299,18 @@ def _bind(g, cfg):
     layers = [desc(f"blk.{il}.{name}") for il in range(cfg.n_layer) for name in LAYER_TENSORS]
     dims = (cfg.n_vocab, cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.n_head_kv, cfg.head_dim_k,
             cfg.n_ff, cfg.sliding_window, cfg.eps, cfg.rope_base_global, cfg.rope_base_local,
-            cfg.rope_scale_global, cfg.final_logit_softcap)
+            cfg.rope_scale_global, cfg.final_logit_softcap,
+            cfg.query_pre_attn_scalar or cfg.head_dim_k)
     swa = bytes(1 if cfg.is_swa(i) else 0 for i in range(cfg.n_layer))
-    try:
-        return _native.model_new(g.address(), g.size, dims, swa, glob, layers)
+    try:   # g.view pins the mapping (mmap cannot close under it) for as long as the handle lives
+        return _native.model_new(g.view, (g.address(), g.size), dims, swa, glob, layers)
     except ValueError as e:
         raise config_mod.UnsupportedModelError(f"cannot bind the model: {e}") from None
+
+
+def _buf(a: np.ndarray):
+    """(address, length) of a contiguous array, as the native core checks buffers."""
+    return a.ctypes.data, a.nbytes
 
 
 class KVSnapshot:
@@ -312,6 +351,7 @@ class Session:
         self._lease_thread = None                # the thread acquire_session() lent it to
         self._state_thread = None   # who last set the state (None: nobody, after a lease)
         self.history: list[int] = []   # the ids whose keys and values the state holds
+        self._interrupted = False      # an eval was interrupted and could not be undone
         self._logits = np.empty(model.config.n_vocab, dtype=np.float32)
         self._last_mark, self._last_kind = 0.0, "prefill"
         self._stats = {"prefill_tokens": 0, "prefill_s": 0.0, "decode_tokens": 0, "decode_s": 0.0}
@@ -377,6 +417,7 @@ class Session:
             n = 0
             _native.session_truncate(self._handle, 0)
         self.history = self.history[:n]
+        self._interrupted = False
         self._state_thread = _thread_token()
 
     def eval(self, ids, rows=None) -> np.ndarray:
@@ -392,13 +433,14 @@ class Session:
             return self._eval(ids, rows)
 
     def _eval(self, ids, rows=None) -> np.ndarray:
-        ids = np.ascontiguousarray(ids, dtype=np.int32).reshape(-1)
+        cfg = self.model.config
+        ids = token_ids(ids, cfg.n_vocab)
         n = len(ids)
         if n == 0:
-            raise ValueError("eval needs at least one token")
-        cfg = self.model.config
-        if ids.min() < 0 or ids.max() >= cfg.n_vocab:
-            raise ValueError(f"token id out of range 0..{cfg.n_vocab - 1}")
+            raise InvalidArgumentError("eval needs at least one token")
+        if self._interrupted:
+            raise SessionInterruptedError("an earlier eval on this session was interrupted and "
+                                          "its state is lost: call reset() first")
         if self.n_past + n > self.model.max_inference_len:
             raise ContextLengthError(
                 f"{self.n_past} tokens in context + {n} new exceed max_inference_len "
@@ -406,17 +448,20 @@ class Session:
         if rows is None:
             out, rows_arr, n_rows = self._logits, None, 0
         else:
-            rows_arr = np.ascontiguousarray(rows, dtype=np.int32).reshape(-1)
+            rows_arr = token_ids(rows, cfg.n_vocab, "row id")
             if len(rows_arr) == 0:
-                raise ValueError("rows must name at least one token")
-            if rows_arr.min() < 0 or rows_arr.max() >= cfg.n_vocab:
-                raise ValueError(f"row id out of range 0..{cfg.n_vocab - 1}")
+                raise InvalidArgumentError("rows must name at least one token")
             out, n_rows = np.empty(len(rows_arr), dtype=np.float32), len(rows_arr)
         t0 = time.perf_counter()
-        _native.session_eval(self._handle, ids.ctypes.data, n, out.ctypes.data,
-                             rows_arr.ctypes.data if rows_arr is not None else 0, n_rows)
+        before = len(self.history)
+        try:
+            _native.session_eval(self._handle, _buf(ids), n, _buf(out),
+                                 None if rows_arr is None else _buf(rows_arr), n_rows)
+            self.history.extend(ids.tolist())
+        except BaseException:   # Ctrl-C is raised as the native call returns: undo it
+            self._rewind(before)
+            raise
         dt = time.perf_counter() - t0
-        self.history.extend(ids.tolist())
         if not np.isfinite(out.sum()):   # NaN/Inf anywhere poisons the sum
             raise NonFiniteLogitsError(
                 "the model produced non-finite logits (NaN or Inf in its weights?)")
@@ -432,6 +477,15 @@ class Session:
         self._last_kind = kind
         return out.copy()
 
+    def _rewind(self, n):
+        """Back to the first n ids; when a wrapped sliding-window ring makes that impossible,
+        empty the state and refuse evals until reset() (prepare() rebuilds it anyway)."""
+        if _native.session_truncate(self._handle, n):
+            del self.history[n:]
+        else:
+            _native.session_truncate(self._handle, 0)
+            self.history, self._interrupted = [], True
+
     def snapshot(self) -> KVSnapshot:
         with self._owned():
             return KVSnapshot(self.history, _native.session_state(self._handle))
@@ -444,7 +498,7 @@ class Session:
         if not _native.session_restore(self._handle, snap.data):
             raise ValueError("KV snapshot does not fit this session (model shape, KV dtype "
                              "or max_inference_len differ, or the data is damaged)")
-        self.history = list(snap.ids)
+        self.history, self._interrupted = list(snap.ids), False
         self._state_thread = _thread_token()
 
     def prepare(self, ids, snapshot: KVSnapshot | None = None) -> np.ndarray:
@@ -456,7 +510,7 @@ class Session:
     def _prepare(self, ids, snapshot=None) -> np.ndarray:
         ids = list(ids)
         if not ids:
-            raise ValueError("empty prompt: nothing to evaluate")
+            raise InvalidArgumentError("empty prompt: nothing to evaluate")
         if snapshot is not None and len(snapshot.ids) < len(ids) and \
                 tuple(ids[:len(snapshot.ids)]) == snapshot.ids and \
                 self._common_prefix(ids) < len(snapshot.ids):
@@ -484,13 +538,13 @@ class Session:
         if isinstance(prompt_or_ids, str):
             ids = tok.encode(prompt_or_ids, add_bos=True, special=True)
         else:
-            ids = [int(i) for i in prompt_or_ids]
+            ids = token_ids(prompt_or_ids, self.model.config.n_vocab).tolist()
         if not ids:
-            raise ValueError("empty prompt: nothing to evaluate")
+            raise InvalidArgumentError("empty prompt: nothing to evaluate")
         if max_tokens <= 0:
-            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+            raise InvalidArgumentError(f"max_tokens must be positive, got {max_tokens}")
         if truncate not in (None, "left"):
-            raise ValueError(f"truncate must be None or 'left', got {truncate!r}")
+            raise InvalidArgumentError(f"truncate must be None or 'left', got {truncate!r}")
         room = self.model.max_inference_len - max_tokens
         if truncate == "left" and len(ids) > room > 1:
             bos = tok.bos_id is not None and ids[0] == tok.bos_id

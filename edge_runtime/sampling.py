@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InvalidArgumentError
+
 
 class Sampler:
     def __init__(self, temperature=0.0, top_k=0, top_p=1.0, seed=None):
         if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+            raise InvalidArgumentError(f"temperature must be >= 0, got {temperature}")
         if top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {top_k}")
+            raise InvalidArgumentError(f"top_k must be >= 0, got {top_k}")
         if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+            raise InvalidArgumentError(f"top_p must be in (0, 1], got {top_p}")
         self.temperature, self.top_k, self.top_p = float(temperature), int(top_k), float(top_p)
         self.rng = np.random.default_rng(seed)
 

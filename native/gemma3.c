@@ -1,7 +1,7 @@
 /* One Gemma 3 decoder step over a chunk of T tokens, as llama.cpp's gemma3 graph computes it.
  *
  * Per layer, a straight sequence of named operations:
- *   attn_norm → Q,K,V → per-head q_norm/k_norm → RoPE (NEOX) → Q·1/sqrt(D) → GQA attention
+ *   attn_norm → Q,K,V → per-head q_norm/k_norm → RoPE (NEOX) → Q·attn_scale → GQA attention
  *   (sliding window on local layers) → attn_output → post_attention_norm → residual
  *   ffn_norm → gelu_tanh(gate)·up → down → post_ffw_norm → residual
  * then output_norm and the lm_head for the last position only.
@@ -172,7 +172,7 @@ static void layer_forward(er_session *s, int il, int t, int pos0) {
     const int Q = H * D, K = Hk * D, F = m->n_ff;
     const float *cs = s->cs + (size_t)(m->is_swa[il] ? 0 : t) * (D / 2);
     const float *sn = s->sn + (size_t)(m->is_swa[il] ? 0 : t) * (D / 2);
-    const float qscale = 1.0f / sqrtf((float)D);
+    const float qscale = m->attn_scale;
 
     for (int i = 0; i < t; i++)
         er_rmsnorm(s->x + (size_t)i * E, L->attn_norm, s->xn + (size_t)i * E, E, m->eps);
@@ -266,11 +266,11 @@ static void chunk_forward(er_session *s, const int32_t *tokens, int t, float *lo
 int er_session_eval(er_session *s, const int32_t *tokens, int n, float *logits,
                     const int32_t *rows, int n_rows) {
     const er_model *m = s->m;
-    if (n <= 0 || s->n_past + n > s->n_ctx) return -1;
+    if (n <= 0 || n > s->n_ctx - s->n_past) return ER_EVAL_CONTEXT;   /* no int overflow */
     for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= m->n_vocab) return -1;
+        if (tokens[i] < 0 || tokens[i] >= m->n_vocab) return ER_EVAL_TOKEN_ID;
     for (int i = 0; rows && i < n_rows; i++)
-        if (rows[i] < 0 || rows[i] >= m->n_vocab) return -1;
+        if (rows[i] < 0 || rows[i] >= m->n_vocab) return ER_EVAL_ROW_ID;
     for (int done = 0; done < n; done += s->chunk) {
         const int t = n - done < s->chunk ? n - done : s->chunk;
         chunk_forward(s, tokens + done, t, done + t == n ? logits : NULL, rows, n_rows);

@@ -27,6 +27,7 @@ typedef struct {
 typedef struct {
     int n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, sliding_window;
     float eps, rope_base_global, rope_base_local, rope_scale_global, softcap;
+    float attn_scale;          /* queries are multiplied by it: 1/sqrtf(query_pre_attn_scalar) */
     uint8_t *is_swa;           /* per layer */
     er_mat tok_embd, output;   /* output aliases tok_embd when the file ties them */
     const float *output_norm;
@@ -53,11 +54,11 @@ int er_session_truncate(er_session *s, int n);
 
 /* Run tokens [0, n) at positions n_past.. in chunks. If logits is non-NULL, writes the last
  * position's logits: all V rows, or only rows[0..n_rows) in that order when rows is non-NULL.
- * Returns 0, or -1 when the tokens do not fit in n_ctx or an id is out of range. */
+ * Returns 0, ER_EVAL_CONTEXT when the tokens do not fit in n_ctx, ER_EVAL_TOKEN_ID when a
+ * token id is out of range, ER_EVAL_ROW_ID when a row id is (nothing is computed then). */
+enum { ER_EVAL_CONTEXT = -1, ER_EVAL_TOKEN_ID = -2, ER_EVAL_ROW_ID = -3 };
 int er_session_eval(er_session *s, const int32_t *tokens, int n, float *logits,
                     const int32_t *rows, int n_rows);
-
-#endif
 
 /* ---- building a model over the mapping (weights.c) ---------------------------------- */
 
@@ -89,3 +90,5 @@ size_t er_session_state_bytes(const er_session *s);
 void er_session_state_save(const er_session *s, uint8_t *out);
 /* Returns 0, or -1 when the buffer is not a snapshot of a session shaped like this one. */
 int er_session_state_restore(er_session *s, const uint8_t *in, size_t n);
+
+#endif

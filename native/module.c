@@ -1,9 +1,15 @@
 /* The one door between CPython and the C core (limited API, abi3).
  *
- * Buffers cross as integer addresses that the Python side takes from numpy arrays or the
- * GGUF mapping it owns and keeps alive; the Python wrappers check sizes before calling. */
+ * The decoder's buffers cross as (address, length) pairs taken from numpy arrays, checked
+ * here against what the call will touch; dimensions and sizes are checked here too, so no
+ * argument can make the core overflow an int or read outside a buffer. The test-only kernel
+ * entry points below take bare addresses from the tests. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
 
 #include "gemma3.h"
 #include "q8_0.h"
@@ -138,10 +144,37 @@ static PyObject *py_fp32_to_fp16(PyObject *self, PyObject *a) { (void)self; retu
 
 #define MODEL_CAPSULE "edge_runtime.model"
 #define SESSION_CAPSULE "edge_runtime.session"
+#define MAX_THREADS 1024
 
+/* A buffer the decoder reads or writes crosses as an (address, length in bytes) pair; the
+ * length is checked against what the call will touch before any byte is. */
+static int buffer_arg(PyObject *pair, const char *what, size_t need, int exact, void **out) {
+    unsigned long long addr, len;
+    if (!PyTuple_Check(pair) || PyTuple_Size(pair) != 2) {
+        PyErr_Format(PyExc_TypeError, "%s must be an (address, length) pair", what);
+        return -1;
+    }
+    if (!PyArg_ParseTuple(pair, "KK", &addr, &len)) return -1;
+    if (!addr) {
+        PyErr_Format(PyExc_ValueError, "%s: null address", what);
+        return -1;
+    }
+    if (exact ? len != need : len < need) {
+        PyErr_Format(PyExc_ValueError, "%s: %llu bytes given, %s%zu needed", what, len,
+                     exact ? "" : "at least ", need);
+        return -1;
+    }
+    *out = (void *)(uintptr_t)addr;
+    return 0;
+}
+
+/* The model capsule's context is the object that owns the mapping: the weights stay mapped
+ * as long as the model (and so every session on it) exists. */
 static void model_capsule_free(PyObject *cap) {
     er_model *m = PyCapsule_GetPointer(cap, MODEL_CAPSULE);
+    PyObject *owner = PyCapsule_GetContext(cap);
     if (m) { er_model_free(m); free(m); }
+    Py_XDECREF(owner);
 }
 
 static int read_desc(PyObject *item, er_tensor_desc *d) {
@@ -163,29 +196,61 @@ static int read_descs(PyObject *seq, er_tensor_desc *out, Py_ssize_t n) {
     return 0;
 }
 
-/* model_new(base_addr, size, dims, swa: bytes, global_descs, layer_descs) */
+/* Dimensions the decoder can run: every width it multiplies as an int stays below INT_MAX. */
+static const char *dims_error(const er_model *m, const char *swa) {
+    if (m->n_vocab < 1 || m->n_embd < 1 || m->n_layer < 1 || m->n_head < 1 || m->n_head_kv < 1 ||
+        m->head_dim < 1 || m->n_ff < 1 || m->sliding_window < 0)
+        return "model dimensions must be positive";
+    if (m->n_layer > 1 << 16) return "too many layers";
+    if (m->n_head % m->n_head_kv || m->n_embd % QK8_0 || m->head_dim % 2)
+        return "inconsistent model dimensions";
+    if ((int64_t)m->n_head * m->head_dim > INT_MAX)
+        return "model dimensions overflow the decoder's sizes";
+    for (int il = 0; il < m->n_layer; il++) {
+        if (swa[il] != 0 && swa[il] != 1) return "sliding-window flags must be 0 or 1";
+        if (swa[il] && m->sliding_window < 1) return "a sliding-window layer needs a window of at least 1";
+    }
+    if (!(m->attn_scale > 0.0f && m->attn_scale < INFINITY))
+        return "query_pre_attn_scalar must be positive and finite";
+    return NULL;
+}
+
+/* model_new(owner, (base, size), dims, swa: bytes, global_descs, layer_descs): owner keeps
+ * the mapping at base alive; the capsule holds a reference to it. */
 static PyObject *py_model_new(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *addr, *dims, *gl, *ll;
-    unsigned long long size;
+    PyObject *owner, *mapping, *dims, *gl, *ll;
     const char *swa;
     Py_ssize_t swa_len;
-    if (!PyArg_ParseTuple(args, "OKOy#OO", &addr, &size, &dims, &swa, &swa_len, &gl, &ll)) return NULL;
-    const uint8_t *base = addr_arg(addr);
-    if (PyErr_Occurred()) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOy#OO", &owner, &mapping, &dims, &swa, &swa_len, &gl, &ll))
+        return NULL;
+    unsigned long long base_addr, size;
+    if (!PyTuple_Check(mapping) || !PyArg_ParseTuple(mapping, "KK", &base_addr, &size)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "the mapping must be an (address, length) pair");
+        return NULL;
+    }
+    if (!base_addr || owner == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "model_new needs a mapping and the object that owns it");
+        return NULL;
+    }
+    const uint8_t *base = (const uint8_t *)(uintptr_t)base_addr;
     er_model *m = calloc(1, sizeof *m);
     if (!m) return PyErr_NoMemory();
-    if (!PyArg_ParseTuple(dims, "iiiiiiiifffff", &m->n_vocab, &m->n_embd, &m->n_layer, &m->n_head,
+    float query_pre_attn_scalar;
+    if (!PyArg_ParseTuple(dims, "iiiiiiiiffffff", &m->n_vocab, &m->n_embd, &m->n_layer, &m->n_head,
                           &m->n_head_kv, &m->head_dim, &m->n_ff, &m->sliding_window, &m->eps,
                           &m->rope_base_global, &m->rope_base_local, &m->rope_scale_global,
-                          &m->softcap)) {
+                          &m->softcap, &query_pre_attn_scalar)) {
         free(m);
         return NULL;
     }
-    if (m->n_layer <= 0 || swa_len != m->n_layer || m->n_head_kv <= 0 || m->n_head % m->n_head_kv ||
-        m->n_embd % QK8_0 || m->head_dim % 2) {
+    m->attn_scale = 1.0f / sqrtf(query_pre_attn_scalar);   /* as llama.cpp rounds it */
+    const char *bad = swa_len != m->n_layer ? "one sliding-window flag per layer is needed"
+                                            : dims_error(m, swa);
+    if (bad) {
         free(m);
-        PyErr_SetString(PyExc_ValueError, "inconsistent model dimensions");
+        PyErr_SetString(PyExc_ValueError, bad);
         return NULL;
     }
     m->is_swa = malloc((size_t)m->n_layer);
@@ -206,7 +271,11 @@ static PyObject *py_model_new(PyObject *self, PyObject *args) {
         free(m);
         return NULL;
     }
-    return PyCapsule_New(m, MODEL_CAPSULE, model_capsule_free);
+    PyObject *cap = PyCapsule_New(m, MODEL_CAPSULE, model_capsule_free);
+    if (!cap) { er_model_free(m); free(m); return NULL; }
+    Py_INCREF(owner);
+    PyCapsule_SetContext(cap, owner);
+    return cap;
 }
 
 static PyObject *py_model_kernel(PyObject *self, PyObject *cap) {
@@ -221,6 +290,22 @@ static void session_capsule_free(PyObject *cap) {
     Py_XDECREF((PyObject *)PyCapsule_GetContext(cap));   /* the model it ran on */
 }
 
+/* A session's buffers: chunk × widths are indexed with int, byte sizes must fit size_t. */
+static const char *session_error(const er_model *m, int n_ctx, int chunk, int threads) {
+    if (n_ctx < 1 || chunk < 1) return "max_inference_len and prefill_chunk must be positive";
+    if (threads < 1 || threads > MAX_THREADS) return "threads must be in 1..1024";
+    const int64_t Q = (int64_t)m->n_head * m->head_dim, K = (int64_t)m->n_head_kv * m->head_dim;
+    int64_t widest = m->n_embd > m->n_ff ? m->n_embd : m->n_ff;
+    widest = widest > Q ? widest : Q;
+    if ((int64_t)chunk * widest > INT_MAX || (int64_t)chunk * m->n_head > INT_MAX)
+        return "prefill_chunk is too large for this model's widths";
+    const uint64_t f = sizeof(float);
+    if ((uint64_t)chunk * widest * f > SIZE_MAX / 2 || (uint64_t)n_ctx * K * f > SIZE_MAX / 2 ||
+        (uint64_t)threads * n_ctx * f > SIZE_MAX / 2)
+        return "the session's buffers would not fit in the address space";
+    return NULL;
+}
+
 /* session_new(model, n_ctx, chunk, kv_f32, threads, release_pages) */
 static PyObject *py_session_new(PyObject *self, PyObject *args) {
     (void)self;
@@ -230,6 +315,11 @@ static PyObject *py_session_new(PyObject *self, PyObject *args) {
         return NULL;
     er_model *m = PyCapsule_GetPointer(mcap, MODEL_CAPSULE);
     if (!m) return NULL;
+    const char *bad = session_error(m, n_ctx, chunk, threads);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, bad);
+        return NULL;
+    }
     er_session *s = er_session_create(m, n_ctx, chunk, kv_f32, threads, release);
     if (!s) return PyErr_NoMemory();
     PyObject *cap = PyCapsule_New(s, SESSION_CAPSULE, session_capsule_free);
@@ -239,7 +329,8 @@ static PyObject *py_session_new(PyObject *self, PyObject *args) {
     return cap;
 }
 
-/* session_eval(session, tokens_addr, n, logits_addr | 0, rows_addr | 0, n_rows) */
+/* session_eval(session, tokens: (addr, len), n, logits: (addr, len) | None,
+ *              rows: (addr, len) | None, n_rows) */
 static PyObject *py_session_eval(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap, *tok, *lg, *rw;
@@ -247,17 +338,35 @@ static PyObject *py_session_eval(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOiOOi", &cap, &tok, &n, &lg, &rw, &n_rows)) return NULL;
     er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
     if (!s) return NULL;
-    const int32_t *tokens = addr_arg(tok), *rows = addr_arg(rw);
-    float *logits = addr_arg(lg);
-    if (PyErr_Occurred()) return NULL;
+    const er_model *m = PyCapsule_GetPointer(PyCapsule_GetContext(cap), MODEL_CAPSULE);
+    if (!m) return NULL;
+    const char *bad = n < 1 ? "eval needs at least one token"
+                    : n_rows < 0 ? "n_rows must not be negative"
+                    : rw == Py_None && n_rows ? "n_rows is set but no rows buffer was given"
+                    : rw != Py_None && !n_rows ? "a rows buffer needs n_rows >= 1"
+                    : rw != Py_None && lg == Py_None ? "rows were given without a logits buffer"
+                    : NULL;
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, bad);
+        return NULL;
+    }
+    void *tokens, *logits = NULL, *rows = NULL;
+    const size_t n_out = rw != Py_None ? (size_t)n_rows : (size_t)m->n_vocab;
+    if (buffer_arg(tok, "tokens", (size_t)n * sizeof(int32_t), 1, &tokens) < 0 ||
+        (lg != Py_None && buffer_arg(lg, "logits", n_out * sizeof(float), 0, &logits) < 0) ||
+        (rw != Py_None && buffer_arg(rw, "rows", (size_t)n_rows * sizeof(int32_t), 1, &rows) < 0))
+        return NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = er_session_eval(s, tokens, n, logits, rows, n_rows);
     Py_END_ALLOW_THREADS
-    if (rc < 0) {
-        PyErr_SetString(PyExc_ValueError, "tokens do not fit the context or an id is out of range");
-        return NULL;
-    }
+    if (rc == ER_EVAL_CONTEXT)
+        return PyErr_Format(PyExc_ValueError, "%d new tokens do not fit after the %d in context",
+                            n, er_session_n_past(s));
+    if (rc == ER_EVAL_TOKEN_ID)
+        return PyErr_Format(PyExc_ValueError, "token id out of range 0..%d", m->n_vocab - 1);
+    if (rc == ER_EVAL_ROW_ID)
+        return PyErr_Format(PyExc_ValueError, "row id out of range 0..%d", m->n_vocab - 1);
     Py_RETURN_NONE;
 }
 

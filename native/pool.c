@@ -5,6 +5,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+/* Workers do not survive fork(): only the forking thread exists in the child. Each fork bumps
+ * this counter in the child, and a pool whose workers predate it starts new ones on first use. */
+static atomic_uint fork_count;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void on_fork_child(void) { atomic_fetch_add(&fork_count, 1); }
+static void register_atfork(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
 /* Waiting escalates: spin (a task follows within microseconds while a token is computed),
  * then yield the core (so an oversubscribed machine still makes progress), then sleep. */
 #define SPIN_ITERS 4000
@@ -12,6 +19,9 @@
 
 struct er_pool {
     int n;
+    int started;                /* workers 1..started-1 are running */
+    int serial;                 /* no workers (a restart after fork failed): run slices here */
+    unsigned forks;             /* fork_count when the workers were started */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t wake;
@@ -58,23 +68,47 @@ static void *worker(void *arg) {
     }
 }
 
+/* Stop and join the running workers (threads of this process only). */
+static void stop_workers(er_pool *p) {
+    atomic_store(&p->stop, 1);
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->started; i++) pthread_join(p->threads[i], NULL);
+    p->started = 1;
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake);
+}
+
+/* Start workers 1..n-1 over fresh synchronization state; on failure none is left running. */
+static int start_workers(er_pool *p) {
+    p->forks = atomic_load(&fork_count);
+    p->started = 1;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    atomic_store(&p->generation, 0);
+    atomic_store(&p->pending, 0);
+    atomic_store(&p->sleeping, 0);
+    atomic_store(&p->stop, 0);
+    for (int i = 1; i < p->n; i++, p->started++) {
+        worker_arg *a = malloc(sizeof *a);
+        if (!a) break;
+        a->p = p; a->ith = i;
+        if (pthread_create(&p->threads[i], NULL, worker, a) != 0) { free(a); break; }
+    }
+    if (p->started == p->n) return 0;
+    stop_workers(p);
+    return -1;
+}
+
 er_pool *er_pool_create(int n_threads) {
     if (n_threads < 1) n_threads = 1;
+    pthread_once(&atfork_once, register_atfork);
     er_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->n = n_threads;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->wake, NULL);
     p->threads = calloc((size_t)n_threads, sizeof(pthread_t));
-    if (!p->threads) { free(p); return NULL; }
-    for (int i = 1; i < n_threads; i++) {
-        worker_arg *a = malloc(sizeof *a);
-        if (!a) { p->n = i; er_pool_destroy(p); return NULL; }
-        a->p = p; a->ith = i;
-        if (pthread_create(&p->threads[i], NULL, worker, a) != 0) {
-            free(a); p->n = i; er_pool_destroy(p); return NULL;
-        }
-    }
+    if (!p->threads || start_workers(p) < 0) { free(p->threads); free(p); return NULL; }
     return p;
 }
 
@@ -82,6 +116,12 @@ int er_pool_size(const er_pool *p) { return p->n; }
 
 void er_pool_run(er_pool *p, er_task_fn fn, void *ctx) {
     if (p->n == 1) { fn(ctx, 0, 1); return; }
+    if (p->forks != atomic_load(&fork_count) && !p->serial)
+        p->serial = start_workers(p) < 0;   /* a forked child: the old workers are gone */
+    if (p->serial) {   /* the same slices, one after another: the same results */
+        for (int i = 0; i < p->n; i++) fn(ctx, i, p->n);
+        return;
+    }
     p->fn = fn;
     p->ctx = ctx;
     atomic_store(&p->pending, p->n - 1);
@@ -100,13 +140,9 @@ void er_pool_run(er_pool *p, er_task_fn fn, void *ctx) {
 
 void er_pool_destroy(er_pool *p) {
     if (!p) return;
-    atomic_store(&p->stop, 1);
-    pthread_mutex_lock(&p->mu);
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->wake);
+    /* In a forked child that never ran a task, the workers (and maybe a holder of the mutex)
+     * exist only in the parent: nothing to join. */
+    if (p->forks == atomic_load(&fork_count) && !p->serial) stop_workers(p);
     free(p->threads);
     free(p);
 }

@@ -1,7 +1,8 @@
 /* A small persistent thread pool: run one task on every thread and wait.
  * The caller is thread 0; workers spin briefly between tasks (a decode step dispatches
  * ~150 tasks, so waking through a condition variable each time would cost milliseconds),
- * then sleep on a condition variable when idle. */
+ * then sleep on a condition variable when idle. A pool used in a fork()ed child starts new
+ * workers there (the parent's do not exist in the child). */
 #ifndef ER_POOL_H
 #define ER_POOL_H
 

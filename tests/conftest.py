@@ -4,6 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+try:   # property tests judge outcomes only: no per-example deadline, no "too slow" check
+    from hypothesis import HealthCheck, settings
+    settings.register_profile("outcomes-only", deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("outcomes-only")
+except ImportError:
+    pass
+
 # Plain SentencePiece-style pieces ("▁" marks a word start), most-preferred merge first.
 _PIECES = ("▁t in ▁a re he ▁th ▁the on er ▁s ▁o ing at ▁c en ▁w ▁f ▁p is ▁b ed or ▁m an ▁h ▁to ▁d "
            "ou le ▁in ▁of ▁and it ar ▁I ▁on ▁tu ▁tur ▁turn ▁li ▁lig ▁light ▁lights ▁k ▁ki "

@@ -22,6 +22,9 @@ class Reference:
         self.eps = f["gemma3.attention.layer_norm_rms_epsilon"]
         self.window = f["gemma3.attention.sliding_window"]
         self.base = f["gemma3.rope.freq_base"]
+        # query_pre_attn_scalar: n_embd / n_head for the 27B (62 layers), head_dim for the
+        # others (gemma_pytorch's configs; llama.cpp tells the 27B by its layer count)
+        self.q_scale = (self.n_embd // self.n_head if self.n_layer == 62 else self.hd) ** -0.5
         self.w = {}
         for t in r.tensors:
             a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64)
@@ -75,7 +78,7 @@ class Reference:
             q = self.rms(q, W[p + "attn_q_norm.weight"], self.eps)
             k = self.rms(k, W[p + "attn_k_norm.weight"], self.eps)
             base = 10000.0 if local else self.base
-            q = self.rope(q, pos, base) / np.sqrt(self.hd)
+            q = self.rope(q, pos, base) * self.q_scale
             k = self.rope(k, pos, base)
             a = self.mm(self.attention(q, k, v, local), p + "attn_output.weight")
             x = x + self.rms(a, W[p + "post_attention_norm.weight"], self.eps)

@@ -20,7 +20,8 @@ import pytest
 import gguf_craft as craft
 from edge_runtime import ContextLengthError, GGUFError, MemoryBudgetError, Model
 from edge_runtime.config import UnsupportedModelError
-from edge_runtime.errors import NonFiniteLogitsError
+from edge_runtime.errors import USER_ERRORS, InvalidArgumentError, NonFiniteLogitsError
+from edge_runtime.model import default_threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(n_layer=1, n_embd=32, n_head=2, n_head_kv=1, head_dim=16, n_ff=64, n_vocab=300,
@@ -287,6 +288,91 @@ def test_token_id_out_of_range(model):
         model.eval([TINY["n_vocab"]])
     with pytest.raises(ValueError, match="out of range"):
         model.eval([-1])
+
+
+# Each would pass a cast to int32 as a different, valid id: 2**32 + 18 -> 18, 18.9 -> 18,
+# True -> 1. They are refused before any conversion, and nothing is evaluated.
+NOT_IDS = {
+    "int64 above 2**32": (np.array([2, 2**32 + 18], np.int64), "out of range 0..299"),
+    "python int above 2**32": ([2, 2**32 + 18], "out of range 0..299"),
+    "float": ([2, 18.9], "18.9 is not an integer"),
+    "float array": (np.array([2.0, 18.0]), "must be integers, got an array of float64"),
+    "bool": ([2, True], "True is not an integer"),
+    "bool array": (np.array([True, False]), "must be integers, got an array of bool"),
+    "string": ("18", "'1' is not an integer"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_IDS))
+def test_token_ids_are_checked_before_any_cast(model, case):
+    bad, message = NOT_IDS[case]
+    model.reset()
+    with pytest.raises(InvalidArgumentError, match=message):
+        model.eval(bad)
+    with pytest.raises(InvalidArgumentError, match=message.replace("token", "row")):
+        model.eval([2, 10], rows=bad)
+    if case != "string":   # a string prompt is text, not ids
+        with pytest.raises(InvalidArgumentError, match=message):
+            model.generate(bad, max_tokens=1)
+    assert model.n_past == 0
+
+
+def test_integer_ids_of_any_width_are_accepted(model):
+    model.reset()
+    want = model.eval([2, 10, 11])
+    for ids in (np.array([2, 10, 11], np.int64), np.array([2, 10, 11], np.uint16),
+                [np.int64(2), 10, np.uint8(11)]):
+        model.reset()
+        assert np.array_equal(model.eval(ids), want)
+
+
+@pytest.mark.parametrize("n", [1000, 2**31, 2**64])
+def test_threads_above_the_cpus_are_clamped_with_a_warning(tiny, n):
+    cpus = default_threads()
+    with pytest.warns(UserWarning, match=f"threads {n} is more than the {cpus} CPUs"):
+        m = Model.load(tiny, threads=n, max_inference_len=16)
+    assert m.threads == cpus == m.stats()["threads"]
+
+
+@pytest.mark.parametrize("n", ["2", 2.0, True])
+def test_threads_not_an_integer(tiny, n):
+    with pytest.raises(InvalidArgumentError, match="threads must be an integer"):
+        Model.load(tiny, threads=n)
+
+
+def test_threads_above_the_cpus_cli(tiny):
+    rc, out, err = cli("run", "--model", tiny, "--threads", str(2**31), "--max-tokens", "1", "hi")
+    assert rc == 0 and "Traceback" not in err, err
+    assert err.strip().splitlines() == [f"edge-runtime: warning: threads {2**31} is more than "
+                                        f"the {default_threads()} CPUs this process may run on: "
+                                        f"using {default_threads()}"]
+
+
+def test_temperature_negative_cli(tiny):
+    assert_cli_user_error(["run", "--model", tiny, "--temperature", "-1", "--max-tokens", "2", "hi"],
+                          r"temperature must be >= 0")
+
+
+def test_max_inference_len_not_positive_cli(tiny):
+    assert_cli_user_error(["run", "--model", tiny, "--max-inference-len", "0", "hi"],
+                          r"max_inference_len must be a positive integer")
+
+
+def test_only_named_types_are_user_errors():
+    assert ValueError not in USER_ERRORS and Exception not in USER_ERRORS
+    assert all(e.__module__.startswith("edge_runtime.") for e in USER_ERRORS)
+
+
+def test_internal_value_error_keeps_its_traceback(tiny, monkeypatch):
+    """A bare ValueError from inside the runtime is a bug: the CLI lets it through (Python
+    prints the traceback, exit 1) instead of calling it a user error."""
+    from edge_runtime import cli as cli_mod
+
+    def broken(*a, **k):
+        raise ValueError("internal: a bug")
+    monkeypatch.setattr(cli_mod.Model, "load", broken)
+    with pytest.raises(ValueError, match="internal: a bug"):
+        cli_mod.main(["run", "--model", tiny, "hi"])
 
 
 def test_budget_too_small(tiny):

@@ -2,20 +2,19 @@
 
 All on the real default model (marked `model`): greedy ids of concurrent sessions equal those of
 sequential runs; the file is mapped once however many sessions there are; a Python thread runs
-while another is in a native step, and two sessions on two threads beat one thread doing both;
-a seed fixes sampled output; greedy output does not depend on the thread count.
+while another is inside a native step, and two sessions are inside theirs at the same time
+(observed, not timed: no assertion here depends on the machine's speed); a seed fixes sampled
+output; greedy output does not depend on the thread count.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
-import time
 
 import numpy as np
 import pytest
 
-from edge_runtime import Model
+from edge_runtime import Model, _native
 
 pytestmark = pytest.mark.model
 
@@ -80,77 +79,64 @@ def test_concurrent_sessions_match_sequential_and_share_one_mapping(model, defau
     assert all(s.model.gguf is model.gguf for s in sessions)
 
 
-def _prefill(session, n_tokens=96):
-    session.reset()
-    session.eval(list(range(1000, 1000 + n_tokens)))
+LONG = list(range(1000, 1000 + 240))   # four prefill chunks: one native call of many steps
+
+
+def _inside_native(handles, stop, seen):
+    """Poll the sessions' native positions from Python until stop is set. A position strictly
+    between the start and the end of a running eval exists only while that call is inside the
+    native step, so seeing one proves this thread ran Python code during the call: the GIL was
+    released. seen[k] counts polls where k sessions were mid-eval at once."""
+    start = [_native.session_n_past(h) for h in handles]
+    while not stop.is_set():
+        k = sum(start[i] < _native.session_n_past(h) < start[i] + len(LONG)
+                for i, h in enumerate(handles))
+        seen[k] = seen.get(k, 0) + 1
+
+
+def _observe(sessions, tries=5):
+    """Run LONG on each session (one thread each) while a Python thread polls; returns the
+    poll counts and each session's logits. Retried when the OS never ran the poller during
+    the calls, which a busy machine can do once but not every time."""
+    for _ in range(tries):
+        for s in sessions:
+            s.reset()
+        stop, seen, out = threading.Event(), {}, [None] * len(sessions)
+        poller = threading.Thread(target=_inside_native,
+                                  args=([s._handle for s in sessions], stop, seen))
+        poller.start()
+        workers = [threading.Thread(target=lambda i=i: out.__setitem__(i, sessions[i].eval(LONG)))
+                   for i in range(len(sessions))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=600)
+        stop.set()
+        poller.join()
+        if seen.get(len(sessions)):
+            break
+    return seen, out
 
 
 def test_gil_is_released_during_native_compute(model):
-    """A pure-Python counter keeps running while another thread is inside session.eval."""
-    session = model.new_session()
-    _prefill(session)   # warm the pages
-
-    def count_for(seconds):
-        n, end = 0, time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            n += 1
-        return n
-
-    t0 = time.perf_counter()
-    _prefill(session)
-    eval_s = time.perf_counter() - t0
-    alone = count_for(eval_s)
-
-    counted = []
-    worker = threading.Thread(target=lambda: _prefill(session))
-    worker.start()
-    counted.append(count_for(eval_s * 0.8))
-    worker.join()
-    ratio = counted[0] / (alone * 0.8)
-    print(f"counter ran at {ratio:.0%} of its solo rate during a {eval_s:.2f} s native eval")
-    # With the GIL held for the whole call the counter would stall (a few switches only).
-    assert ratio > 0.3
+    """A Python thread keeps running (a counter of its polls advances) while another thread is
+    inside one long session.eval; the logits are those of the same eval run alone."""
+    alone = model.new_session().eval(LONG)
+    seen, (logits,) = _observe([model.new_session()])
+    print(f"polls while the eval was inside the native step: {seen.get(1, 0)}")
+    assert seen.get(1, 0) > 0
+    assert np.array_equal(logits, alone)
 
 
-def _speedup(work_a, work_b):
-    """(time of a then b) / (time of a and b on two threads)."""
-    t0 = time.perf_counter()
-    work_a()
-    work_b()
-    sequential = time.perf_counter() - t0
-    threads = [threading.Thread(target=w) for w in (work_a, work_b)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sequential / (time.perf_counter() - t0)
-
-
-def test_two_sessions_on_two_threads_are_faster_than_one_thread(model):
-    """Sessions of 1 thread each: two in parallel vs the same two in turn. The box is shared, so
-    each try is paired with what two GIL-free threads (sha256) get at that moment; tries where
-    those do not get two cores' worth say nothing and are skipped."""
-    a, b = model.new_session(), model.new_session()
-    _prefill(a), _prefill(b)   # warm-up
-    blob = os.urandom(8 << 20)
-
-    def sha():
-        for _ in range(8):
-            hashlib.sha256(blob).digest()
-
-    tries = []
-    for _ in range(6):
-        tries.append((_speedup(lambda: _prefill(a), lambda: _prefill(b)), _speedup(sha, sha)))
-        if tries[-1][0] > 1.3 and tries[-1][1] > 1.4:
-            break
-    print("2 sessions x 1 thread on 2 threads vs in turn, (sessions, sha256) per try: "
-          + ", ".join(f"({s:.2f}x, {h:.2f}x)" for s, h in tries)
-          + f"; load average {os.getloadavg()[0]:.1f}")
-    free = [s for s, h in tries if h > 1.4]
-    if not free:
-        pytest.skip("the shared box never had two free cores during the measurement")
-    assert max(free) > 1.3
+def test_two_sessions_run_their_native_steps_at_the_same_time(model):
+    """Two sessions on two threads are inside their native steps at the same moment (nothing
+    serializes them), and each gives exactly the logits of a run on its own. How much faster
+    that is depends on the machine: tools/bench.py measures it, tests do not."""
+    alone = model.new_session().eval(LONG)
+    seen, out = _observe([model.new_session(), model.new_session()])
+    print(f"polls with both sessions mid-eval: {seen.get(2, 0)}")
+    assert seen.get(2, 0) > 0
+    assert all(np.array_equal(o, alone) for o in out)
 
 
 def test_same_seed_same_output(model):
@@ -162,9 +148,10 @@ def test_same_seed_same_output(model):
     assert len(others | {tuple(runs[0])}) > 1   # the seed does matter
 
 
-def test_greedy_output_identical_across_thread_counts(default_model):
+def test_greedy_output_identical_across_thread_counts(default_model, monkeypatch):
     """Each output row is reduced by one thread in a fixed order, so not only the ids but the
     logits are bit-identical for 1, 2 and 3 threads."""
+    monkeypatch.setattr("edge_runtime.model.default_threads", lambda: 4)   # 3 even on 2 CPUs
     outs, logits = [], []
     for threads in (1, 2, 3):
         m = Model.load(default_model, threads=threads, max_inference_len=128)

@@ -67,7 +67,8 @@ def test_separate_output_head_and_sparse_rows(tiny_gguf_factory):
     np.testing.assert_allclose(sparse, full[rows], atol=1e-5)
 
 
-def test_thread_counts_give_identical_logits(tiny_gguf_factory):
+def test_thread_counts_give_identical_logits(tiny_gguf_factory, monkeypatch):
+    monkeypatch.setattr(er.model, "default_threads", lambda: 4)   # 3 threads even on 2 CPUs
     path = tiny_gguf_factory()
     ids = _ids(20, 512, seed=9)
     outs = [er.Model.load(path, max_inference_len=32, threads=t).eval(ids) for t in (1, 2, 3)]

@@ -334,17 +334,18 @@ def test_ggml_types_match_gguf_constants():
 
 _MEASURE = r"""
 import json, sys, time
-def anon():
+def rss(kind):
     for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
+        if line.startswith(kind + ":"):
             return int(line.split()[1]) * 1024
 import numpy
 from edge_runtime.gguf import open_gguf
-a0 = anon(); t0 = time.perf_counter()
+a0, f0 = rss("RssAnon"), rss("RssFile"); t0 = time.perf_counter()
 g = open_gguf(sys.argv[1])
 tokens = g.metadata["tokenizer.ggml.tokens"]; n = len(tokens); g.tensors["token_embd.weight"].data
-t1 = time.perf_counter(); a1 = anon()
-print(json.dumps({"seconds": t1 - t0, "anon": a1 - a0, "n_vocab": n}))
+t1 = time.perf_counter()
+print(json.dumps({"seconds": t1 - t0, "anon": rss("RssAnon") - a0, "file": rss("RssFile") - f0,
+                  "n_vocab": n}))
 """
 
 
@@ -354,7 +355,8 @@ def test_real_model_opens_fast_and_small(default_model):
     out = subprocess.run([sys.executable, "-c", _MEASURE, default_model], capture_output=True,
                          text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     m = json.loads(out.stdout)
-    print(f"open_gguf: {m['seconds'] * 1000:.1f} ms, +{m['anon'] / 2**20:.1f} MiB anon")
+    print(f"open_gguf: {m['seconds'] * 1000:.1f} ms, +{m['anon'] / 2**20:.1f} MiB anon, "
+          f"+{m['file'] / 2**20:.1f} MiB file")   # time is reported, never asserted
     assert m["n_vocab"] == 262144
-    assert m["seconds"] < 1.0       # ~40 ms measured; generous for a shared box
     assert m["anon"] < 16 * 2**20   # ~5 MiB measured
+    assert m["file"] < 64 * 2**20   # lazy: the 285 MB of weights are not read

@@ -22,7 +22,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
-from ..errors import MemoryBudgetError
+from ..errors import InvalidArgumentError, MemoryBudgetError
 
 MIB = 1 << 20
 PAGE = 4096
@@ -227,14 +227,14 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
     content masks, per-step buffers) and its declarations snapshot (AGENT_SNAPSHOT_TOKENS
     unless snapshot_tokens says otherwise)."""
     if kv_dtype not in KV_BYTES:
-        raise ValueError(f"kv_dtype must be one of {', '.join(KV_BYTES)}, not {kv_dtype!r}")
+        raise InvalidArgumentError(f"kv_dtype must be one of {', '.join(KV_BYTES)}, not {kv_dtype!r}")
     if pages not in PAGE_POLICIES:
-        raise ValueError(f"pages must be one of {', '.join(PAGE_POLICIES)}, not {pages!r}")
+        raise InvalidArgumentError(f"pages must be one of {', '.join(PAGE_POLICIES)}, not {pages!r}")
     if prefill_chunk < 1 or threads < 1:
-        raise ValueError("prefill_chunk and threads must be >= 1")
+        raise InvalidArgumentError("prefill_chunk and threads must be >= 1")
     if isinstance(snapshot_tokens, bool) or not isinstance(snapshot_tokens, int) \
             or snapshot_tokens < 0:
-        raise ValueError(f"snapshot_tokens must be a non-negative integer, not {snapshot_tokens!r}")
+        raise InvalidArgumentError(f"snapshot_tokens must be a non-negative integer, not {snapshot_tokens!r}")
     if agent and not snapshot_tokens:
         snapshot_tokens = AGENT_SNAPSHOT_TOKENS
     layout = _layout(config, weights)
@@ -309,10 +309,11 @@ def resolve_max_inference_len(config, requested=None, budget=None, **plan_kw) ->
         return min(n_ctx, DEFAULT_MAX_INFERENCE_LEN)
     if requested == "auto":
         if budget is None:
-            raise ValueError('max_inference_len="auto" needs a budget or a board')
+            raise InvalidArgumentError('max_inference_len="auto" needs a budget or a board')
         return auto_max_inference_len(config, budget, **plan_kw)
     if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-        raise ValueError(f'max_inference_len must be a positive integer or "auto", not {requested!r}')
+        raise InvalidArgumentError(f'max_inference_len must be a positive integer or "auto", '
+                                   f'not {requested!r}')
     if requested > n_ctx:
         warnings.warn(f"max_inference_len {requested} is above the model's context_length "
                       f"{n_ctx}; using {n_ctx}", stacklevel=3)
