@@ -323,9 +323,10 @@ def _walk(c, rng, stop_bias):
         allowed = c.allowed(st_)
         assert len(allowed), f"stuck after {_walk_text(c.g.sx, ids)!r}"
         if len(allowed) > 60 and rng.random() < stop_bias:
+            close = c.g.sx.str_close
             closing = [i for i in allowed.tolist()
-                       if (SYMBOL_IDS[c.g.sx.name].get(c.g.sx.str_close) == i)
-                       or VOCAB.pieces[i][:1] == bytes((c.g.sx.str_close,))]
+                       if SYMBOL_IDS[c.g.sx.name].get(close) == i
+                       or (close < 256 and VOCAB.pieces[i][:1] == bytes((close,)))]
         pick = rng.choice(closing) if closing else int(rng.choice(allowed.tolist()))
         closing = None
         st_ = c.advance(st_, pick)
