@@ -258,7 +258,7 @@ class CallGrammar:
                     return None     # a backslash would start an escape the pattern refuses
                 if q < 0:
                     return None
-            count += bool(self._str_boundary[nxt])
+            count += bool(self._str_boundary[state])   # a character counts where it starts
             if count > node.max:
                 return None
             return st[:-1] + (("str", node, True, count, nxt, text + bytes((c,)), q),)

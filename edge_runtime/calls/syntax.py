@@ -61,14 +61,14 @@ class Syntax:
     def string_automaton(self):
         """String content as a table for the grammar and Vocab.content_ids:
         (name, table[state, byte] -> next state or -1, boundary[state]). A state is
-        (UTF-8 continuation bytes owed, inside a backslash escape, chars of `forbidden`
-        just matched); boundary states are those where a character is complete, i.e. where
-        the string may close."""
+        (UTF-8 continuation owed: an index into _OWED, inside a backslash escape, chars of
+        `forbidden` just matched); boundary states are those where a character is complete,
+        i.e. where the string may close."""
         F = max(1, len(self.forbidden))
-        n = 4 * 2 * F
+        n = len(_OWED) * 2 * F
         table = np.full((n, 256), -1, np.int32)
         boundary = np.zeros(n, bool)
-        for pend in range(4):
+        for pend in range(len(_OWED)):
             for esc in range(2):
                 for k in range(F):
                     s = (pend * 2 + esc) * F + k
@@ -83,9 +83,10 @@ class Syntax:
         if esc:
             return (0, 0, 0) if c in b'"\\/nrt' else None
         if pend:
-            if not 0x80 <= c <= 0xBF:
+            owed, lo, hi = _OWED[pend]
+            if not lo <= c <= hi:
                 return None
-            pend -= 1
+            pend = owed - 1
         elif c == 0 or (self.escapes and c < 0x20) or 0x80 <= c <= 0xC1 or c > 0xF4:
             return None     # raw control characters are written as escapes where there are some
         elif self.escapes and c == 0x5C:
@@ -93,13 +94,21 @@ class Syntax:
         elif self.escapes and c == 0x22:
             return None
         elif c >= 0xC2:
-            pend = 1 if c < 0xE0 else 2 if c < 0xF0 else 3
+            pend = _LEAD.get(c, 1 if c < 0xE0 else 2 if c < 0xF0 else 3)
         pat = self.forbidden
         if pat:
             k = k + 1 if c == pat[k] else 1 if c == pat[0] else 0
             if k == len(pat):
                 return None
         return (pend, 0, k)
+
+
+# Well-formed UTF-8 (RFC 3629): what a lead byte leaves owed, as (bytes owed, range of the
+# next byte). The four leads whose second byte is narrower exclude overlong forms, UTF-16
+# surrogates (ED A0..BF) and code points past U+10FFFF.
+_OWED = ((0, 0, 0), (1, 0x80, 0xBF), (2, 0x80, 0xBF), (3, 0x80, 0xBF),
+         (2, 0xA0, 0xBF), (2, 0x80, 0x9F), (3, 0x90, 0xBF), (3, 0x80, 0x8F))
+_LEAD = {0xE0: 4, 0xED: 5, 0xF0: 6, 0xF4: 7}
 
 
 def number_text(v) -> str:
