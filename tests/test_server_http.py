@@ -6,6 +6,7 @@ tests/test_server.py."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -327,6 +328,37 @@ def test_admission_queues_then_refuses_with_503_and_retry_after(tiny_model):
             assert (adm["admitted"], adm["rejected"], adm["active"], adm["waiting"]) == (2, 1, 0, 0)
     finally:
         ScriptedAgent.gate = None
+
+
+def test_requests_in_flight_past_the_limit_get_the_same_503(tiny_model):
+    """Clients that send headers and then stall their body hold no slot but still cost a
+    body's memory: past slots + queue + room, the next request is refused with the JSON 503
+    and Retry-After before its body is read (not uvicorn's plain-text 503)."""
+    with _start(tiny_model, queue=0) as s:
+        guard = s.server.app
+        held = guard.admission.slots + guard.admission.queue + guard.ROOM
+        stalled = []
+        try:
+            for _ in range(held):
+                sock = socket.create_connection((s.host, s.port), timeout=60)
+                sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+                stalled.append(sock)
+            for _ in range(3000):
+                if guard.active == held:
+                    break
+                threading.Event().wait(0.01)
+            status, headers, body = _raw(s, "/health")
+            assert status == 503 and body["error"]["code"] == "server_busy"
+            assert int(headers["Retry-After"]) >= 1
+        finally:
+            for sock in stalled:
+                sock.close()
+        for _ in range(3000):
+            if guard.active == 0:
+                break
+            threading.Event().wait(0.01)
+        assert _raw(s, "/health")[0] == 200
 
 
 def test_a_client_leaving_mid_stream_frees_its_session(tiny_model):

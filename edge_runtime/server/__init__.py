@@ -21,12 +21,10 @@ __all__ = ["Server", "serve", "start", "Running", "model_id"]
 def _uvicorn_server(model, host, port, **kw):
     import uvicorn
     srv = Server(model, **kw)
-    # Connections past slots + queue (+ room for /health and stats) are refused by uvicorn
-    # itself with a 503 before any request body is read.
-    limit = srv.admission.slots + srv.admission.queue + 8
+    # No limit_concurrency: uvicorn's own 503 is plain text without Retry-After and counts
+    # idle keep-alive connections; the app bounds requests in flight itself (_InFlightLimit).
     config = uvicorn.Config(srv.app, host=host, port=port, log_level="warning",
-                            access_log=False, lifespan="off", limit_concurrency=limit,
-                            timeout_keep_alive=30)
+                            access_log=False, lifespan="off", timeout_keep_alive=30)
     return srv, uvicorn.Server(config)
 
 

@@ -65,13 +65,14 @@ class Server:
         self.admission = Admission(sessions, queue)
         self.started = S.now()
         self._pool = ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="er-decode")
-        self.app = Starlette(routes=[
+        self.app = _InFlightLimit(Starlette(routes=[
             Route("/health", self.health, methods=["GET"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/v1/edge/stats", self.stats, methods=["GET"]),
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
-        ], exception_handlers={HTTPException: _http_error, Exception: _internal_error})
+        ], exception_handlers={HTTPException: _http_error, Exception: _internal_error}),
+            self.admission)
 
     # ---- simple routes ---------------------------------------------------------------------
 
@@ -107,8 +108,7 @@ class Server:
         except S.RequestError as e:
             return JSONResponse(e.body(), e.status)
         except Busy as e:
-            return JSONResponse(S.error_body(str(e), "server_error", None, "server_busy"), 503,
-                                headers={"Retry-After": str(e.retry_after)})
+            return _busy(e)
         run = _Run(asyncio.get_running_loop())
         fut = run.start(self._pool, work, p)
         fut.add_done_callback(lambda f: self.admission.release(since))
@@ -234,6 +234,34 @@ def _guarded(work, p, on_text):
 
 def _sse(obj) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+
+
+class _InFlightLimit:
+    """Bounds the requests being read or answered at once (each may hold a body of up to
+    MAX_BODY): past slots + queue + ROOM (room for /health and stats) a request is answered
+    at once, before its body is read, with the same 503 + Retry-After as a full queue."""
+    ROOM = 8
+
+    def __init__(self, app, admission):
+        self.app, self.admission, self.active = app, admission, 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if self.active >= self.admission.slots + self.admission.queue + self.ROOM:
+            self.admission.rejected += 1
+            msg = f"{self.active} requests are already in flight"
+            return await _busy(Busy(msg, self.admission.retry_after()))(scope, receive, send)
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
+def _busy(e: Busy) -> JSONResponse:
+    return JSONResponse(S.error_body(str(e), "server_error", None, "server_busy"), 503,
+                        headers={"Retry-After": str(e.retry_after)})
 
 
 async def _json_body(request: Request):
