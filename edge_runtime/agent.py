@@ -191,15 +191,22 @@ class Agent:
         return len(ids)
 
     def _restore_prefix(self, session):
-        """Put the declarations' KV state into session: from memory, else from cache_dir, else
-        computed (and then saved to cache_dir)."""
-        if self.prefix_snapshot is not None:
-            session.restore(self.prefix_snapshot)
-            return
+        """Put the declarations' KV state into session: from the agent's snapshot (in memory,
+        or its file in cache_dir), else from cache_dir, else computed (and then saved to
+        cache_dir). With cache_dir the state is kept only in the file (a FileSnapshot): it is
+        read back from the page cache, not held in the process's anonymous memory."""
+        from .prefix_cache import PrefixCache, PrefixCacheWarning
         ids = self.prefix_ids()
+        if self.prefix_snapshot is not None:
+            try:
+                session.restore(self.prefix_snapshot)
+                return
+            except ValueError as e:    # its file changed or became unreadable: recompute
+                warnings.warn(f"ignoring the prefix snapshot: {e}", PrefixCacheWarning,
+                              stacklevel=4)
+                self.prefix_snapshot = None
         cache = None
         if self.cache_dir is not None:
-            from .prefix_cache import PrefixCache, PrefixCacheWarning
             cache = PrefixCache(self.cache_dir, self.model)
             snap = cache.load(ids)
             if snap is not None:
@@ -214,9 +221,13 @@ class Agent:
         if not done:
             session.reset()
         session.eval(ids[done:], rows=[0])      # only the state matters: score a single row
-        self.prefix_snapshot = session.snapshot()
-        if cache is not None:
-            cache.save(self.prefix_snapshot)
+        snap = session.snapshot()
+        if cache is not None and cache.save(snap) is not None:
+            on_disk = cache.load(ids)
+            if on_disk is not None:
+                session.restore(on_disk)   # the same state; now the session's base
+                snap = on_disk
+        self.prefix_snapshot = snap
 
     def _session(self):
         """The session a run or reply holds from its first token to its last: one of the

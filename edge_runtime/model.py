@@ -316,7 +316,8 @@ def _buf(a: np.ndarray):
 class KVSnapshot:
     """A copy of a session's KV state after `ids`: restoring it replaces a prefill of `ids`.
     Sliding-window rings that wrapped cannot be rewound, so a snapshot is how a shared prefix
-    (tool declarations, a system prompt) is reused whatever its length."""
+    (tool declarations, a system prompt) is reused whatever its length. (A snapshot left in
+    its file, read only when restored: edge_runtime.prefix_cache.FileSnapshot.)"""
 
     __slots__ = ("ids", "data")
 
@@ -326,6 +327,10 @@ class KVSnapshot:
     @property
     def nbytes(self) -> int:
         return len(self.data)
+
+    def _load_into(self, handle, continued: bool) -> int:
+        """Native restore: 0, -1 (not a state of this session's shape), -2 (emptied)."""
+        return _native.session_restore(handle, self.data, continued)
 
 
 class Session:
@@ -351,6 +356,9 @@ class Session:
         self._lease_thread = None                # the thread acquire_session() lent it to
         self._state_thread = None   # who last set the state (None: nobody, after a lease)
         self.history: list[int] = []   # the ids whose keys and values the state holds
+        # The snapshot the state starts with (restored or taken), while its positions are
+        # still held: restoring it again reads back only the ring slots overwritten since.
+        self._base = None
         self._interrupted = False      # an eval was interrupted and could not be undone
         self._logits = np.empty(model.config.n_vocab, dtype=np.float32)
         self._last_mark, self._last_kind = 0.0, "prefill"
@@ -417,6 +425,7 @@ class Session:
             n = 0
             _native.session_truncate(self._handle, 0)
         self.history = self.history[:n]
+        self._keep_base(n)
         self._interrupted = False
         self._state_thread = _thread_token()
 
@@ -485,20 +494,33 @@ class Session:
         else:
             _native.session_truncate(self._handle, 0)
             self.history, self._interrupted = [], True
+        self._keep_base(len(self.history))
+
+    def _keep_base(self, n):
+        if self._base is not None and n < len(self._base.ids):
+            self._base = None
 
     def snapshot(self) -> KVSnapshot:
         with self._owned():
-            return KVSnapshot(self.history, _native.session_state(self._handle))
+            self._base = KVSnapshot(self.history, _native.session_state(self._handle))
+            return self._base
 
     def restore(self, snap: KVSnapshot):
         with self._owned():
             self._restore(snap)
 
     def _restore(self, snap: KVSnapshot):
-        if not _native.session_restore(self._handle, snap.data):
+        continued = snap is self._base and not self._interrupted
+        self._base = None
+        rc = snap._load_into(self._handle, continued)
+        if rc == -2:
+            self.history, self._interrupted = [], False
+            raise ValueError("reading the KV snapshot failed midway (its file changed or "
+                             "could not be read); the session's state is now empty")
+        if rc != 0:
             raise ValueError("KV snapshot does not fit this session (model shape, KV dtype "
                              "or max_inference_len differ, or the data is damaged)")
-        self.history, self._interrupted = list(snap.ids), False
+        self.history, self._interrupted, self._base = list(snap.ids), False, snap
         self._state_thread = _thread_token()
 
     def prepare(self, ids, snapshot: KVSnapshot | None = None) -> np.ndarray:

@@ -17,12 +17,20 @@ decoder is the package version plus a sha256 of the native extension that writes
 Reading trusts nothing. The path is opened non-blocking without following a symlink and must
 be a regular file (a FIFO there is never waited on; a symlink, directory or device is refused);
 the header's sizes must be those a session of this model produces for this prefix before
-anything is read; the crc32 covers ids and data. A file that fails any check - or that the
-session then refuses to restore - is ignored with a PrefixCacheWarning and rewritten. Files are
-written to `.tmp-<pid>-<random>` and renamed, so a crash mid-write leaves no partial snapshot;
-temporary files whose writer is gone (or that are over an hour old) are deleted by the next
-save. The file is read rather than mapped: a mapping of a file that someone else truncates
-would kill the process (SIGBUS) instead of raising an error.
+anything is read; the crc32 covers ids and data (checked in 1 MiB pieces, no copy of the
+state). A file that fails any check - or that the session then refuses to restore - is ignored
+with a PrefixCacheWarning and rewritten. Files are written to `.tmp-<pid>-<random>` and renamed,
+so a crash mid-write leaves no partial snapshot; temporary files whose writer is gone (or that
+are over an hour old) are deleted by the next save.
+
+A checked file stays where it is: load() returns a FileSnapshot that keeps the file open and
+restores by reading it (pread) straight into the session's KV buffers, so the state lives in
+the page cache - shared, evictable - not in the process's anonymous memory; after a request
+only the ring slots it overwrote are read back (native/gemma3.c er_session_state_load). The
+descriptor pins the checked version against a rename; a change in place (size, mtime or ctime
+differ) makes the restore fail with ValueError. The file is read rather than mapped: a mapping
+of a file that someone else truncates would kill the process (SIGBUS) instead of raising an
+error.
 """
 from __future__ import annotations
 
@@ -218,6 +226,42 @@ def clean_stale_temps(directory):
             continue   # gone already, or not ours to delete
 
 
+class FileSnapshot:
+    """A prefix's KV state left in its checked snapshot file (see the module docstring).
+    Quacks as a KVSnapshot for Session.restore: ids, nbytes, _load_into."""
+
+    __slots__ = ("ids", "path", "nbytes", "_fd", "_offset", "_ident")
+
+    def __init__(self, ids, path, fd, offset, nbytes):
+        self.ids, self.path, self.nbytes = tuple(ids), path, nbytes
+        self._fd, self._offset = os.dup(fd), offset
+        self._ident = _identity(os.fstat(self._fd))
+
+    def _load_into(self, handle, continued: bool) -> int:
+        if _identity(os.fstat(self._fd)) != self._ident:
+            raise ValueError(f"prefix snapshot {self.path} was changed in place since it was "
+                             "checked")
+        return _native.session_restore_fd(handle, self._fd, self._offset, self.nbytes,
+                                          continued)
+
+    def __del__(self):
+        fd, self._fd = getattr(self, "_fd", -1), -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def _crc32_of(f, n, crc) -> int:
+    """crc32 of the next n bytes of f (fewer if it ends early: the caller checks the size)."""
+    buf = bytearray(min(n, _CHUNK))
+    view = memoryview(buf)
+    while n > 0:
+        got = f.readinto(view[:min(n, _CHUNK)])
+        if not got:
+            break
+        crc, n = zlib.crc32(view[:got], crc), n - got
+    return crc
+
+
 def _ids_bytes(ids) -> bytes:
     return np.asarray(ids, dtype="<i4").tobytes()
 
@@ -245,7 +289,7 @@ class PrefixCache:
         return snapshot_bytes(m.plan.ring_lens, m.config, n_ids, m.kv_dtype)
 
     def load(self, ids):
-        """The KVSnapshot stored for exactly these prefix ids, or None (missing: silently;
+        """The FileSnapshot stored for exactly these prefix ids, or None (missing: silently;
         present but unusable: with a warning)."""
         path = self.path_for(ids)
         try:
@@ -263,7 +307,6 @@ class PrefixCache:
                 return self._ignore(path, f"cannot read it ({e.strerror})")
 
     def _read(self, f, size, path, ids):
-        from .model import KVSnapshot
         head = f.read(_HEADER.size)
         if len(head) < _HEADER.size:
             return self._ignore(path, "truncated header")
@@ -284,12 +327,12 @@ class PrefixCache:
         if body != 4 * n_ids + data_len:
             return self._ignore(path, f"{body} bytes of body, header says {4 * n_ids + data_len} "
                                       f"(truncated or padded)")
-        stored_ids, data = f.read(4 * n_ids), f.read(data_len)   # data: the one copy kept
-        if zlib.crc32(data, zlib.crc32(stored_ids)) != crc or len(data) != data_len:
+        stored_ids = f.read(4 * n_ids)
+        if _crc32_of(f, data_len, zlib.crc32(stored_ids)) != crc:
             return self._ignore(path, "checksum mismatch (damaged)")
         if stored_ids != _ids_bytes(ids):
             return self._ignore(path, "holds another prefix")
-        return KVSnapshot(ids, data)
+        return FileSnapshot(ids, path, f.fileno(), _HEADER.size + 4 * n_ids, data_len)
 
     def save(self, snap):
         """Write snap atomically; returns the path, or None (with a warning) on failure.

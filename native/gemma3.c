@@ -12,6 +12,7 @@
  */
 #include "gemma3.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,29 +398,73 @@ void er_session_state_save(const er_session *s, uint8_t *out) {
     }
 }
 
-int er_session_state_restore(er_session *s, const uint8_t *in, size_t n) {
+static int src_read(const er_state_src *src, uint64_t off, void *dst, size_t n) {
+    if (off > src->size || n > src->size - off) return -1;
+    if (src->buf) {
+        memcpy(dst, src->buf + off, n);
+        return 0;
+    }
+    uint8_t *p = dst;
+    for (off += src->base; n > 0;) {
+        const ssize_t got = pread(src->fd, p, n, (off_t)off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return -1;   /* error, or the file is shorter than it said */
+        p += got;
+        off += (uint64_t)got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+/* Slots [lo, hi) of layer il, K and V, from the layer's data at `at` in the source. */
+static int load_slots(er_session *s, const er_state_src *src, uint64_t at, size_t used, int il,
+                      size_t lo, size_t hi) {
+    if (hi > used) hi = used;
+    if (lo >= hi) return 0;
+    const size_t row = s->kv_row, n = (hi - lo) * row;
+    return src_read(src, at + lo * row, s->k_cache[il] + lo * row, n) ||
+           src_read(src, at + used * row + lo * row, s->v_cache[il] + lo * row, n);
+}
+
+int er_session_state_load(er_session *s, const er_state_src *src, int continued) {
+    const int n_layer = s->m->n_layer;
     snap_header h;
-    const size_t head = sizeof h + (size_t)s->m->n_layer * sizeof(uint32_t);
-    if (n < head) return -1;
-    memcpy(&h, in, sizeof h);
-    if (h.magic != SNAP_MAGIC || h.n_layer != (uint32_t)s->m->n_layer ||
+    const uint64_t head = sizeof h + (uint64_t)n_layer * sizeof(uint32_t);
+    if (src->size < head || src_read(src, 0, &h, sizeof h)) return -1;
+    if (h.magic != SNAP_MAGIC || h.n_layer != (uint32_t)n_layer ||
         h.kv_row != s->kv_row || h.n_past > (uint32_t)s->n_ctx)
         return -1;
-    size_t need = head;
-    for (int il = 0; il < s->m->n_layer; il++) {
+    const int p = (int)h.n_past;
+    uint64_t need = head;
+    for (int il = 0; il < n_layer; il++) {
         uint32_t ring;
-        memcpy(&ring, in + sizeof h + (size_t)il * sizeof ring, sizeof ring);
-        if (ring != (uint32_t)s->ring[il]) return -1;
-        need += 2 * used_slots(s, il, (int)h.n_past) * s->kv_row;
+        if (src_read(src, sizeof h + (uint64_t)il * sizeof ring, &ring, sizeof ring) ||
+            ring != (uint32_t)s->ring[il])
+            return -1;
+        need += 2 * used_slots(s, il, p) * s->kv_row;
     }
-    if (n != need) return -1;
-    in += head;
-    for (int il = 0; il < s->m->n_layer; il++) {
-        const size_t bytes = used_slots(s, il, (int)h.n_past) * s->kv_row;
-        memcpy(s->k_cache[il], in, bytes);
-        memcpy(s->v_cache[il], in + bytes, bytes);
-        in += 2 * bytes;
+    if (src->size != need) return -1;
+    /* Positions p..n_past-1 were written to slots pos % ring: at most `ring` of them, from
+     * p % ring on, wrapping. Only those below the prefix's used slots held prefix data. */
+    const int partial = continued && s->n_past >= p;
+    uint64_t at = head;
+    for (int il = 0; il < n_layer; il++) {
+        const size_t used = used_slots(s, il, p), ring = (size_t)s->ring[il];
+        int bad;
+        if (!partial) {
+            bad = load_slots(s, src, at, used, il, 0, used);
+        } else {
+            const size_t later = (size_t)(s->n_past - p) < ring ? (size_t)(s->n_past - p) : ring;
+            const size_t lo = (size_t)p % ring, hi = lo + later;
+            bad = load_slots(s, src, at, used, il, lo, hi < ring ? hi : ring) ||
+                  (hi > ring && load_slots(s, src, at, used, il, 0, hi - ring));
+        }
+        if (bad) {
+            s->n_past = 0;
+            return -2;
+        }
+        at += 2 * used * s->kv_row;
     }
-    s->n_past = (int)h.n_past;
+    s->n_past = p;
     return 0;
 }

@@ -88,7 +88,20 @@ void er_model_free(er_model *m);
  * session with the same model shape, KV dtype and ring lengths. */
 size_t er_session_state_bytes(const er_session *s);
 void er_session_state_save(const er_session *s, uint8_t *out);
-/* Returns 0, or -1 when the buffer is not a snapshot of a session shaped like this one. */
-int er_session_state_restore(er_session *s, const uint8_t *in, size_t n);
+
+/* Where a snapshot is read from: `size` bytes at `buf`, or at offset `base` of file `fd`
+ * (buf NULL), read with pread straight into the KV buffers - no copy of the whole state. */
+typedef struct {
+    const uint8_t *buf;
+    int fd;
+    uint64_t base, size;
+} er_state_src;
+
+/* Restore a snapshot. `continued`: the session holds this very snapshot's state (restored or
+ * taken from it) followed by later positions; then only the ring slots those positions took
+ * over are read back - global layers and unwrapped rings still hold the prefix. Returns 0,
+ * -1 when the source is not a snapshot of a session shaped like this one (nothing changed),
+ * -2 when reading failed midway (the state is emptied: n_past = 0). */
+int er_session_state_load(er_session *s, const er_state_src *src, int continued);
 
 #endif

@@ -494,16 +494,41 @@ static PyObject *py_session_state(PyObject *self, PyObject *cap) {
     return out;
 }
 
-/* session_restore(session, snapshot: bytes) -> bool */
+static PyObject *state_load(PyObject *cap, const er_state_src *src, int continued) {
+    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    if (!s) return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS   /* a file read may wait on the disk */
+    rc = er_session_state_load(s, src, continued);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(rc);
+}
+
+/* session_restore(session, snapshot: bytes, continued=0) -> 0 | -1 (foreign) | -2 (read failed) */
 static PyObject *py_session_restore(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap;
     const char *data;
     Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "Oy#", &cap, &data, &n)) return NULL;
-    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
-    if (!s) return NULL;
-    return PyBool_FromLong(er_session_state_restore(s, (const uint8_t *)data, (size_t)n) == 0);
+    int continued = 0;
+    if (!PyArg_ParseTuple(args, "Oy#|p", &cap, &data, &n, &continued)) return NULL;
+    const er_state_src src = {.buf = (const uint8_t *)data, .fd = -1, .size = (uint64_t)n};
+    return state_load(cap, &src, continued);   /* args hold the bytes while the GIL is away */
+}
+
+/* session_restore_fd(session, fd, offset, size, continued) -> as session_restore */
+static PyObject *py_session_restore_fd(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    int fd, continued;
+    unsigned long long base, size;
+    if (!PyArg_ParseTuple(args, "OiKKp", &cap, &fd, &base, &size, &continued)) return NULL;
+    if (fd < 0 || base > (unsigned long long)INT64_MAX - size) {
+        PyErr_SetString(PyExc_ValueError, "session_restore_fd: bad descriptor or range");
+        return NULL;
+    }
+    const er_state_src src = {.buf = NULL, .fd = fd, .base = base, .size = size};
+    return state_load(cap, &src, continued);
 }
 
 /* ---- module ---------------------------------------------------------------------------- */
@@ -526,7 +551,10 @@ static PyMethodDef methods[] = {
     {"session_truncate", py_session_truncate, METH_VARARGS, "Rewind the KV state to n positions."},
     {"session_sizes", py_session_sizes, METH_O, "Bytes the session allocated, by purpose."},
     {"session_state", py_session_state, METH_O, "Snapshot of the KV state (bytes)."},
-    {"session_restore", py_session_restore, METH_VARARGS, "Restore a KV snapshot; False if foreign."},
+    {"session_restore", py_session_restore, METH_VARARGS,
+     "Restore a KV snapshot from bytes: 0, -1 if foreign, -2 if emptied."},
+    {"session_restore_fd", py_session_restore_fd, METH_VARARGS,
+     "Restore a KV snapshot from a file range (pread): 0, -1 if foreign, -2 if emptied."},
     {"vocab_new", py_vocab_new, METH_VARARGS, "Index a mapped vocabulary (tokenizer)."},
     {"vocab_find", py_vocab_find, METH_VARARGS, "Id of a token's bytes, or -1 (tokenizer)."},
     {"spm_encode", py_spm_encode, METH_VARARGS, "SentencePiece-merge one fragment (tokenizer)."},
