@@ -15,13 +15,14 @@ import sys
 import time
 import warnings
 
+import numpy as np
 import pytest
 
 import edge_runtime as er
 from edge_runtime import prefix_cache
 from edge_runtime.agent import Agent
 from edge_runtime.model import KVSnapshot
-from edge_runtime.prefix_cache import HASHES, PrefixCache, PrefixCacheWarning
+from edge_runtime.prefix_cache import HASHES, FileSnapshot, PrefixCache, PrefixCacheWarning
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REQUESTS = ["beep twice", "note that the door is open", "beep twice"]
@@ -132,6 +133,66 @@ def test_snapshot_file_is_used_by_a_new_process(tiny_gguf_factory, tmp_path):
     got = json.loads(child.stdout.strip().splitlines()[-1])
     assert got["out"] == json.loads(json.dumps(want))
     assert got["evaluated"] == n_full - len(agent.prefix_ids())   # the prefill came from disk
+
+
+@pytest.mark.parametrize("window", [8, 4096])
+@pytest.mark.parametrize("source", ["memory", "file"])
+def test_restoring_after_a_request_matches_a_fresh_prefill(tiny_gguf_factory, tmp_path, window,
+                                                           source):
+    """A session that holds a snapshot's state plus later positions reads back only the ring
+    slots those took over (none when no ring wrapped). After requests shorter than the window,
+    as long, longer, and wrapping the ring several times - and after another prefix was
+    restored in between (a full read) - the next tokens' logits equal, bit for bit, those of a
+    session that prefilled the prefix itself."""
+    m = tiny(tiny_gguf_factory, window)
+    rng = np.random.default_rng(5)
+    ids = lambda n: rng.integers(3, 500, n).tolist()   # noqa: E731
+    prefix, other = [2] + ids(21), [2] + ids(9)
+    s = m.new_session()
+    s.eval(other)
+    other_snap = s.snapshot()
+    s.reset()
+    s.eval(prefix)
+    snap = s.snapshot()
+    if source == "file":
+        cache = PrefixCache(tmp_path, m)
+        cache.save(snap)
+        snap = cache.load(prefix)
+        assert isinstance(snap, FileSnapshot) and snap.nbytes == s.snapshot().nbytes
+    fresh = m.new_session()
+    for later in ([3], [8], [13], [30], [4, 1, 20], "other"):
+        if later == "other":
+            s.restore(other_snap)
+            s.eval(ids(4))
+        else:
+            for n in later:          # a request: its prompt, then token by token
+                s.eval(ids(n))
+        s.restore(snap)
+        assert s.history == prefix
+        tail = ids(5)
+        got = s.eval(tail)
+        fresh.reset()
+        fresh.eval(prefix)
+        np.testing.assert_array_equal(got, fresh.eval(tail))
+
+
+def test_with_a_cache_dir_the_agent_keeps_its_snapshot_only_in_the_file(tiny_gguf_factory,
+                                                                         tmp_path):
+    """No anonymous copy of the prefix state: the agent holds a FileSnapshot (read into the
+    session at each restore). A file then changed in place is noticed at the next restore:
+    a warning, the prefix recomputed, the same outcome."""
+    m = tiny(tiny_gguf_factory)
+    agent = make_agent(m, cache_dir=tmp_path)
+    first = outcome(agent, REQUESTS[0])
+    assert isinstance(agent.prefix_snapshot, FileSnapshot)
+    assert outcome(agent, REQUESTS[0]) == first == baseline(m, REQUESTS[0])[0]
+    later = make_agent(tiny(tiny_gguf_factory), cache_dir=tmp_path)
+    assert outcome(later, REQUESTS[0]) == first
+    assert isinstance(later.prefix_snapshot, FileSnapshot)
+    (path,) = tmp_path.glob("*.kvs")
+    _flip_last_byte(path)
+    with pytest.warns(PrefixCacheWarning, match="changed in place"):
+        assert outcome(agent, REQUESTS[0]) == first
 
 
 def cache_files(directory):
