@@ -1,25 +1,31 @@
-"""Agent latency: request → tool call parsed, edge_runtime vs llama-cpp-python, in one run.
+"""Agent latency and memory: request → tool call parsed, edge_runtime vs llama-cpp-python, in one run.
 
-The job: the built-in toolset's FunctionGemma prompt (developer turn with the declarations, then
-the request) on the default model, 1 thread, until the first tool call is parsed.
+The job: the built-in toolset's prompt as the agent renders it for the default model (its call
+format's instructions, demonstrations and declarations, then the request), until the first tool
+call is parsed.
 - edge_runtime: `Agent.run`, stopped at its first "call" event (the call is decoded under the
   grammar, parsed and validated). Without a snapshot file the cold run prefills everything; with
-  `cache_dir` it reads the declarations' KV state from disk. Warm requests (same process, other
-  requests) restore the in-memory snapshot and prefill only the request.
-- llama.cpp: the same rendered prompt, tokenized by llama.cpp, evaluated, then greedy decoding
-  (argmax of its logits, no grammar) of as many tokens as our call took (from <start_function_call>
-  to <end_function_call>). "full prompt": every request re-evaluates the whole prompt.
+  `cache_dir` it reads the declarations' KV state from its file (and keeps it there: each
+  request reads back what it needs). Warm requests (same process, other requests) restore the
+  prefix and prefill only the request.
+- llama.cpp: the same prompt token ids (rendered and tokenized by edge_runtime, so both engines
+  see exactly the same tokens), evaluated, then greedy decoding (argmax of its logits, no
+  grammar) of as many tokens as our call took (the positions our run added from the end of the
+  prompt to the call event). "full prompt": every request re-evaluates the whole prompt.
   "prefix state": the declarations' KV state saved once with llama_state_seq_get_data (warm:
   in memory; cold: read from a file) and restored with llama_state_seq_set_data, so only the
   request is evaluated - the same trick as ours, with llama.cpp's own state format.
 Every cold measurement is a fresh process (timed from model load, imports done, to the call),
-engines alternating; warm = median over the requests of each process; cells = medians over repetitions.
-Memory: each worker samples its own RssAnon and VmRSS every 5 ms (a thread reading
-/proc/self/status, nothing imported) from before the model load to its last request; edge_runtime's
-grammar index file is in the cache directory (built by the untimed calibration run).
+engines alternating; warm = median over the requests of each process; cells = medians over
+repetitions. Memory: each worker samples its own RssAnon and VmRSS every 5 ms (a thread reading
+/proc/self/status, nothing imported) from before the model load to its last request;
+edge_runtime's grammar index file is in the cache directory (built by the untimed calibration run).
 
-    PYTHONPATH=. python tools/bench_agent.py [--model P] [--reps 3] [--ctx 4096]
+    PYTHONPATH=. python tools/bench_agent.py [--model P] [--reps 3] [--ctx 4096] [--threads 1]
                                              [--out docs/BENCHMARKS_AGENT.md]
+
+The report replaces the part of --out between <!-- agent --> and <!-- /agent --> (the whole
+file when it has no such markers), so other generated sections are kept.
 """
 from __future__ import annotations
 
@@ -39,21 +45,28 @@ from bench import _cpu_name, _llama_version   # tools/ is on sys.path when run a
 REQUESTS = ["set a timer for 10 minutes", "turn on the kitchen lights",
             "what is the weather in Paris?"]
 CTX = 4096                # --ctx
+THREADS = 1               # --threads
 ENGINES = ("ours", "ours+file", "llama", "llama+state")
+BEGIN, END = "<!-- agent -->", "<!-- /agent -->"
 
 
-def _texts():
-    """(prefix text, [full prompt text per request]) as the agent renders them."""
+def prompt_ids(model) -> dict:
+    """The agent's prefix ids and each request's full prompt ids (no weights are bound)."""
+    from types import SimpleNamespace
+
     from edge_runtime.agent import Agent
-    from edge_runtime.functiongemma import render
+    from edge_runtime.calls.formats import encode_segments
+    from edge_runtime.gguf import open_gguf
+    from edge_runtime.tokenizer import Tokenizer
     from edge_runtime.tools_builtin import TOOLS
-
-    class NoModel:   # rendering needs no weights
-        tokenizer = None
-    a = Agent(NoModel(), TOOLS)
-    prefix = render([{"role": "developer", "content": a.system}], a.tools,
-                    add_generation_prompt=False)
-    return prefix, [a.prompt(r) for r in REQUESTS]
+    g = open_gguf(model)
+    bare = SimpleNamespace(gguf=g, tokenizer=Tokenizer.from_gguf(g))   # no plan: no budget
+    a = Agent(bare, TOOLS)
+    prefix = a.prefix_ids()
+    turns = [encode_segments(bare.tokenizer,
+                             a.format.turn([{"role": "user", "content": r}], {}), False)
+             for r in REQUESTS]
+    return {"format": a.format.name, "prefix": prefix, "prompts": [prefix + t for t in turns]}
 
 
 class _Called(Exception):
@@ -88,46 +101,50 @@ class _PeakMemory:
         return {"peak_anon": self.peak["anon"], "peak_rss": self.peak["rss"]}
 
 
-def ours(model, cache_dir):
+def ours(model, cache_dir, prompts):
     """Cold run of REQUESTS[0], then each request warm. Returns seconds and call token counts."""
     import edge_runtime as er
     from edge_runtime.agent import Agent
-    from edge_runtime.functiongemma import tokens as T
     from edge_runtime.tools_builtin import TOOLS
     mem = _PeakMemory()
     t0 = time.perf_counter()
-    m = er.Model.load(model, max_inference_len=CTX, threads=1)
+    m = er.Model.load(model, max_inference_len=CTX, threads=THREADS)
     agent = Agent(m, TOOLS, cache_dir=cache_dir)
 
-    def until_call(request):
+    def until_call(request, n_prompt):
         seen = {}
 
         def on_event(e):
             if e["type"] == "call":
-                seen.update(name=e["name"], arguments=e["arguments"])
+                seen.update(name=e["name"], arguments=e["arguments"],
+                            tokens=len(m.session.history) - n_prompt)
                 raise _Called
         try:
             agent.run(request, max_steps=1, on_event=on_event)
         except _Called:
             pass
-        # The state now ends <start_function_call> ... <end_function_call> (the agent also
-        # evaluated <end_function_call> to choose what follows it).
-        hist = m.session.history
-        return seen, len(hist) - 1 - hist[::-1].index(T.START_CALL_ID)
+        return seen
 
-    until_call(REQUESTS[0])
+    until_call(REQUESTS[0], len(prompts[0]))
     cold = time.perf_counter() - t0
-    warm, calls, lens = [], [], []
-    for r in REQUESTS:
+    warm, calls = [], []
+    for r, ids in zip(REQUESTS, prompts):
         t = time.perf_counter()
-        call, at = until_call(r)
+        call = until_call(r, len(ids))
         warm.append(time.perf_counter() - t)
         calls.append(call)
-        lens.append(len(m.session.history) - at)
-    return {"cold": cold, "warm": warm, "calls": calls, "call_tokens": lens, **mem.stop()}
+    return {"cold": cold, "warm": warm, "calls": [{k: c[k] for k in ("name", "arguments")}
+                                                  for c in calls],
+            "call_tokens": [c["tokens"] for c in calls], **mem.stop()}
 
 
-def llama(model, prefix, prompts, call_tokens, state_file):
+def _llama(model):
+    import llama_cpp
+    return llama_cpp.Llama(model, n_ctx=CTX, n_batch=512, n_threads=THREADS,
+                           n_threads_batch=THREADS, swa_full=False, verbose=False)
+
+
+def llama(model, pre, prompts, call_tokens, state_file):
     """The same job on llama-cpp-python: cold (REQUESTS[0]) then each request warm."""
     import ctypes
 
@@ -135,15 +152,9 @@ def llama(model, prefix, prompts, call_tokens, state_file):
     import numpy as np
     mem = _PeakMemory()
     t0 = time.perf_counter()
-    llm = llama_cpp.Llama(model, n_ctx=CTX, n_batch=512, n_threads=1, n_threads_batch=1,
-                          swa_full=False, verbose=False)
+    llm = _llama(model)
     n_vocab = llm.n_vocab()
     ctx = llm._ctx.ctx
-
-    def tokenize(text):
-        return llm.tokenize(text.encode(), add_bos=True, special=True)
-
-    pre = tokenize(prefix) if state_file else []
 
     def save_prefix():
         llm.reset()
@@ -159,8 +170,7 @@ def llama(model, prefix, prompts, call_tokens, state_file):
         llm.n_tokens = len(pre)
         llm.input_ids[:len(pre)] = pre
 
-    def job(text, n, state):
-        ids = tokenize(text)
+    def job(ids, n, state):
         if state is not None:
             assert ids[:len(pre)] == pre, "llama.cpp: prefix ids are not a prefix of the prompt"
             restore_prefix(state)
@@ -192,14 +202,13 @@ def llama(model, prefix, prompts, call_tokens, state_file):
     return {"cold": cold, "warm": warm, "tokens": tokens, **mem.stop()}
 
 
-def llama_state_file(model, prefix, path):
+def llama_state_file(model, pre, path):
     """Write llama.cpp's KV state of the prefix (the counterpart of our snapshot file)."""
     import ctypes
 
     import llama_cpp
-    llm = llama_cpp.Llama(model, n_ctx=CTX, n_batch=512, n_threads=1, n_threads_batch=1,
-                          swa_full=False, verbose=False)
-    llm.eval(llm.tokenize(prefix.encode(), add_bos=True, special=True))
+    llm = _llama(model)
+    llm.eval(pre)
     ctx = llm._ctx.ctx
     size = llama_cpp.llama_state_seq_get_size(ctx, 0)
     buf = (ctypes.c_uint8 * size)()
@@ -209,26 +218,27 @@ def llama_state_file(model, prefix, path):
 
 
 def worker(args):
-    global CTX
-    CTX = args.ctx
-    prefix, prompts = _texts()
+    global CTX, THREADS
+    CTX, THREADS = args.ctx, args.threads
+    with open(args.ids_file) as f:
+        ids = json.load(f)
     if args.worker == "ours":
-        r = ours(args.model, None)
+        r = ours(args.model, None, ids["prompts"])
     elif args.worker == "ours+file":
-        r = ours(args.model, args.cache_dir)
+        r = ours(args.model, args.cache_dir, ids["prompts"])
     elif args.worker == "llama-state-file":
-        llama_state_file(args.model, prefix, args.state_file)
+        llama_state_file(args.model, ids["prefix"], args.state_file)
         r = {}
     else:
         n = json.loads(args.call_tokens)
-        r = llama(args.model, prefix, prompts, n,
+        r = llama(args.model, ids["prefix"], ids["prompts"], n,
                   args.state_file if args.worker == "llama+state" else None)
     print(json.dumps(r))
 
 
 def run_worker(args, engine, **extra):
     cmd = [sys.executable, __file__, "--worker", engine, "--model", args.model,
-           "--ctx", str(args.ctx)]
+           "--ctx", str(args.ctx), "--threads", str(args.threads), "--ids-file", args.ids_file]
     for k, v in extra.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -245,17 +255,20 @@ def report(res, calib, args):
     mib = {k: {e: med(e, k) / 2**20 for e in ENGINES} for k in ("peak_anon", "peak_rss")}
     lines = [
         "# Agent latency: request → tool call, edge_runtime vs llama.cpp", "",
-        f"Generated by `python tools/bench_agent.py --reps {args.reps}` on "
+        f"Generated by `python tools/bench_agent.py --reps {args.reps} --ctx {args.ctx} "
+        f"--threads {args.threads}` on "
         f"{time.strftime('%Y-%m-%d')}; see the script's docstring for exactly what each engine does.",
         "",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_name()}; shared and noisy, "
-        f"so compare within a row (same run, engines alternating); 1 thread everywhere; load "
+        f"so compare within a row (same run, engines alternating); {args.threads} thread(s) everywhere; load "
         f"average {args.load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
         f"- model: `{os.path.basename(args.model)}`; built-in toolset "
-        f"(edge_runtime.tools_builtin); declarations prefix {calib['prefix_tokens']} tokens; "
+        f"(edge_runtime.tools_builtin), call format {calib['format']}; prefix (instructions, "
+        f"demonstrations, declarations) {calib['prefix_tokens']} tokens; "
         f"context {args.ctx}; llama-cpp-python {_llama_version()} (swa_full=False)",
         f"- requests: {'; '.join(repr(r) for r in REQUESTS)}; call lengths "
-        f"{calib['call_tokens']} tokens (llama.cpp decodes the same counts greedily)",
+        f"{calib['call_tokens']} positions (llama.cpp decodes the same counts greedily, from "
+        f"the same prompt ids)",
         f"- cold: fresh process, model load → prompt → call parsed ({REQUESTS[0]!r}); "
         f"model file in the page cache. warm: the next requests in the same process",
         f"- each cell: median of {args.reps} processes (warm: of the per-process median)", "",
@@ -266,6 +279,13 @@ def report(res, calib, args):
         "| peak anonymous RSS (MiB) | " + " | ".join(f"{mib['peak_anon'][e]:.1f}" for e in ENGINES)
         + " |",
         "| peak RSS (MiB) | " + " | ".join(f"{mib['peak_rss'][e]:.1f}" for e in ENGINES) + " |",
+        "",
+        f"Peak RSS, edge_runtime + snapshot file / llama.cpp full prompt: "
+        f"**{mib['peak_rss']['ours+file'] / mib['peak_rss']['llama']:.2f}×**; peak anonymous: "
+        f"{mib['peak_anon']['ours+file'] / mib['peak_anon']['llama']:.2f}×. Cold start → call per "
+        f"repetition (ours+file / llama): "
+        + ", ".join(f"{a['cold'] / b['cold']:.2f}" for a, b in zip(res['ours+file'], res['llama']))
+        + ".",
         "",
         f"Cold start → call with the snapshot (and index) file present, edge_runtime / llama.cpp: "
         f"**{cold['ours+file'] / cold['llama']:.3f}×** against llama.cpp's cold start → call "
@@ -279,7 +299,7 @@ def report(res, calib, args):
         "",
         f"llama.cpp's greedy tokens were {'identical' if calib['llama_same'] else 'NOT identical'} "
         "with and without its prefix state, in every process. Calls parsed by edge_runtime (identical with and without the snapshot file, in "
-        "every process; the model is base Gemma 3 270M, so the call is valid, not sensible): "
+        "every process): "
         + "; ".join(f"`{c['name']}({json.dumps(c['arguments'], ensure_ascii=False)})`"
                     for c in calib["calls"]),
         ""]
@@ -291,6 +311,8 @@ def main():
     p.add_argument("--model")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--ctx", type=int, default=CTX)
+    p.add_argument("--threads", type=int, default=THREADS)
+    p.add_argument("--ids-file")
     p.add_argument("--out", default="docs/BENCHMARKS_AGENT.md")
     p.add_argument("--worker", choices=ENGINES + ("llama-state-file",))
     p.add_argument("--cache-dir")
@@ -305,11 +327,15 @@ def main():
     args.load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         cache_dir, state_file = os.path.join(tmp, "kv"), os.path.join(tmp, "llama.state")
+        args.ids_file = os.path.join(tmp, "ids.json")
+        ids = prompt_ids(args.model)
+        with open(args.ids_file, "w") as f:
+            json.dump(ids, f)
         # Untimed: write both engines' prefix files; learn the call lengths.
         first = run_worker(args, "ours+file", cache_dir=cache_dir)
         run_worker(args, "llama-state-file", state_file=state_file)
         calib = {"calls": first["calls"], "call_tokens": first["call_tokens"],
-                 "prefix_tokens": _prefix_tokens(args.model)}
+                 "prefix_tokens": len(ids["prefix"]), "format": ids["format"]}
         extra = {"ours": {}, "ours+file": {"cache_dir": cache_dir},
                  "llama": {"call_tokens": json.dumps(calib["call_tokens"])},
                  "llama+state": {"call_tokens": json.dumps(calib["call_tokens"]),
@@ -327,19 +353,28 @@ def main():
                         r["tokens"] == calib["llama_tokens"]
                 res[eng].append(r)
                 print(f"rep {rep} {eng}: cold {r['cold']:.3f} s, warm "
-                      f"{' '.join(f'{w:.3f}' for w in r['warm'])} s", file=sys.stderr)
+                      f"{' '.join(f'{w:.3f}' for w in r['warm'])} s, peak rss "
+                      f"{r['peak_rss'] / 2**20:.1f} MiB (anon {r['peak_anon'] / 2**20:.1f})",
+                      file=sys.stderr)
     text = report(res, calib, args)
-    with open(args.out, "w") as f:
-        f.write(text + "\n")
+    _write_section(args.out, text)
     print(text)
 
 
-def _prefix_tokens(model):
-    prefix, _ = _texts()
-    from edge_runtime.functiongemma import encode
-    from edge_runtime.gguf import open_gguf
-    from edge_runtime.tokenizer import Tokenizer
-    return len(encode(Tokenizer.from_gguf(open_gguf(model)), prefix, add_bos=True))
+def _write_section(path, text):
+    """Replace the agent section of path (between BEGIN and END), keeping the rest."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = ""
+    block = f"{BEGIN}\n{text}\n{END}"
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+    else:
+        new = block + "\n"
+    with open(path, "w") as f:
+        f.write(new)
 
 
 if __name__ == "__main__":
