@@ -16,7 +16,7 @@ from .agent import TOOL_CHOICES, Agent
 from .calls.formats import FORMATS
 from .errors import USER_ERRORS
 from .gguf import GGUFError
-from .memory import plan_for_model
+from .memory import AgentSpec, plan_for_model
 from .memory.plan import AGENT_SNAPSHOT_TOKENS
 from .model import Model
 from .models import default as default_model
@@ -115,8 +115,10 @@ def cmd_agent(args):
     if not args.request.strip():
         raise UserError("the request is empty")
     tools = _load_tools(args.tools) if args.tools else TOOLS
-    model = _load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS)
-    try:   # past the loaded model, the constructor only checks the tool declarations
+    spec = AgentSpec(tools=tuple(tools), format=args.format,
+                     snapshot_file=args.cache_dir is not None)
+    try:   # bad tool declarations or format: ValueError (from the plan's prefix or the agent)
+        model = _load_model(args, board=args.board, agent=spec)
         agent = Agent(model, tools, cache_dir=args.cache_dir, format=args.format,
                       tool_choice=args.tool_choice, grounding=not args.no_grounding)
     except ValueError as e:
@@ -174,10 +176,11 @@ def cmd_plan(args):
     path = _model_path(args)
     threads = board.default_threads if board else (os.cpu_count() or 1)
     budget = board.budget if board else None
-    if args.snapshot_tokens < 0:
+    if args.snapshot_tokens is not None and args.snapshot_tokens < 0:
         raise UserError(f"--snapshot-tokens must be >= 0, not {args.snapshot_tokens}")
     p = plan_for_model(path, n, threads=threads, budget=budget,
-                       snapshot_tokens=args.snapshot_tokens, agent=args.agent)
+                       snapshot_tokens=args.snapshot_tokens or 0, agent=args.agent,
+                       snapshot_file=args.snapshot_file)
     if args.json:
         _print_json({"model": str(path), "board": board.name if board else None, **p.to_dict(budget)})
         return 0
@@ -303,10 +306,15 @@ def build_parser():
     pl.add_argument("--model")
     pl.add_argument("--board")
     pl.add_argument("--max-inference-len")
-    pl.add_argument("--snapshot-tokens", type=int, default=AGENT_SNAPSHOT_TOKENS,
-                    help="room for the agent's prefix KV snapshot (0: none)")
+    pl.add_argument("--snapshot-tokens", type=int,
+                    help="length of a prefix whose KV snapshot is kept (default: none; with "
+                         "--agent, the built-in toolset's prefix rendered for the model)")
     pl.add_argument("--agent", action="store_true",
-                    help="add what the tool-calling agent allocates (grammar index, buffers)")
+                    help="add what the tool-calling agent allocates (grammar index, buffers, "
+                         "its prefix snapshot)")
+    pl.add_argument("--snapshot-file", action="store_true",
+                    help="the snapshot stays in its file (agent --cache-dir): page cache, not "
+                         "anonymous memory")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=cmd_plan)
 

@@ -118,9 +118,12 @@ class Model:
     @classmethod
     def load(cls, path, max_inference_len=None, threads=None, budget=None, board=None,
              pages="keep", kv_dtype="f16", prefill_chunk=DEFAULT_PREFILL_CHUNK, snapshot_tokens=0,
-             sessions=None):
+             sessions=None, agent=None):
         """snapshot_tokens: length of a prefix whose KV snapshot will be kept (the agent's
         tool declarations); the memory plan and budget check count it.
+        agent: None, or the agent that will run on the model - True (the built-in toolset) or
+        an er.memory.AgentSpec: the plan (and max_inference_len="auto") then counts the agent's
+        rows and its real prefix, rendered with the tokenizer (built first for that).
         sessions: size of the acquire_session() pool; None = as many as the budget holds
         (MemoryPlan.sessions_within), or 1 without a budget. More than the budget holds is a
         MemoryBudgetError."""
@@ -128,13 +131,13 @@ class Model:
         tracker = RssTracker()
         with tracker.phase("load"):
             m = cls._load(path, max_inference_len, threads, budget, board, pages, kv_dtype,
-                          prefill_chunk, snapshot_tokens, sessions, tracker)
+                          prefill_chunk, snapshot_tokens, sessions, tracker, agent)
         m.load_seconds = time.perf_counter() - t0
         return m
 
     @classmethod
     def _load(cls, path, max_inference_len, threads, budget, board, pages, kv_dtype,
-              prefill_chunk, snapshot_tokens, sessions, tracker):
+              prefill_chunk, snapshot_tokens, sessions, tracker, agent=None):
         if pages not in ("keep", "release"):
             raise InvalidArgumentError(f"pages must be 'keep' or 'release', got {pages!r}")
         if kv_dtype not in ("f16", "f32"):
@@ -149,14 +152,23 @@ class Model:
             raise InvalidArgumentError(f"prefill_chunk must be positive, got {prefill_chunk}")
         g = open_gguf(path)
         cfg = config_mod.from_gguf(g)
+        tok, extra = None, {}
+        if agent is not None and agent is not False:
+            spec = memory.AgentSpec() if agent is True else agent
+            if not isinstance(spec, memory.AgentSpec):
+                raise InvalidArgumentError(f"agent must be True or an er.memory.AgentSpec, "
+                                           f"not {agent!r}")
+            tok = Tokenizer.from_gguf(g)
+            extra = dict(agent=True, snapshot_file=spec.snapshot_file,
+                         snapshot_tokens=memory.agent_prefix_tokens(g, tok, spec))
         plan = memory.plan(cfg, max_inference_len, prefill_chunk=int(prefill_chunk),
                            threads=int(threads), kv_dtype=kv_dtype, pages=pages, weights=g,
-                           budget=budget, snapshot_tokens=snapshot_tokens)
-        if budget is not None:
-            plan.check(budget)   # MemoryBudgetError before anything is allocated
+                           budget=budget, **{"snapshot_tokens": snapshot_tokens, **extra})
+        if budget is not None:   # MemoryBudgetError before the session is allocated
+            plan.check(budget, what="the agent's memory plan" if extra else "memory plan")
         pool = _pool_size(plan, budget, sessions)
         n_ctx = plan.max_inference_len
-        tok = Tokenizer.from_gguf(g)
+        tok = tok or Tokenizer.from_gguf(g)
         handle = _bind(g, cfg)
         return cls(g, cfg, tok, handle, n_ctx, int(threads), pages, kv_dtype, int(prefill_chunk),
                    plan, tracker, pool)

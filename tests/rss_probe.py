@@ -8,7 +8,8 @@
 Run in a fresh process so the peaks belong to this session alone. Decoding is greedy through
 Model.eval, one token at a time, so the whole run is prompt + D positions. With --agent the
 built-in tools' agent runs REQUEST instead (phases load, agent = Agent(...), run), its index
-and snapshot files kept in DIR; the plan is er.memory.plan(..., agent=True) for its prefix.
+and snapshot files kept in DIR; the plan is er.memory.plan(..., agent=True) for its prefix,
+whose snapshot stays in its file (snapshot_file=True).
 """
 import argparse
 import json
@@ -56,7 +57,7 @@ def agent(a, t):
     with t.phase("run"):
         r = ag.run(a.agent, on_event=on_event)
     kw = dict(threads=m.threads, agent=True, snapshot_tokens=len(ag.prefix_ids()),
-              prefill_chunk=m.prefill_chunk, kv_dtype=m.kv_dtype)
+              snapshot_file=True, prefill_chunk=m.prefill_chunk, kv_dtype=m.kv_dtype)
     p = plan_for_model(a.model, m.max_inference_len, **kw)
     # the plan of a context just as long as the run: the KV pages it could have touched
     used = plan_for_model(a.model, m.n_past, **kw)

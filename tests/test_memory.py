@@ -14,7 +14,7 @@ import pytest
 from edge_runtime import boards, cli, emulate
 from edge_runtime.config import Config
 from edge_runtime.emulate import EmulationUnavailable
-from edge_runtime.errors import MemoryBudgetError
+from edge_runtime.errors import InvalidArgumentError, MemoryBudgetError
 from edge_runtime.memory import RssTracker, WeightLayout, advise, plan, plan_for_model
 from edge_runtime.memory.pages import PAGE_SIZE, page_range
 from edge_runtime.memory.rss import read_status
@@ -121,18 +121,24 @@ def test_estimated_layout_is_a_q8_0_file():
 
 def test_agent_rows():
     from edge_runtime.memory.plan import snapshot_bytes
-    base, agent = plan(REAL, 2048), plan(REAL, 2048, agent=True)
+    base, agent = plan(REAL, 2048), plan(REAL, 2048, agent=True, snapshot_tokens=713)
     V = REAL.n_vocab
     extra = {n: (b, k) for n, b, k in agent.rows if n not in {r[0] for r in base.rows}}
     assert extra == {
-        "prefix snapshot: 512 tokens": (snapshot_bytes(agent.ring_lens, REAL, 512), "anon"),
+        "prefix snapshot: 713 tokens": (snapshot_bytes(agent.ring_lens, REAL, 713), "anon"),
         "agent: grammar vocabulary index (mapped file)": (25 * V, "file"),
         "agent: string-content masks (32 states)": (32 * V // 8, "anon"),
         "agent: per-step allowed ids and their logits": (22 * V, "anon")}
-    # a measured prefix replaces the default reservation
-    assert row(plan(REAL, 2048, agent=True, snapshot_tokens=277), "prefix snapshot: 277") == \
-        16 + 4 * 18 + 2 * 18 * 277 * 256 * 2
+    # local layers hold at most their 512-position window, global ones every position
+    assert row(agent, "prefix snapshot: 713") == 16 + 4 * 18 + 2 * (15 * 512 + 3 * 713) * 256 * 2
     assert agent.settings["agent"] and not base.settings["agent"]
+    # kept in its file, the snapshot is page cache: shown, not counted as resident
+    in_file = plan(REAL, 2048, agent=True, snapshot_tokens=713, snapshot_file=True)
+    assert row(in_file, "prefix snapshot: 713 tokens (its file") == row(agent, "prefix snapshot")
+    assert agent.total_resident - in_file.total_resident == row(agent, "prefix snapshot")
+    assert agent.total_anon - in_file.total_anon == row(agent, "prefix snapshot")
+    with pytest.raises(InvalidArgumentError, match="snapshot_tokens"):
+        plan(REAL, 2048, agent=True)            # no stale default: the real prefix is needed
     with pytest.raises(MemoryBudgetError, match="^the agent's memory plan for"):
         agent.check(agent.total_resident - 1, what="the agent's memory plan")
 
@@ -225,6 +231,15 @@ def test_cli_plan(tiny_gguf_factory, capsys):
     assert cli.main(["plan", "--model", path, "--agent", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["agent"] and any(r["name"].startswith("agent: grammar") for r in d["rows"])
+    # the snapshot row is the built-in toolset's real prefix on this model, anonymous unless
+    # the snapshot stays in its file
+    n = len(_agent_on(path, None).prefix_ids())
+    (snap,) = [r for r in d["rows"] if r["name"].startswith("prefix snapshot")]
+    assert snap["name"] == f"prefix snapshot: {min(n, d['max_inference_len'])} tokens"
+    assert snap["kind"] == "anon"
+    assert cli.main(["plan", "--model", path, "--agent", "--snapshot-file", "--json"]) == 0
+    in_file = json.loads(capsys.readouterr().out)
+    assert in_file["total_resident"] == d["total_resident"] - snap["bytes"]
 
 
 def _agent_on(path, budget):
@@ -249,6 +264,31 @@ def test_agent_is_refused_when_its_plan_does_not_fit(tiny_gguf_factory, tmp_path
     assert msg.startswith("the agent's memory plan") and "over by 0.0 MiB" in msg
     assert "agent: grammar vocabulary index" in msg and "prefix snapshot" in msg
     assert _agent_on(path, need).model.plan.budget == need
+
+
+def test_auto_context_counts_the_agent(tiny_gguf_factory, tmp_path, monkeypatch):
+    """Model.load(agent=True) plans the agent's rows and real prefix, so "auto" leaves room
+    for them: with a budget that holds the agent at 2048 positions, the session alone would
+    take a longer context and the agent would then be refused."""
+    from edge_runtime.agent import Agent
+    from edge_runtime.memory import agent_plan
+    from edge_runtime.model import Model
+    from edge_runtime.tools_builtin import TOOLS
+    monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path))
+    path = tiny_gguf_factory(n_vocab=600, context_length=4096)
+    probe = Agent(Model.load(path, max_inference_len=2048, threads=1), TOOLS)
+    budget = agent_plan(probe.model, len(probe.prefix_ids())).total_resident
+    plain = Model.load(path, max_inference_len="auto", budget=budget, threads=1)
+    assert plain.max_inference_len > 2048
+    with pytest.raises(MemoryBudgetError, match="the agent's memory plan"):
+        Agent(plain, TOOLS)
+    m = Model.load(path, max_inference_len="auto", budget=budget, threads=1, agent=True)
+    assert m.max_inference_len == 2048
+    assert Agent(m, TOOLS).model is m                  # not refused
+    with pytest.raises(MemoryBudgetError, match="^the agent's memory plan"):
+        Model.load(path, max_inference_len=2048, budget=budget - 1, threads=1, agent=True)
+    with pytest.raises(InvalidArgumentError):
+        Model.load(path, agent="yes")
 
 
 def test_agent_first_run_index_build_is_checked(tiny_gguf_factory, tmp_path, monkeypatch):

@@ -9,31 +9,60 @@ before decoding makes the weights resident, and the first request rebuilds nothi
 """
 from __future__ import annotations
 
-from .plan import AGENT_SNAPSHOT_TOKENS, INDEX_BUILD_BYTES_PER_TOKEN, MemoryPlan, plan
+from dataclasses import dataclass
+
+from .plan import INDEX_BUILD_BYTES_PER_TOKEN, MemoryPlan, plan
 
 # Rows that are not resident yet while an Agent is being constructed (the weights are mapped but
 # untouched, the KV cache is calloc'ed but unwritten, no step has run).
 _NOT_YET = ("weights resident", "KV cache", "prefix snapshot", "logits", "agent:")
 
 
-def agent_plan(model, prefix_tokens=None) -> MemoryPlan:
-    """model's plan with the agent's rows; prefix_tokens: its declarations' length."""
+@dataclass(frozen=True)
+class AgentSpec:
+    """The agent Model.load(agent=...) plans for before it exists: Agent's arguments that decide
+    its prefix (tools None: the built-in toolset) and whether its snapshot stays in a file
+    (Agent(cache_dir=...))."""
+    tools: tuple = None
+    format: str = None
+    system: str = None
+    demonstrations: bool = True
+    snapshot_file: bool = False
+
+
+def agent_prefix_tokens(gguf, tokenizer, spec: AgentSpec = AgentSpec()) -> int:
+    """The length of the prefix (instructions, demonstrations, declarations) the agent that
+    spec describes renders for this model: what its Agent(...).prefix_ids() will hold."""
+    from types import SimpleNamespace
+
+    from ..agent import Agent
+    from ..tools_builtin import TOOLS
+    bare = SimpleNamespace(gguf=gguf, tokenizer=tokenizer)   # no plan: no check, no index
+    return len(Agent(bare, list(spec.tools or TOOLS), system=spec.system, format=spec.format,
+                     demonstrations=spec.demonstrations).prefix_ids())
+
+
+def agent_plan(model, prefix_tokens, snapshot_file=False) -> MemoryPlan:
+    """model's plan with the agent's rows; prefix_tokens: its prefix's length; snapshot_file:
+    the prefix snapshot stays in its file (Agent(cache_dir=...))."""
     s = model.plan.settings
     return plan(model.config, model.max_inference_len, prefill_chunk=s["prefill_chunk"],
                 threads=s["threads"], kv_dtype=s["kv_dtype"], pages=s["pages"],
-                weights=model.gguf, agent=True,
-                snapshot_tokens=prefix_tokens or AGENT_SNAPSHOT_TOKENS)
+                weights=model.gguf, agent=True, snapshot_tokens=prefix_tokens,
+                snapshot_file=snapshot_file)
 
 
-def check_agent_budget(model, agent=None):
+def check_agent_budget(model, agent):
     """Raise MemoryBudgetError if the agent's plan (or, on a first run, building its index)
     does not fit the budget model was loaded with; then map the vocabulary index. Returns the
-    agent's plan, or None for models without one (test doubles)."""
+    agent's plan, or None for models without one (test doubles). An agent with a cache_dir is
+    planned with its snapshot in the file; if the file cannot be written it stays in memory,
+    9.6 MiB the plan does not show for the built-in toolset."""
     if getattr(model, "plan", None) is None or getattr(model, "gguf", None) is None:
         return None
     from ..calls.vocab import Vocab, index_path
     from ..models import cache_dir
-    p = agent_plan(model, len(agent.prefix_ids()) if agent is not None else None)
+    p = agent_plan(model, len(agent.prefix_ids()), snapshot_file=agent.cache_dir is not None)
     budget = model.plan.budget
     if budget is not None:
         p.check(budget, what="the agent's memory plan")

@@ -28,9 +28,9 @@ MIB = 1 << 20
 PAGE = 4096
 DEFAULT_MAX_INFERENCE_LEN = 4096
 AUTO_STEP = 256
-# What `edge-runtime plan` reserves for the agent's declarations snapshot: a handful of tools
-# (the built-in three take 277 tokens) fits, and past the 512-token window of Gemma 3 270M only
-# the global layers' share keeps growing.
+# Room for the prefix snapshot of a toolset not known yet (the server's further toolsets). The
+# agent's own plan uses its real prefix length instead (memory.agent.agent_prefix_tokens: the
+# built-in toolset renders to 713 tokens with the Python format and its demonstrations).
 AGENT_SNAPSHOT_TOKENS = 512
 GELU_TABLE_BYTES = 4 << 16   # one f32 per fp16 value, built on the first FFN step
 
@@ -129,7 +129,9 @@ class WeightLayout:
 
 @dataclass
 class MemoryPlan:
-    rows: list                 # (name, bytes, kind) with kind "anon" or "file" (resident part)
+    # (name, bytes, kind): kind "anon", "file" (the resident part of a mapping) or "cache" (a
+    # file read with pread: page cache, evictable, not in the process's RSS nor its totals)
+    rows: list
     max_inference_len: int
     ring_lens: tuple           # KV positions held per layer
     mapped: int                # bytes of the file mapping (address space, not all resident)
@@ -167,7 +169,8 @@ class MemoryPlan:
         """Raise MemoryBudgetError (one line: rows and overage) unless the plan fits."""
         if not self.fits(budget):
             rows = ", ".join(f"{n} {b / MIB:.1f} MiB"
-                             for n, b, _ in sorted(self.rows, key=lambda r: -r[1]))
+                             for n, b, k in sorted(self.rows, key=lambda r: -r[1])
+                             if k != "cache")
             raise MemoryBudgetError(
                 f"{what} for max_inference_len {self.max_inference_len} needs "
                 f"{self.total_resident / MIB:.1f} MiB but the budget is {budget / MIB:.1f} MiB: "
@@ -217,15 +220,17 @@ def _scratch_rows(c, T: int, kv_bytes: int) -> list:
 
 def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="f16",
          pages="keep", weights=None, n_vocab=None, budget=None, snapshot_tokens=0,
-         agent=False) -> MemoryPlan:
+         agent=False, snapshot_file=False) -> MemoryPlan:
     """Itemised plan for one session. `weights`: a WeightLayout, an open GGUF, a file size in
     bytes (layout estimated as Q8_0 of that size) or None (a Q8_0 file of this shape).
     `max_inference_len`: int, None (default) or "auto" (needs `budget`).
     `snapshot_tokens`: length of a prefix whose KV snapshot is kept beside the session (the
     agent's tool declarations; see snapshot_bytes), 0 for none.
     `agent`: add what the tool-calling agent allocates beside the session (grammar index,
-    content masks, per-step buffers) and its declarations snapshot (AGENT_SNAPSHOT_TOKENS
-    unless snapshot_tokens says otherwise)."""
+    content masks, per-step buffers); its declarations snapshot is snapshot_tokens long (the
+    agent's real prefix: memory.agent.agent_prefix_tokens), which agent=True requires.
+    `snapshot_file`: the snapshot stays in its file (Agent(cache_dir=...)), read into the KV
+    cache at each restore: a page-cache row, not resident in the process."""
     if kv_dtype not in KV_BYTES:
         raise InvalidArgumentError(f"kv_dtype must be one of {', '.join(KV_BYTES)}, not {kv_dtype!r}")
     if pages not in PAGE_POLICIES:
@@ -236,10 +241,12 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
             or snapshot_tokens < 0:
         raise InvalidArgumentError(f"snapshot_tokens must be a non-negative integer, not {snapshot_tokens!r}")
     if agent and not snapshot_tokens:
-        snapshot_tokens = AGENT_SNAPSHOT_TOKENS
+        raise InvalidArgumentError("an agent's plan needs snapshot_tokens, the length of its "
+                                   "prefix (memory.agent.agent_prefix_tokens)")
     layout = _layout(config, weights)
     kw = dict(prefill_chunk=prefill_chunk, threads=threads, kv_dtype=kv_dtype, pages=pages,
-              weights=layout, n_vocab=n_vocab, snapshot_tokens=snapshot_tokens, agent=agent)
+              weights=layout, n_vocab=n_vocab, snapshot_tokens=snapshot_tokens, agent=agent,
+              snapshot_file=snapshot_file)
     C = resolve_max_inference_len(config, max_inference_len, budget, **kw)
     c, V = config, n_vocab or config.n_vocab
     kvb = KV_BYTES[kv_dtype]
@@ -260,8 +267,10 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
         ("norm weights (f32 copies)", 4 * (c.n_layer * (4 * c.n_embd + 2 * c.head_dim_k) + c.n_embd),
          "anon"),
         ("logits", V * 4, "anon"),
-        *([(f"prefix snapshot: {min(snapshot_tokens, C)} tokens",
-            snapshot_bytes(ring, c, snapshot_tokens, kv_dtype), "anon")] if snapshot_tokens else []),
+        *([(f"prefix snapshot: {min(snapshot_tokens, C)} tokens"
+            + (" (its file, read at restore)" if snapshot_file else ""),
+            snapshot_bytes(ring, c, snapshot_tokens, kv_dtype),
+            "cache" if snapshot_file else "anon")] if snapshot_tokens else []),
         ("shared libraries (mapped)", INTERPRETER_FILE, "file"),
         (f"weights resident (pages={pages})", layout.resident(pages, C), "file"),
         ("gguf header + vocabulary", layout.header, "file"),
@@ -269,7 +278,8 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
     ]
     return MemoryPlan(rows=rows, max_inference_len=C, ring_lens=ring, mapped=layout.file_size,
                       settings=dict(prefill_chunk=prefill_chunk, threads=threads,
-                                    kv_dtype=kv_dtype, pages=pages, agent=bool(agent)),
+                                    kv_dtype=kv_dtype, pages=pages, agent=bool(agent),
+                                    snapshot_file=bool(snapshot_file)),
                       budget=budget)
 
 
@@ -339,11 +349,17 @@ def auto_max_inference_len(config, budget: int, **plan_kw) -> int:
 
 
 def plan_for_model(path, max_inference_len=None, **kw) -> MemoryPlan:
-    """The plan for a GGUF file: config and tensor layout read from its header."""
+    """The plan for a GGUF file: config and tensor layout read from its header. With
+    agent=True and no snapshot_tokens, the prefix is the built-in toolset's, rendered for this
+    model (memory.agent.agent_prefix_tokens)."""
     from ..config import from_gguf
     from ..gguf import open_gguf
     g = open_gguf(path)
     try:
+        if kw.get("agent") and not kw.get("snapshot_tokens"):
+            from ..tokenizer import Tokenizer
+            from .agent import agent_prefix_tokens
+            kw["snapshot_tokens"] = agent_prefix_tokens(g, Tokenizer.from_gguf(g))
         return plan(from_gguf(g), max_inference_len, weights=WeightLayout.from_gguf(g), **kw)
     finally:
         g.close()
