@@ -42,6 +42,15 @@ def _model_path(args):
     return args.model or default_model()
 
 
+def _context_arg(text):
+    """--max-inference-len: a positive integer or 'auto'."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a positive integer or 'auto', not {text!r}")
+    return int(text)
+
+
 def _load_model(args, **kw):
     return Model.load(_model_path(args), threads=args.threads,
                       max_inference_len=getattr(args, "max_inference_len", None), **kw)
@@ -272,6 +281,9 @@ def build_parser():
                    "(see `edge-runtime boards`)")
     a.add_argument("--threads", type=int, help="decoder threads (default: the CPUs, or the "
                    "board's; more than the CPUs are clamped)")
+    a.add_argument("--max-inference-len", type=_context_arg,
+                   help="context cap: positions, or 'auto' (with --board: the longest whose "
+                   "plan, the agent included, fits the budget)")
     a.add_argument("--max-steps", type=int, default=4,
                    help="rounds of calls before the agent must answer (default 4)")
     a.add_argument("--format", choices=FORMATS, default=None,

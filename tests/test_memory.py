@@ -3,6 +3,7 @@ release, cgroup emulation; and (marked `model`) the plan and RSS budgets against
 import json
 import mmap
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -517,28 +518,49 @@ def test_anon_grows_with_context_only_as_planned(probes):
     assert hi["peak_anon"] - lo["peak_anon"] <= planned + 2 * MIB
 
 
+def _evict(paths):
+    """Drop these files' pages from the page cache (nobody maps them): the next reader is
+    charged for them, without touching the rest of the machine's cache."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 @pytest.mark.model
-def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path, capfd):
+def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path, capfd, monkeypatch):
+    """A private copy of the model, its pages evicted, so the group is charged for every page
+    the agent reads: with the board's budget and max_inference_len auto the agent completes
+    without touching the limit; with a context whose plan does not fit it is refused (exit 2,
+    the rows named), never killed."""
     _group_or_skip()
-    tools = tmp_path / "home_tools.py"
-    tools.write_text('def set_light(room: str, on: bool) -> str:\n'
-                     '    """Turn the lights in a room on or off."""\n'
-                     '    return f"{room} lights {\'on\' if on else \'off\'}"\n')
-    agent = [sys.executable, "-m", "edge_runtime", "agent", "--model", default_model,
-             "--tools", str(tools), "--max-steps", "1", "turn on the kitchen lights"]
+    model = tmp_path / "model.gguf"
+    shutil.copyfile(default_model, model)
+    monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path / "cache"))
+    agent = [sys.executable, "-m", "edge_runtime", "agent", "--model", str(model), "--board",
+             "rpi-zero-2w", "--cache-dir", str(tmp_path / "kv"), "--max-steps", "1", "--json",
+             "--max-inference-len", "auto", "turn on the kitchen lights"]
     board = boards.get("rpi-zero-2w")
-    r = emulate.run_board(board, agent)   # page cache kept: see docs/MEMORY.md
-    assert r.oom_kills == 0, r
-    assert r.returncode == 0, r
-    assert r.peak <= board.budget and r.failcnt == 0
-    # with the board's budget the plan at the default 4096 positions does not fit: refused at
-    # load or at Agent construction (exit 2, the rows named), not killed
+    first = subprocess.run(agent, capture_output=True, text=True, timeout=1800)   # the files
+    assert first.returncode == 0, first.stderr
+    _evict([model, *(tmp_path / "cache").iterdir(), *(tmp_path / "kv").glob("*.kvs")])
     capfd.readouterr()
-    r = emulate.run_board(board, agent[:-1] + ["--board", "rpi-zero-2w", agent[-1]])
+    r = emulate.run_board(board, agent)
+    out = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert r.returncode == 0 and r.oom_kills == 0, r
+    assert out["calls"] == json.loads(first.stdout)["calls"] and out["calls"]
+    assert r.failcnt == 0 and not r.limit_hit, r
+    assert os.path.getsize(model) < r.peak <= board.budget    # the model's pages were charged
+    refused = agent[:]
+    refused[refused.index("auto")] = "4096"
+    r = emulate.run_board(board, refused)
     assert r.returncode == 2 and r.oom_kills == 0, r
     err = capfd.readouterr().err
-    assert "memory plan for max_inference_len 4096 needs" in err
-    assert "but the budget is 352.0 MiB" in err and "prefix snapshot" in err
+    assert "the agent's memory plan for max_inference_len 4096 needs" in err
+    assert "but the budget is 352.0 MiB" in err
 
 
 def agent_probe(model, n, cache):
