@@ -221,13 +221,13 @@ class Agent:
         if not done:
             session.reset()
         session.eval(ids[done:], rows=[0])      # only the state matters: score a single row
-        snap = session.snapshot()
-        if cache is not None and cache.save(snap) is not None:
+        if cache is not None and cache.save_session(session) is not None:
             on_disk = cache.load(ids)
             if on_disk is not None:
                 session.restore(on_disk)   # the same state; now the session's base
-                snap = on_disk
-        self.prefix_snapshot = snap
+                self.prefix_snapshot = on_disk
+                return
+        self.prefix_snapshot = session.snapshot()   # no file: kept in memory
 
     def _session(self):
         """The session a run or reply holds from its first token to its last: one of the

@@ -517,6 +517,12 @@ class Session:
             self._base = KVSnapshot(self.history, _native.session_state(self._handle))
             return self._base
 
+    def _write_state(self, fd: int, offset: int) -> int:
+        """Write the state's snapshot bytes at offset of file fd, from the KV buffers (no
+        copy in memory; edge_runtime.prefix_cache); returns their length."""
+        with self._owned():
+            return _native.session_state_write(self._handle, fd, offset)
+
     def restore(self, snap: KVSnapshot):
         with self._owned():
             self._restore(snap)

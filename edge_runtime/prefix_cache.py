@@ -175,12 +175,17 @@ def _write_hashes(path, hashes):
 
 
 def _write_atomically(path, parts, suffix):
+    """parts: byte strings to write in order (no joined copy of a multi-MB state), or a
+    function that writes the file itself (given it open for writing and reading)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            for part in parts:   # no joined copy of a multi-MB state
-                f.write(part)
+        with os.fdopen(fd, "w+b") as f:
+            if callable(parts):
+                parts(f)
+            else:
+                for part in parts:
+                    f.write(part)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -345,6 +350,31 @@ class PrefixCache:
         clean_stale_temps(self.directory)
         try:
             _write_atomically(path, (head, ids, snap.data), SUFFIX)
+            return path
+        except OSError as e:
+            warnings.warn(f"cannot write prefix snapshot {path}: {e}", PrefixCacheWarning,
+                          stacklevel=3)
+            return None
+
+    def save_session(self, session):
+        """Write session's state as the snapshot of its history (the prefix ids) straight
+        from its KV buffers, with no copy of the state in memory; the checksum is computed by
+        reading the written bytes back. Returns the path, or None (with a warning)."""
+        ids = list(session.history)
+        raw = _ids_bytes(ids)
+        path = self.path_for(ids)
+
+        def fill(f):
+            f.write(bytes(_HEADER.size) + raw)
+            f.flush()
+            n = session._write_state(f.fileno(), _HEADER.size + len(raw))
+            f.seek(_HEADER.size + len(raw))
+            crc = _crc32_of(f, n, zlib.crc32(raw))
+            f.seek(0)
+            f.write(_HEADER.pack(MAGIC, VERSION, len(ids), n, self.key(ids), crc, 0))
+        clean_stale_temps(self.directory)
+        try:
+            _write_atomically(path, fill, SUFFIX)
             return path
         except OSError as e:
             warnings.warn(f"cannot write prefix snapshot {path}: {e}", PrefixCacheWarning,

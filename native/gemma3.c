@@ -398,6 +398,37 @@ void er_session_state_save(const er_session *s, uint8_t *out) {
     }
 }
 
+static int write_at(int fd, uint64_t off, const void *src, size_t n) {
+    const uint8_t *p = src;
+    while (n > 0) {
+        const ssize_t put = pwrite(fd, p, n, (off_t)off);
+        if (put < 0 && errno == EINTR) continue;
+        if (put < 0) return -1;
+        p += put;
+        off += (uint64_t)put;
+        n -= (size_t)put;
+    }
+    return 0;
+}
+
+int er_session_state_write(const er_session *s, int fd, uint64_t base) {
+    const snap_header h = {SNAP_MAGIC, (uint32_t)s->m->n_layer, (uint32_t)s->kv_row,
+                           (uint32_t)s->n_past};
+    if (write_at(fd, base, &h, sizeof h)) return -1;
+    uint64_t at = base + sizeof h;
+    for (int il = 0; il < s->m->n_layer; il++, at += sizeof(uint32_t)) {
+        const uint32_t ring = (uint32_t)s->ring[il];
+        if (write_at(fd, at, &ring, sizeof ring)) return -1;
+    }
+    for (int il = 0; il < s->m->n_layer; il++) {
+        const size_t bytes = used_slots(s, il, s->n_past) * s->kv_row;
+        if (write_at(fd, at, s->k_cache[il], bytes) || write_at(fd, at + bytes, s->v_cache[il], bytes))
+            return -1;
+        at += 2 * bytes;
+    }
+    return 0;
+}
+
 static int src_read(const er_state_src *src, uint64_t off, void *dst, size_t n) {
     if (off > src->size || n > src->size - off) return -1;
     if (src->buf) {

@@ -88,6 +88,9 @@ void er_model_free(er_model *m);
  * session with the same model shape, KV dtype and ring lengths. */
 size_t er_session_state_bytes(const er_session *s);
 void er_session_state_save(const er_session *s, uint8_t *out);
+/* The same bytes written with pwrite at offset `base` of file fd, straight from the KV
+ * buffers (no copy of the whole state). Returns 0, or -1 with errno set. */
+int er_session_state_write(const er_session *s, int fd, uint64_t base);
 
 /* Where a snapshot is read from: `size` bytes at `buf`, or at offset `base` of file `fd`
  * (buf NULL), read with pread straight into the KV buffers - no copy of the whole state. */

@@ -494,6 +494,27 @@ static PyObject *py_session_state(PyObject *self, PyObject *cap) {
     return out;
 }
 
+/* session_state_write(session, fd, offset) -> bytes written (OSError on failure) */
+static PyObject *py_session_state_write(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cap;
+    int fd;
+    unsigned long long base;
+    if (!PyArg_ParseTuple(args, "OiK", &cap, &fd, &base)) return NULL;
+    er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
+    if (!s) return NULL;
+    if (fd < 0 || base > (unsigned long long)INT64_MAX / 2) {
+        PyErr_SetString(PyExc_ValueError, "session_state_write: bad descriptor or offset");
+        return NULL;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = er_session_state_write(s, fd, base);
+    Py_END_ALLOW_THREADS
+    if (rc) return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromSize_t(er_session_state_bytes(s));
+}
+
 static PyObject *state_load(PyObject *cap, const er_state_src *src, int continued) {
     er_session *s = PyCapsule_GetPointer(cap, SESSION_CAPSULE);
     if (!s) return NULL;
@@ -553,6 +574,8 @@ static PyMethodDef methods[] = {
     {"session_state", py_session_state, METH_O, "Snapshot of the KV state (bytes)."},
     {"session_restore", py_session_restore, METH_VARARGS,
      "Restore a KV snapshot from bytes: 0, -1 if foreign, -2 if emptied."},
+    {"session_state_write", py_session_state_write, METH_VARARGS,
+     "Write the KV state at an offset of a file (pread-able snapshot); returns its size."},
     {"session_restore_fd", py_session_restore_fd, METH_VARARGS,
      "Restore a KV snapshot from a file range (pread): 0, -1 if foreign, -2 if emptied."},
     {"vocab_new", py_vocab_new, METH_VARARGS, "Index a mapped vocabulary (tokenizer)."},

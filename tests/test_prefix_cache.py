@@ -176,6 +176,18 @@ def test_restoring_after_a_request_matches_a_fresh_prefill(tiny_gguf_factory, tm
         np.testing.assert_array_equal(got, fresh.eval(tail))
 
 
+def test_a_session_written_straight_to_its_file_equals_a_saved_snapshot(tiny_gguf_factory,
+                                                                          tmp_path):
+    """save_session writes from the KV buffers (no copy of the state in memory): the file is
+    byte for byte the one save() writes from a snapshot."""
+    m = tiny(tiny_gguf_factory)
+    s = m.new_session()
+    s.eval([2] + list(range(40, 75)))            # past the window of 8: rings wrapped
+    direct = PrefixCache(tmp_path / "a", m).save_session(s)
+    saved = PrefixCache(tmp_path / "b", m).save(s.snapshot())
+    assert direct.name == saved.name and direct.read_bytes() == saved.read_bytes()
+
+
 def test_with_a_cache_dir_the_agent_keeps_its_snapshot_only_in_the_file(tiny_gguf_factory,
                                                                          tmp_path):
     """No anonymous copy of the prefix state: the agent holds a FileSnapshot (read into the
