@@ -166,6 +166,12 @@ class Model:
                            budget=budget, **{"snapshot_tokens": snapshot_tokens, **extra})
         if budget is not None:   # MemoryBudgetError before the session is allocated
             plan.check(budget, what="the agent's memory plan" if extra else "memory plan")
+        if extra and plan.max_inference_len <= extra["snapshot_tokens"]:
+            raise MemoryBudgetError(
+                f"the agent's prefix is {extra['snapshot_tokens']} tokens, but "
+                f"max_inference_len is {plan.max_inference_len}"
+                + (" (the longest whose plan fits the budget)"
+                   if max_inference_len == "auto" else "") + ": no room for a request")
         pool = _pool_size(plan, budget, sessions)
         n_ctx = plan.max_inference_len
         tok = tok or Tokenizer.from_gguf(g)

@@ -290,6 +290,8 @@ def test_auto_context_counts_the_agent(tiny_gguf_factory, tmp_path, monkeypatch)
         Model.load(path, max_inference_len=2048, budget=budget - 1, threads=1, agent=True)
     with pytest.raises(InvalidArgumentError):
         Model.load(path, agent="yes")
+    with pytest.raises(MemoryBudgetError, match="no room for a request"):
+        Model.load(path, max_inference_len=len(probe.prefix_ids()), threads=1, agent=True)
 
 
 def test_agent_first_run_index_build_is_checked(tiny_gguf_factory, tmp_path, monkeypatch):
