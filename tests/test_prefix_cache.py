@@ -176,6 +176,41 @@ def test_restoring_after_a_request_matches_a_fresh_prefill(tiny_gguf_factory, tm
         np.testing.assert_array_equal(got, fresh.eval(tail))
 
 
+def _bytes_read():
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs /proc/self/io")
+def test_a_restore_after_a_short_request_reads_only_the_overwritten_slots(tiny_gguf_factory,
+                                                                          tmp_path):
+    """From its file, a restore reads the header and, after a request of 3 positions, those 3
+    ring slots of each local layer's K and V - not the global layers, not the rest."""
+    m = tiny(tiny_gguf_factory)                  # window 8
+    cfg = m.config
+    s = m.new_session()
+    prefix = [2] + list(range(40, 61))           # 22 positions: the rings wrapped
+    s.eval(prefix)
+    cache = PrefixCache(tmp_path, m)
+    cache.save_session(s)
+    snap = cache.load(prefix)
+    s.restore(snap)                              # the first restore reads everything
+    s.eval([70, 71, 72])
+    header = 16 + 4 * cfg.n_layer
+    row = cfg.kv_dim * 2                         # f16
+    n_local = sum(cfg.is_swa(il) for il in range(cfg.n_layer))
+    assert 0 < n_local < cfg.n_layer
+    b0 = _bytes_read()
+    b1 = _bytes_read()                           # reading /proc/self/io counts too: b1 - b0
+    s.restore(snap)
+    read = _bytes_read() - b1 - (b1 - b0)
+    want = header + n_local * 3 * 2 * row
+    assert abs(read - want) <= 16 and want < snap.nbytes / 3, (read, want, snap.nbytes)
+    fresh = m.new_session()
+    fresh.eval(prefix)
+    np.testing.assert_array_equal(s.eval([9]), fresh.eval([9]))
+
+
 def test_a_session_written_straight_to_its_file_equals_a_saved_snapshot(tiny_gguf_factory,
                                                                           tmp_path):
     """save_session writes from the KV buffers (no copy of the state in memory): the file is
