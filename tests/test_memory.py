@@ -533,7 +533,8 @@ def _evict(paths):
 
 
 @pytest.mark.model
-def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path, capfd, monkeypatch):
+def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path, capfd, monkeypatch,
+                                                   request):
     """A private copy of the model, its pages evicted, so the group is charged for every page
     the agent reads: with the board's budget and max_inference_len auto the agent completes
     without touching the limit; with a context whose plan does not fit it is refused (exit 2,
@@ -541,6 +542,7 @@ def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path, capf
     _group_or_skip()
     model = tmp_path / "model.gguf"
     shutil.copyfile(default_model, model)
+    request.addfinalizer(model.unlink)           # pytest keeps tmp dirs: not 278 MB of them
     monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path / "cache"))
     agent = [sys.executable, "-m", "edge_runtime", "agent", "--model", str(model), "--board",
              "rpi-zero-2w", "--cache-dir", str(tmp_path / "kv"), "--max-steps", "1", "--json",
