@@ -306,8 +306,8 @@ def main():
             f"the output layer) against its {step['llama.cpp server']:.0f} ms (all "
             f"{model.config.n_vocab} rows), and forced text rides along in multi-token evals, "
             f"so our turn takes {us['decode_tokens']:.0f} such steps to its "
-            f"{them['decode_tokens']:.0f}; the request's prefill ({us['prefill_tokens']:.0f} "
-            f"tokens: the user turn and the forced call opening) costs {us['prefill_s']:.3f} s, "
+            f"{them['decode_tokens']:.0f}; the multi-token evals ({us['prefill_tokens']:.0f} "
+            f"tokens: the user turn and the call's forced text) cost {us['prefill_s']:.3f} s, "
             f"{us['prefill_s'] / us['total_s']:.0%} of our turn. Our evals alone are "
             f"{evals:.2f}× llama.cpp's whole request" +
             (": even with no time outside them the target is out of reach; what is left is "
