@@ -17,7 +17,6 @@ from .calls.formats import FORMATS
 from .errors import USER_ERRORS
 from .gguf import GGUFError
 from .memory import AgentSpec, plan_for_model
-from .memory.plan import AGENT_SNAPSHOT_TOKENS
 from .model import Model
 from .models import default as default_model
 from .tools_builtin import TOOLS
@@ -164,7 +163,8 @@ def cmd_serve(args):
     except ImportError as e:
         raise UserError(f"the server needs the [server] extra (pip install "
                         f"'edge_runtime[server]'): {e}") from None
-    model = _load_model(args, board=args.board, snapshot_tokens=AGENT_SNAPSHOT_TOKENS)
+    model = _load_model(args, board=args.board,
+                        agent=AgentSpec(snapshot_file=args.cache_dir is not None))
     print(f"edge-runtime serve: http://{args.host}:{args.port}/v1 ({server.model_id(model)}, "
           f"max_inference_len {model.max_inference_len})", file=sys.stderr)
     budget = boards.get(args.board).budget if args.board else None

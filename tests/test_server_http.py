@@ -392,3 +392,19 @@ def test_the_server_plan_adds_its_rows_and_is_checked_against_a_budget(tiny_mode
     assert make(budget=plan.total_resident).plan.total_resident == plan.total_resident
     with pytest.raises(MemoryBudgetError):   # the model alone fits, the server does not
         make(budget=tiny_model.plan.total_resident)
+
+
+def test_the_server_plan_counts_the_agent_once_with_its_real_prefix(tiny_gguf_factory):
+    """A model loaded for the agent (what `edge-runtime serve` does) already has the agent's
+    rows and its prefix snapshot: the server adds none of them again, and sizes the snapshots
+    of further toolsets like the planned prefix."""
+    from edge_runtime.server.app import Server
+    path = tiny_gguf_factory(context_length=4096)   # the tiny vocabulary spells a long prefix
+    for agent in (None, True):
+        m = Model.load(path, threads=1, agent=agent)
+        rows = Server(m, engine=Engine(m, agents=3, agent_factory=ScriptedAgent)).plan.rows
+        assert sum("vocabulary index" in n for n, _, _ in rows) == 1
+        more = [n for n, _, _ in rows if "more toolsets" in n]
+        assert len(more) == 1
+        if agent:
+            assert f"({m.plan.settings['snapshot_tokens']} tokens each)" in more[0]

@@ -279,6 +279,7 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
     return MemoryPlan(rows=rows, max_inference_len=C, ring_lens=ring, mapped=layout.file_size,
                       settings=dict(prefill_chunk=prefill_chunk, threads=threads,
                                     kv_dtype=kv_dtype, pages=pages, agent=bool(agent),
+                                    snapshot_tokens=snapshot_tokens,
                                     snapshot_file=bool(snapshot_file)),
                       budget=budget)
 
