@@ -86,14 +86,13 @@ void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n) {
  * vector operations (sign, maddubs, madd, convert, scale, fma), so what decides the speed is
  * everything else: here the fp16 scales of a row group and of a token group are converted to
  * floats once per call rather than once per use (three operations each), the tile is
- * PF_R rows x PF_T tokens (12 accumulators, no spills in 16 registers: each pair reads its
- * activation block from L1 and takes the weight's sign straight from memory), and at most
+ * PF_R rows x PF_T tokens (12 accumulators; each pair re-reads its activation block and
+ * scale from L1 rather than the compiler holding them in registers across rows, which
+ * spilled most accumulators), and at most
  * pf_tokens() tokens run per pass over the weights, so their blocks and scales stay in L2.
  * The arithmetic per (row, token) is madd_avx2's, in the same order: the same bits. */
-#ifndef PF_R
 #define PF_R 3
 #define PF_T 4
-#endif
 #define PF_MAX_TOKENS 64
 #define PF_SX_FLOATS 4096           /* activation scales converted per pass (16 KiB of stack) */
 #define PF_MAX_NB (PF_SX_FLOATS / PF_T)
@@ -111,7 +110,7 @@ X86_INLINE void pf_scales(const block_q8_0 *rows, int n, int nb, float *d) {
 X86_INLINE void pf_tile(const block_q8_0 *w, const float *dw, const block_q8_0 *x,
                         const float *dx, float *y, int nb, int ldy, const int R, const int T) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[5][5];
+    __m256 acc[PF_R][PF_T];
     for (int i = 0; i < R; i++)
         for (int j = 0; j < T; j++) acc[i][j] = x86_zero();
     for (int b = 0; b < nb; b++) {
@@ -144,9 +143,8 @@ X86_INLINE void pf_rows(const block_q8_0 *w, const float *dw, const block_q8_0 *
     const block_q8_0 *x = X + (size_t)t * nb;
     y += (size_t)t * ldy;
     switch (n - t) {
-    case 4: if (PF_T > 4) pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 4); break;
-    case 3: if (PF_T > 3) pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 3); break;
-    case 2: if (PF_T > 2) pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 2); break;
+    case 3: pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 3); break;
+    case 2: pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 2); break;
     case 1: pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 1); break;
     default: break;
     }
@@ -171,8 +169,7 @@ static int prefill_avx2(const block_q8_0 *W, const block_q8_0 *X, float *Y, int 
             float *y = Y + (size_t)t0 * ldy + r;
             pf_scales(w, m, nb, dw);
             switch (m) {
-            case 4: if (PF_R >= 4) pf_rows(w, dw, x, dx, y, nb, n, ldy, 4); break;
-            case 3: if (PF_R >= 3) pf_rows(w, dw, x, dx, y, nb, n, ldy, 3); break;
+            case 3: pf_rows(w, dw, x, dx, y, nb, n, ldy, 3); break;
             case 2: pf_rows(w, dw, x, dx, y, nb, n, ldy, 2); break;
             default: pf_rows(w, dw, x, dx, y, nb, n, ldy, 1); break;
             }
@@ -180,7 +177,7 @@ static int prefill_avx2(const block_q8_0 *W, const block_q8_0 *X, float *Y, int 
     }
     return 1;
 }
-_Static_assert(PF_R <= 4 && PF_T <= 5, "prefill_avx2 dispatches tiles of 1..4 rows, 1..5 tokens");
+_Static_assert(PF_R == 3 && PF_T == 4, "prefill_avx2 dispatches tiles of 1..3 rows, 1..4 tokens");
 
 #define KSUFFIX avx2
 #define KATTR __attribute__((target(X86_BASE)))
