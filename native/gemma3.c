@@ -129,6 +129,9 @@ static const uint8_t *kv_row(const er_session *s, int il, const uint8_t *cache,
     return cache + (size_t)(p % s->ring[il]) * s->kv_row;
 }
 
+/* K/V rows gathered per call of er_kv_dots / er_kv_axpys */
+#define ATTN_ROWS 64
+
 static void attn_worker(void *ctx, int ith, int nth) {
     const attn_task *at = ctx;
     er_session *s = at->s;
@@ -138,21 +141,27 @@ static void attn_worker(void *ctx, int ith, int nth) {
     const int window = m->is_swa[il] ? m->sliding_window : 0;
     float *sc = s->scores + (size_t)ith * s->n_ctx;
     const size_t esz = s->kv_f32 ? 4 : 2;
+    const void *rows[ATTN_ROWS];
     for (int job = ith; job < at->t * H; job += nth) {
-        const int ti = job / H, h = job % H, hk = h / group;
+        const int ti = job / H, h = job % H;
+        const size_t head = (size_t)(h / group) * D * esz;
         const int p = at->pos0 + ti;
-        const int lo = window && p - window + 1 > 0 ? p - window + 1 : 0;
+        const int lo = window && p - window + 1 > 0 ? p - window + 1 : 0, n = p - lo + 1;
         const float *q = s->q + (size_t)ti * Q + (size_t)h * D;
-        for (int j = lo; j <= p; j++) {
-            const uint8_t *kr = kv_row(s, il, s->k_cache[il], s->k_stage, j, at->pos0);
-            sc[j - lo] = er_kv_dot(kr + (size_t)hk * D * esz, q, D, s->kv_f32);
+        for (int j0 = 0; j0 < n; j0 += ATTN_ROWS) {
+            const int c = n - j0 < ATTN_ROWS ? n - j0 : ATTN_ROWS;
+            for (int j = 0; j < c; j++)
+                rows[j] = kv_row(s, il, s->k_cache[il], s->k_stage, lo + j0 + j, at->pos0) + head;
+            er_kv_dots(rows, c, q, D, s->kv_f32, sc + j0);
         }
-        er_softmax(sc, p - lo + 1);
+        er_softmax(sc, n);
         float *out = s->att + (size_t)ti * Q + (size_t)h * D;
         memset(out, 0, (size_t)D * sizeof(float));
-        for (int j = lo; j <= p; j++) {
-            const uint8_t *vr = kv_row(s, il, s->v_cache[il], s->v_stage, j, at->pos0);
-            er_kv_axpy(out, vr + (size_t)hk * D * esz, sc[j - lo], D, s->kv_f32);
+        for (int j0 = 0; j0 < n; j0 += ATTN_ROWS) {
+            const int c = n - j0 < ATTN_ROWS ? n - j0 : ATTN_ROWS;
+            for (int j = 0; j < c; j++)
+                rows[j] = kv_row(s, il, s->v_cache[il], s->v_stage, lo + j0 + j, at->pos0) + head;
+            er_kv_axpys(out, rows, sc + j0, c, D, s->kv_f32);
         }
     }
 }
