@@ -93,9 +93,33 @@ static void matmul_worker(void *ctx, int ith, int nth) {
     }
 }
 
+/* Row-wise work over a chunk's t tokens: on the pool when there are several tokens (at two
+ * threads the serial part would otherwise grow to a tenth of a prefill), inline for one. */
+typedef struct {
+    er_session *s;
+    const float *x;                /* rows to quantize into s->xq ... */
+    float *gate;                   /* ... or, when set, gelu(gate) * up in place */
+    const float *up;
+    int t, cols;
+} rows_task;
+
+static void rows_worker(void *ctx, int ith, int nth) {
+    const rows_task *rt = ctx;
+    for (int i = ith; i < rt->t; i += nth) {
+        const size_t at = (size_t)i * rt->cols;
+        if (rt->gate) er_geglu(rt->gate + at, rt->up + at, rt->cols);
+        else rt->s->m->kernel->quantize(rt->x + at, rt->s->xq + (size_t)i * (rt->cols / QK8_0), rt->cols);
+    }
+}
+
+static void run_rows(er_session *s, rows_task *rt) {
+    if (rt->t > 1) er_pool_run(s->pool, rows_worker, rt);
+    else rows_worker(rt, 0, 1);
+}
+
 static void quantize_rows(er_session *s, const float *x, int t, int cols) {
-    for (int i = 0; i < t; i++)
-        s->m->kernel->quantize(x + (size_t)i * cols, s->xq + (size_t)i * (cols / QK8_0), cols);
+    rows_task rt = {.s = s, .x = x, .t = t, .cols = cols};
+    run_rows(s, &rt);
 }
 
 /* Y_j = W_j X for matrices that share input x (T × cols). */
@@ -229,7 +253,8 @@ static void layer_forward(er_session *s, int il, int t, int pos0) {
     const er_mat *gu[2] = {&L->gate, &L->up};
     float *gu_out[2] = {s->gate, s->up};
     matmul(s, s->xn, t, 2, gu, gu_out);
-    er_geglu(s->gate, s->up, t * F);
+    rows_task gl = {.s = s, .gate = s->gate, .up = s->up, .t = t, .cols = F};
+    run_rows(s, &gl);
     matmul1(s, s->gate, t, &L->down, s->xn);
     for (int i = 0; i < t; i++) {
         float *xi = s->x + (size_t)i * E, *yi = s->xn + (size_t)i * E;
