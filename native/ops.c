@@ -52,6 +52,9 @@ void er_geglu(float *gate, const float *up, int n) {
     for (int i0 = 0; i0 < n; i0 += 256) {
         const int m = n - i0 < 256 ? n - i0 : 256;
         er_fp32_to_fp16_row(gate + i0, h, m);
+        /* at decode the weight stream has evicted the table between layers: request all
+         * the entries first, so their misses overlap instead of coming one by one */
+        for (int i = 0; i < m; i++) __builtin_prefetch(&gelu_table[h[i]]);
         for (int i = 0; i < m; i++) {
             const float x = gate[i0 + i];
             const float g = x <= -10.0f ? 0.0f : x >= 10.0f ? x : gelu_table[h[i]];
