@@ -94,9 +94,36 @@ static void matmul_worker(void *ctx, int ith, int nth) {
     }
 }
 
+/* ---- per-token work ------------------------------------------------------------------ */
+
+/* Work that is independent for each of a chunk's t tokens (norms, RoPE, GELU, activation
+ * quantization): on the pool when there are several, so a prefill does not leave the other
+ * threads waiting through it; inline for one. */
+typedef struct tok_task tok_task;
+struct tok_task {
+    er_session *s;
+    int il, t, cols;
+    const float *x;                    /* tok_quantize: t rows of cols floats */
+    void (*fn)(const tok_task *, int i);
+};
+
+static void tok_worker(void *ctx, int ith, int nth) {
+    const tok_task *tt = ctx;
+    for (int i = ith; i < tt->t; i += nth) tt->fn(tt, i);
+}
+
+static void per_token(tok_task tt) {
+    if (tt.t > 1) er_pool_run(tt.s->pool, tok_worker, &tt);
+    else tok_worker(&tt, 0, 1);
+}
+
+static void tok_quantize(const tok_task *tt, int i) {
+    const int cols = tt->cols;
+    tt->s->m->kernel->quantize(tt->x + (size_t)i * cols, tt->s->xq + (size_t)i * (cols / QK8_0), cols);
+}
+
 static void quantize_rows(er_session *s, const float *x, int t, int cols) {
-    for (int i = 0; i < t; i++)
-        s->m->kernel->quantize(x + (size_t)i * cols, s->xq + (size_t)i * (cols / QK8_0), cols);
+    per_token((tok_task){.s = s, .t = t, .cols = cols, .x = x, .fn = tok_quantize});
 }
 
 /* Y_j = W_j X for matrices that share input x (T × cols). */
@@ -130,6 +157,9 @@ static const uint8_t *kv_row(const er_session *s, int il, const uint8_t *cache,
     return cache + (size_t)(p % s->ring[il]) * s->kv_row;
 }
 
+/* K/V rows gathered per call of er_kv_dots / er_kv_axpys */
+#define ATTN_ROWS 64
+
 static void attn_worker(void *ctx, int ith, int nth) {
     const attn_task *at = ctx;
     er_session *s = at->s;
@@ -139,21 +169,27 @@ static void attn_worker(void *ctx, int ith, int nth) {
     const int window = m->is_swa[il] ? m->sliding_window : 0;
     float *sc = s->scores + (size_t)ith * s->n_ctx;
     const size_t esz = s->kv_f32 ? 4 : 2;
+    const void *rows[ATTN_ROWS];
     for (int job = ith; job < at->t * H; job += nth) {
-        const int ti = job / H, h = job % H, hk = h / group;
+        const int ti = job / H, h = job % H;
+        const size_t head = (size_t)(h / group) * D * esz;
         const int p = at->pos0 + ti;
-        const int lo = window && p - window + 1 > 0 ? p - window + 1 : 0;
+        const int lo = window && p - window + 1 > 0 ? p - window + 1 : 0, n = p - lo + 1;
         const float *q = s->q + (size_t)ti * Q + (size_t)h * D;
-        for (int j = lo; j <= p; j++) {
-            const uint8_t *kr = kv_row(s, il, s->k_cache[il], s->k_stage, j, at->pos0);
-            sc[j - lo] = er_kv_dot(kr + (size_t)hk * D * esz, q, D, s->kv_f32);
+        for (int j0 = 0; j0 < n; j0 += ATTN_ROWS) {
+            const int c = n - j0 < ATTN_ROWS ? n - j0 : ATTN_ROWS;
+            for (int j = 0; j < c; j++)
+                rows[j] = kv_row(s, il, s->k_cache[il], s->k_stage, lo + j0 + j, at->pos0) + head;
+            er_kv_dots(rows, c, q, D, s->kv_f32, sc + j0);
         }
-        er_softmax(sc, p - lo + 1);
+        er_softmax(sc, n);
         float *out = s->att + (size_t)ti * Q + (size_t)h * D;
         memset(out, 0, (size_t)D * sizeof(float));
-        for (int j = lo; j <= p; j++) {
-            const uint8_t *vr = kv_row(s, il, s->v_cache[il], s->v_stage, j, at->pos0);
-            er_kv_axpy(out, vr + (size_t)hk * D * esz, sc[j - lo], D, s->kv_f32);
+        for (int j0 = 0; j0 < n; j0 += ATTN_ROWS) {
+            const int c = n - j0 < ATTN_ROWS ? n - j0 : ATTN_ROWS;
+            for (int j = 0; j < c; j++)
+                rows[j] = kv_row(s, il, s->v_cache[il], s->v_stage, lo + j0 + j, at->pos0) + head;
+            er_kv_axpys(out, rows, sc + j0, c, D, s->kv_f32);
         }
     }
 }
@@ -166,38 +202,76 @@ static void release_range(const uint8_t *lo, const uint8_t *hi) {
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-static void layer_forward(er_session *s, int il, int t, int pos0) {
+/* The per-token steps of a layer (see the header comment), token i of tt->t. */
+static void tok_attn_norm(const tok_task *tt, int i) {
+    er_session *s = tt->s;
     const er_model *m = s->m;
-    const er_layer *L = &m->layers[il];
-    const int E = m->n_embd, D = m->head_dim, H = m->n_head, Hk = m->n_head_kv;
-    const int Q = H * D, K = Hk * D, F = m->n_ff;
-    const float *cs = s->cs + (size_t)(m->is_swa[il] ? 0 : t) * (D / 2);
-    const float *sn = s->sn + (size_t)(m->is_swa[il] ? 0 : t) * (D / 2);
-    const float qscale = m->attn_scale;
+    const int E = m->n_embd;
+    er_rmsnorm(s->x + (size_t)i * E, m->layers[tt->il].attn_norm, s->xn + (size_t)i * E, E, m->eps);
+}
 
-    for (int i = 0; i < t; i++)
-        er_rmsnorm(s->x + (size_t)i * E, L->attn_norm, s->xn + (size_t)i * E, E, m->eps);
+/* q_norm/k_norm, RoPE, the query scale, and the token's K and V rows into the staging buffer */
+static void tok_qk(const tok_task *tt, int i) {
+    er_session *s = tt->s;
+    const er_model *m = s->m;
+    const er_layer *L = &m->layers[tt->il];
+    const int D = m->head_dim, H = m->n_head, Hk = m->n_head_kv, Q = H * D, K = Hk * D;
+    /* angles of token i: rows [0,t) local, [t,2t) global */
+    const size_t row = (size_t)((m->is_swa[tt->il] ? 0 : tt->t) + i) * (D / 2);
+    const float *c = s->cs + row, *sn = s->sn + row;
+    for (int h = 0; h < H; h++) {
+        float *qh = s->q + (size_t)i * Q + (size_t)h * D;
+        er_rmsnorm(qh, L->q_norm, qh, D, m->eps);
+        er_rope_neox(qh, c, sn, D);
+        for (int d = 0; d < D; d++) qh[d] *= m->attn_scale;
+    }
+    for (int h = 0; h < Hk; h++) {
+        float *kh = s->k + (size_t)i * K + (size_t)h * D;
+        er_rmsnorm(kh, L->k_norm, kh, D, m->eps);
+        er_rope_neox(kh, c, sn, D);
+    }
+    er_kv_store(s->k_stage + (size_t)i * s->kv_row, s->k + (size_t)i * K, K, s->kv_f32);
+    er_kv_store(s->v_stage + (size_t)i * s->kv_row, s->v + (size_t)i * K, K, s->kv_f32);
+}
+
+/* post_attention_norm, residual, ffn_norm */
+static void tok_post_attn(const tok_task *tt, int i) {
+    er_session *s = tt->s;
+    const er_model *m = s->m;
+    const er_layer *L = &m->layers[tt->il];
+    const int E = m->n_embd;
+    float *xi = s->x + (size_t)i * E, *yi = s->xn + (size_t)i * E;
+    er_rmsnorm(yi, L->post_attn_norm, yi, E, m->eps);
+    for (int e = 0; e < E; e++) xi[e] += yi[e];
+    er_rmsnorm(xi, L->ffn_norm, yi, E, m->eps);
+}
+
+static void tok_geglu(const tok_task *tt, int i) {
+    const int F = tt->s->m->n_ff;
+    er_geglu(tt->s->gate + (size_t)i * F, tt->s->up + (size_t)i * F, F);
+}
+
+/* post_ffw_norm, residual */
+static void tok_post_ffw(const tok_task *tt, int i) {
+    er_session *s = tt->s;
+    const er_model *m = s->m;
+    const int E = m->n_embd;
+    float *xi = s->x + (size_t)i * E, *yi = s->xn + (size_t)i * E;
+    er_rmsnorm(yi, m->layers[tt->il].post_ffw_norm, yi, E, m->eps);
+    for (int e = 0; e < E; e++) xi[e] += yi[e];
+}
+
+static void layer_forward(er_session *s, int il, int t, int pos0) {
+    const er_layer *L = &s->m->layers[il];
+    tok_task tt = {.s = s, .il = il, .t = t};
+
+    tt.fn = tok_attn_norm;
+    per_token(tt);
     const er_mat *qkv[3] = {&L->wq, &L->wk, &L->wv};
     float *qkv_out[3] = {s->q, s->k, s->v};
     matmul(s, s->xn, t, 3, qkv, qkv_out);
-
-    for (int i = 0; i < t; i++) {
-        /* angles of token i: rows [0,t) local, [t,2t) global */
-        const float *c = cs + (size_t)i * (D / 2), *sn_i = sn + (size_t)i * (D / 2);
-        for (int h = 0; h < H; h++) {
-            float *qh = s->q + (size_t)i * Q + (size_t)h * D;
-            er_rmsnorm(qh, L->q_norm, qh, D, m->eps);
-            er_rope_neox(qh, c, sn_i, D);
-            for (int d = 0; d < D; d++) qh[d] *= qscale;
-        }
-        for (int h = 0; h < Hk; h++) {
-            float *kh = s->k + (size_t)i * K + (size_t)h * D;
-            er_rmsnorm(kh, L->k_norm, kh, D, m->eps);
-            er_rope_neox(kh, c, sn_i, D);
-        }
-        er_kv_store(s->k_stage + (size_t)i * s->kv_row, s->k + (size_t)i * K, K, s->kv_f32);
-        er_kv_store(s->v_stage + (size_t)i * s->kv_row, s->v + (size_t)i * K, K, s->kv_f32);
-    }
+    tt.fn = tok_qk;
+    per_token(tt);
 
     attn_task at = {.s = s, .il = il, .t = t, .pos0 = pos0};
     er_pool_run(s->pool, attn_worker, &at);
@@ -211,23 +285,17 @@ static void layer_forward(er_session *s, int il, int t, int pos0) {
     }
 
     matmul1(s, s->att, t, &L->wo, s->xn);
-    for (int i = 0; i < t; i++) {
-        float *xi = s->x + (size_t)i * E, *yi = s->xn + (size_t)i * E;
-        er_rmsnorm(yi, L->post_attn_norm, yi, E, m->eps);
-        for (int e = 0; e < E; e++) xi[e] += yi[e];
-        er_rmsnorm(xi, L->ffn_norm, yi, E, m->eps);
-    }
+    tt.fn = tok_post_attn;
+    per_token(tt);
 
     const er_mat *gu[2] = {&L->gate, &L->up};
     float *gu_out[2] = {s->gate, s->up};
     matmul(s, s->xn, t, 2, gu, gu_out);
-    er_geglu(s->gate, s->up, t * F);
+    tt.fn = tok_geglu;
+    per_token(tt);
     matmul1(s, s->gate, t, &L->down, s->xn);
-    for (int i = 0; i < t; i++) {
-        float *xi = s->x + (size_t)i * E, *yi = s->xn + (size_t)i * E;
-        er_rmsnorm(yi, L->post_ffw_norm, yi, E, m->eps);
-        for (int e = 0; e < E; e++) xi[e] += yi[e];
-    }
+    tt.fn = tok_post_ffw;
+    per_token(tt);
     if (s->release_pages) release_range(L->lo, L->hi);
 }
 

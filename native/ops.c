@@ -52,6 +52,9 @@ void er_geglu(float *gate, const float *up, int n) {
     for (int i0 = 0; i0 < n; i0 += 256) {
         const int m = n - i0 < 256 ? n - i0 : 256;
         er_fp32_to_fp16_row(gate + i0, h, m);
+        /* at decode the weight stream has evicted the table between layers: request all
+         * the entries first, so their misses overlap instead of coming one by one */
+        for (int i = 0; i < m; i++) __builtin_prefetch(&gelu_table[h[i]]);
         for (int i = 0; i < m; i++) {
             const float x = gate[i0 + i];
             const float g = x <= -10.0f ? 0.0f : x >= 10.0f ? x : gelu_table[h[i]];
@@ -110,6 +113,17 @@ void er_dequant_row(const void *W, int type, int row, int k, float *out) {
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+/* The end of an f16 . f32 dot: the lanes of acc summed, then elements [i, n) one by one. */
+__attribute__((target("avx2,fma,f16c")))
+static inline float dot_f16_finish(__m256 acc, const uint16_t *k, const float *q, int i, int n) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_hadd_ps(s, s);
+    s = _mm_hadd_ps(s, s);
+    float r = _mm_cvtss_f32(s);
+    for (; i < n; i++) r += er_fp16_to_fp32(k[i]) * q[i];
+    return r;
+}
+
 __attribute__((target("avx2,fma,f16c")))
 static float dot_f16_f16c(const uint16_t *k, const float *q, int n) {
     __m256 acc = _mm256_setzero_ps();
@@ -117,12 +131,28 @@ static float dot_f16_f16c(const uint16_t *k, const float *q, int n) {
     for (; i + 8 <= n; i += 8)
         acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))),
                               _mm256_loadu_ps(q + i), acc);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s = _mm_hadd_ps(s, s);
-    s = _mm_hadd_ps(s, s);
-    float r = _mm_cvtss_f32(s);
-    for (; i < n; i++) r += er_fp16_to_fp32(k[i]) * q[i];
-    return r;
+    return dot_f16_finish(acc, k, q, i, n);
+}
+
+/* Four rows at a time: four independent chains (one alone waits on each fma's latency), each
+ * the single-row chain above. */
+__attribute__((target("avx2,fma,f16c")))
+static void dots_f16_f16c(const void *const *rows, int m, const float *q, int n, float *out) {
+    int j = 0;
+    for (; j + 4 <= m; j += 4) {
+        const uint16_t *k[4] = {rows[j], rows[j + 1], rows[j + 2], rows[j + 3]};
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                         _mm256_setzero_ps()};
+        int i = 0;
+        for (; i + 8 <= n; i += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + i);
+            for (int r = 0; r < 4; r++)
+                acc[r] = _mm256_fmadd_ps(
+                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[r] + i))), qv, acc[r]);
+        }
+        for (int r = 0; r < 4; r++) out[j + r] = dot_f16_finish(acc[r], k[r], q, i, n);
+    }
+    for (; j < m; j++) out[j] = dot_f16_f16c(rows[j], q, n);
 }
 
 __attribute__((target("avx2,fma,f16c")))
@@ -133,6 +163,28 @@ static void axpy_f16_f16c(float *y, const uint16_t *v, float a, int n) {
         _mm256_storeu_ps(y + i, _mm256_fmadd_ps(
             va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))), _mm256_loadu_ps(y + i)));
     for (; i < n; i++) y[i] += a * er_fp16_to_fp32(v[i]);
+}
+
+/* y += a[j] * v[j] for j in order, each element exactly as m calls of axpy_f16_f16c leave it;
+ * a strip of 64 elements stays in registers across all the rows instead of going through
+ * memory once per row. */
+__attribute__((target("avx2,fma,f16c")))
+static void axpys_f16_f16c(float *y, const void *const *v, const float *a, int m, int n) {
+    enum { W = 8 };                           /* vectors per strip */
+    int i = 0;
+    for (; i + 8 * W <= n; i += 8 * W) {
+        __m256 acc[W];
+        for (int r = 0; r < W; r++) acc[r] = _mm256_loadu_ps(y + i + 8 * r);
+        for (int j = 0; j < m; j++) {
+            const uint16_t *vj = (const uint16_t *)v[j] + i;
+            const __m256 va = _mm256_set1_ps(a[j]);
+            for (int r = 0; r < W; r++)
+                acc[r] = _mm256_fmadd_ps(
+                    va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + 8 * r))), acc[r]);
+        }
+        for (int r = 0; r < W; r++) _mm256_storeu_ps(y + i + 8 * r, acc[r]);
+    }
+    for (int j = 0; j < m; j++) axpy_f16_f16c(y + i, (const uint16_t *)v[j] + i, a[j], n - i);
 }
 
 __attribute__((target("avx2,fma,f16c")))
@@ -236,4 +288,18 @@ void er_kv_axpy(float *y, const void *v, float a, int n, int kv_f32) {
 #endif
     const uint16_t *vh = v;
     for (int i = 0; i < n; i++) y[i] += a * er_fp16_to_fp32(vh[i]);
+}
+
+void er_kv_dots(const void *const *k, int m, const float *q, int n, int kv_f32, float *out) {
+#if defined(__x86_64__)
+    if (!kv_f32 && have_f16c()) { dots_f16_f16c(k, m, q, n, out); return; }
+#endif
+    for (int j = 0; j < m; j++) out[j] = er_kv_dot(k[j], q, n, kv_f32);
+}
+
+void er_kv_axpys(float *y, const void *const *v, const float *a, int m, int n, int kv_f32) {
+#if defined(__x86_64__)
+    if (!kv_f32 && have_f16c()) { axpys_f16_f16c(y, v, a, m, n); return; }
+#endif
+    for (int j = 0; j < m; j++) er_kv_axpy(y, v[j], a[j], n, kv_f32);
 }

@@ -33,5 +33,9 @@ void er_fp32_to_fp16_row(const float *x, uint16_t *y, int n);
 void er_kv_store(void *dst, const float *src, int n, int kv_f32);
 float er_kv_dot(const void *k, const float *q, int n, int kv_f32);
 void er_kv_axpy(float *y, const void *v, float a, int n, int kv_f32);
+/* The same for m rows at once, bit for bit what the calls one row at a time give:
+ * out[j] = er_kv_dot(k[j], q, ...), and er_kv_axpy(y, v[j], a[j], ...) for j = 0, 1, ... */
+void er_kv_dots(const void *const *k, int m, const float *q, int n, int kv_f32, float *out);
+void er_kv_axpys(float *y, const void *const *v, const float *a, int m, int n, int kv_f32);
 
 #endif

@@ -82,12 +82,110 @@ void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n) {
 /* ---- AVX2 --------------------------------------------------------------------------------
  * maddubs multiplies unsigned by signed bytes, so the weight sign moves onto the activation:
  * |w| * (x * sign(w)). |x| <= 127 keeps both the negation and the int16 pair sums exact. */
+/* Prefill (two or more tokens) has its own tile. Per (row, token, block) the work is six
+ * vector operations (sign, maddubs, madd, convert, scale, fma), so what decides the speed is
+ * everything else: here the fp16 scales of a row group and of a token group are converted to
+ * floats once per call rather than once per use (three operations each), the tile is
+ * PF_R rows x PF_T tokens (12 accumulators; each pair re-reads its activation block and
+ * scale from L1 rather than the compiler holding them in registers across rows, which
+ * spilled most accumulators), and at most
+ * pf_tokens() tokens run per pass over the weights, so their blocks and scales stay in L2.
+ * The arithmetic per (row, token) is madd_avx2's, in the same order: the same bits. */
+#define PF_R 3
+#define PF_T 4
+#define PF_MAX_TOKENS 64
+#define PF_SX_FLOATS 4096           /* activation scales converted per pass (16 KiB of stack) */
+#define PF_MAX_NB (PF_SX_FLOATS / PF_T)
+
+static inline int pf_tokens(int nb) {
+    const int fit = PF_SX_FLOATS / nb / PF_T * PF_T;
+    return fit < PF_MAX_TOKENS ? fit : PF_MAX_TOKENS;
+}
+
+/* d[i * nb + b] = the scale of block b of row i, for n rows of nb blocks. */
+X86_INLINE void pf_scales(const block_q8_0 *rows, int n, int nb, float *d) {
+    for (int i = 0; i < n * nb; i++) d[i] = _cvtsh_ss(rows[i].d);
+}
+
+X86_INLINE void pf_tile(const block_q8_0 *w, const float *dw, const block_q8_0 *x,
+                        const float *dx, float *y, int nb, int ldy, const int R, const int T) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[PF_R][PF_T];
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < T; j++) acc[i][j] = x86_zero();
+    for (int b = 0; b < nb; b++) {
+        for (int i = 0; i < R; i++) {
+            const __m256i wq = x86_load(w + (size_t)i * nb + b), wa = _mm256_abs_epi8(wq);
+            const __m256 sw = _mm256_broadcast_ss(dw + i * nb + b);
+            /* hide from the compiler that every row reads the same activations: kept in
+             * registers across rows, they would push accumulators onto the stack */
+            const block_q8_0 *xb = x + b;
+            const float *dxb = dx + b;
+            __asm__ volatile("" : "+r"(xb), "+r"(dxb));
+            for (int j = 0; j < T; j++) {
+                const __m256i xs = _mm256_sign_epi8(x86_load(xb + (size_t)j * nb), wq);
+                const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xs), ones);
+                acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), sw),
+                                            _mm256_broadcast_ss(dxb + j * nb), acc[i][j]);
+            }
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < T; j++) y[(size_t)j * ldy + i] = x86_hsum(acc[i][j]);
+}
+
+/* R rows (given scales) against n tokens: whole token groups, then the rest. */
+X86_INLINE void pf_rows(const block_q8_0 *w, const float *dw, const block_q8_0 *X,
+                        const float *dx, float *y, int nb, int n, int ldy, const int R) {
+    int t = 0;
+    for (; t + PF_T <= n; t += PF_T)
+        pf_tile(w, dw, X + (size_t)t * nb, dx + t * nb, y + (size_t)t * ldy, nb, ldy, R, PF_T);
+    const block_q8_0 *x = X + (size_t)t * nb;
+    y += (size_t)t * ldy;
+    switch (n - t) {
+    case 3: pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 3); break;
+    case 2: pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 2); break;
+    case 1: pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 1); break;
+    default: break;
+    }
+}
+
+/* Rows [r0, r1) against nt >= 2 tokens; 0 (nothing done) when a row is too long for the
+ * scale buffers, and the general tile runs instead. */
+__attribute__((target(X86_BASE)))
+static int prefill_avx2(const block_q8_0 *W, const block_q8_0 *X, float *Y, int k, int r0,
+                        int r1, int nt, int ldy) {
+    const int nb = k / QK8_0;
+    if (nb > PF_MAX_NB) return 0;
+    float dx[PF_SX_FLOATS], dw[PF_R * PF_MAX_NB];
+    const int step = pf_tokens(nb);
+    for (int t0 = 0; t0 < nt; t0 += step) {
+        const int n = nt - t0 < step ? nt - t0 : step;
+        const block_q8_0 *x = X + (size_t)t0 * nb;
+        pf_scales(x, n, nb, dx);
+        for (int r = r0; r < r1; r += PF_R) {
+            const int m = r1 - r < PF_R ? r1 - r : PF_R;
+            const block_q8_0 *w = W + (size_t)r * nb;
+            float *y = Y + (size_t)t0 * ldy + r;
+            pf_scales(w, m, nb, dw);
+            switch (m) {
+            case 3: pf_rows(w, dw, x, dx, y, nb, n, ldy, 3); break;
+            case 2: pf_rows(w, dw, x, dx, y, nb, n, ldy, 2); break;
+            default: pf_rows(w, dw, x, dx, y, nb, n, ldy, 1); break;
+            }
+        }
+    }
+    return 1;
+}
+_Static_assert(PF_R == 3 && PF_T == 4, "prefill_avx2 dispatches tiles of 1..3 rows, 1..4 tokens");
+
 #define KSUFFIX avx2
 #define KATTR __attribute__((target(X86_BASE)))
 #define KR 2
 #define KT 4
 #define KRV 4
 #define K_LOAD_AHEAD 0
+#define K_PREFILL prefill_avx2
 
 typedef struct { __m256i abs, sgn; } wvec_avx2;
 typedef __m256i xvec_avx2;
@@ -113,6 +211,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #undef KT
 #undef KRV
 #undef K_LOAD_AHEAD
+#undef K_PREFILL
 
 /* ---- AVX-512 VNNI (EVEX, 32 registers) ---------------------------------------------------- */
 #define KSUFFIX avx512vnni

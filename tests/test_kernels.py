@@ -131,6 +131,24 @@ def test_row_grouping_never_changes_a_result(name):
                 np.testing.assert_array_equal(got, alone[:, r0:r1], err_msg=f"{name} {k} {nt} {r0}:{r1}")
 
 
+@pytest.mark.parametrize("name", KERNELS)
+def test_token_grouping_never_changes_a_result(name):
+    """Prefill runs several tokens per pass (and passes of many tokens); each token's results
+    must be bit for bit the one-token (decode) results, for token counts around the tile and
+    pass sizes, row ranges that are not multiples of the row tile, and a row too long for the
+    prefill tile's scale buffers (k = 33792: the general tile runs instead)."""
+    rng = np.random.default_rng(9)
+    for k, rows, counts in ((32, 7, (2, 3, 4, 5, 67)), (640, 13, (2, 6, 64, 65, 150)),
+                            (2048, 5, (3, 64, 131)), (33792, 4, (5,))):
+        w = random_weights(rng, rows, k)
+        for nt in counts:
+            x = quantize(rng.standard_normal((nt, k)).astype(np.float32))
+            one = np.concatenate([gemm(name, w, x[t:t + 1]) for t in range(nt)])
+            np.testing.assert_array_equal(gemm(name, w, x), one, err_msg=f"{name} {k} {nt}")
+            for r0, r1 in ((1, rows), (2, rows - 1)):
+                np.testing.assert_array_equal(gemm_rows(name, w, x, r0, r1, rows + 3), one[:, r0:r1])
+
+
 def gemv_rows(name, w, x, ids):
     ids = np.ascontiguousarray(ids, dtype=np.int32)
     y = np.full(ids.size + 1, np.nan, dtype=np.float32)
