@@ -66,9 +66,9 @@ def variant(default=None, special=(), **special_kw):
 
 INT16 = dict(levels=32767, fp16_scale=False)
 VARIANTS = {
-    "Q8_0, per-32 amax scale (both engines)": variant(),
-    "per-32, scale kept in f32": variant(dict(fp16_scale=False)),
-    "per-32, least-squares scale": variant(dict(scale="mse")),
+    "Q8_0 per-32 amax scale (both engines)": variant(),
+    "per-32 scale kept in f32": variant(dict(fp16_scale=False)),
+    "per-32 least-squares scale": variant(dict(scale="mse")),
     "per-16 scales": variant(dict(block=16)),
     "per-8 scales": variant(dict(block=8)),
     "residual pass: lm_head": variant(special=("lm_head",), passes=2),
@@ -102,9 +102,17 @@ def llama_last_logits(llm, ids):
     return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float64)
 
 
-def measure(model_path, prompts=PROMPTS, threads=2, variants=None, stats=None):
+def dithered(quant, seed, rel=1e-6):
+    """quant applied to inputs nudged by ~rel of their value: another draw of which roundings
+    flip, the way two engines' different f32 summation orders draw them."""
+    rng = np.random.default_rng(seed)
+    return lambda x, name: quant(x * (1 + rel * rng.standard_normal(x.shape)), name)
+
+
+def measure(model_path, prompts=PROMPTS, threads=2, variants=None, stats=None, draws=1):
     """{prompt name: {engine: logit_errors(...)}} plus the token count under "_tokens".
-    variants ({name: quant hook}) adds the float64 pass with that rounding as one more engine;
+    variants ({name: quant hook}) adds the float64 pass with that rounding as one more engine,
+    as a list of `draws` logit_errors (the first undithered, the others dithered);
     stats (an ActivationStats) watches the exact pass's matmul inputs."""
     import llama_cpp
 
@@ -126,8 +134,10 @@ def measure(model_path, prompts=PROMPTS, threads=2, variants=None, stats=None):
         for engine, llm in llms.items():
             row[engine] = logit_errors(llama_last_logits(llm, ids), exact)
         for vname, quant in (variants or {}).items():
-            ref.quant = quant
-            row[vname] = logit_errors(ref.forward(ids, last_only=True), exact)
+            row[vname] = []
+            for k in range(draws):
+                ref.quant = quant if k == 0 else dithered(quant, k)
+                row[vname].append(logit_errors(ref.forward(ids, last_only=True), exact))
         ref.quant = None
         results[name] = row
     return results
@@ -186,20 +196,24 @@ def group_costs(model_path):
 
 
 def study_table(results, costs):
-    """One row per engine and per variant: RMS error per prompt, worst ratio to llama.cpp fa
-    off, and the cost shares of the matmuls it computes twice."""
+    """One row per engine and per variant: RMS error per prompt (a variant with several draws:
+    mean, and max over the draws), the worst ratio of that to llama.cpp fa off, and the cost
+    shares of the matmuls it computes twice."""
     names = list(results)
     rows = [k for k in next(iter(results.values())) if k != "_tokens"]
     lines = ["| | " + " | ".join(names) + " | worst ratio to llama.cpp fa off | "
              "decode weight bytes / prefill MACs done twice |",
              "|---|" + "---|" * (len(names) + 2)]
     for r in rows:
-        rms = [results[n][r]["rms"] for n in names]
-        worst = max(v / results[n]["llama.cpp fa off"]["rms"] for v, n in zip(rms, names))
+        draws = [results[n][r] if isinstance(results[n][r], list) else [results[n][r]]
+                 for n in names]
+        rms = [[d["rms"] for d in ds] for ds in draws]
+        worst = max(max(v) / results[n]["llama.cpp fa off"]["rms"] for v, n in zip(rms, names))
+        cells = [f"{v[0]:.3f}" if len(v) == 1 else f"{np.mean(v):.3f} ({max(v):.3f})" for v in rms]
         heavy = HEAVY.get(r, ())
         cost = (f"{sum(costs[g][0] for g in heavy):.0%} / {sum(costs[g][1] for g in heavy):.0%}"
                 if heavy else "")
-        lines.append(f"| {r} | " + " | ".join(f"{v:.3f}" for v in rms) + f" | {worst:.2f} | {cost} |")
+        lines.append(f"| {r} | " + " | ".join(cells) + f" | {worst:.2f} | {cost} |")
     return "\n".join(lines)
 
 
@@ -225,6 +239,9 @@ def main():
     ap.add_argument("--write", help="markdown file whose ref-accuracy table to replace")
     ap.add_argument("--study", action="store_true", help="the activation-quantizer study instead")
     ap.add_argument("--prompts", help="comma-separated subset of the prompt names")
+    ap.add_argument("--variants", help="comma-separated subset of the study's variant names")
+    ap.add_argument("--draws", type=int, default=1,
+                    help="study: passes per variant, all but the first dithered (see dithered)")
     a = ap.parse_args()
     if a.model is None:
         from edge_runtime import models
@@ -232,7 +249,9 @@ def main():
     prompts = PROMPTS if a.prompts is None else {n: PROMPTS[n] for n in a.prompts.split(",")}
     if a.study:
         stats = ActivationStats()
-        res = measure(a.model, prompts, a.threads, VARIANTS, stats)
+        variants = (VARIANTS if a.variants is None
+                    else {n: VARIANTS[n] for n in a.variants.split(",")})
+        res = measure(a.model, prompts, a.threads, variants, stats, a.draws)
         text = (f"CPU: {cpu_name()}, {a.threads} threads (engines' rows).\n\nRMS logit error vs "
                 f"float64:\n\n{study_table(res, group_costs(a.model))}\n\n{stats.table()}")
         marker = "ref-quant-study"
