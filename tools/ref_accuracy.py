@@ -64,6 +64,16 @@ def variant(default=None, special=(), **special_kw):
     return quant
 
 
+def first_row_twice(quant):
+    """quant, except that the first position (BOS, whose activations carry Gemma's outlier
+    dimensions) gets the residual second pass: one row of a prefill, none of a decode."""
+    def q(x, name):
+        out = quant(x, name)
+        out[:1] = fake_quant(x[:1], passes=2)
+        return out
+    return q
+
+
 INT16 = dict(levels=32767, fp16_scale=False)
 VARIANTS = {
     "Q8_0 per-32 amax scale (both engines)": variant(),
@@ -78,6 +88,8 @@ VARIANTS = {
     "residual pass: all": variant(special=ALL, passes=2),
     "int16: q/k/v + down": variant(special=("q/k/v", "down"), **INT16),
     "per-8 + residual pass: q/k/v + down": variant(dict(block=8), ("q/k/v", "down"), passes=2),
+    "residual pass: BOS row": first_row_twice(variant()),
+    "per-8 + residual pass: BOS row": first_row_twice(variant(dict(block=8))),
 }
 # The groups each variant computes twice (residual) or in int16; the rest only change the scales.
 HEAVY = {"residual pass: lm_head": ("lm_head",), "residual pass: q/k/v": ("q/k/v",),
