@@ -16,7 +16,7 @@ of the matmul inputs put back (VARIANTS: block size, scale choice, a residual se
 int16 on selected matmuls), and each variant's RMS error is set beside the two engines'. It also
 prints how much smaller blocks shrink the rounding error of the real activations compared with
 Gaussian ones of the same shape, and what share of the weight bytes (decode) and of the per-token
-multiply-adds (prefill) each selection of matmuls holds. ~15 minutes.
+multiply-adds (prefill) each selection of matmuls holds. ~35 minutes on 2 shared cores.
 """
 import argparse
 import os
@@ -61,6 +61,7 @@ def variant(default=None, special=(), **special_kw):
 
     def quant(x, name):
         return fake_quant(x, **(special_kw if group_of(name) in special else default))
+    quant.twice = tuple(special)   # the groups whose integer dots a kernel would run twice
     return quant
 
 
@@ -91,11 +92,6 @@ VARIANTS = {
     "residual pass: BOS row": first_row_twice(variant()),
     "per-8 + residual pass: BOS row": first_row_twice(variant(dict(block=8))),
 }
-# The groups each variant computes twice (residual) or in int16; the rest only change the scales.
-HEAVY = {"residual pass: lm_head": ("lm_head",), "residual pass: q/k/v": ("q/k/v",),
-         "residual pass: down": ("down",), "residual pass: q/k/v + down": ("q/k/v", "down"),
-         "residual pass: all": ALL, "int16: q/k/v + down": ("q/k/v", "down"),
-         "per-8 + residual pass: q/k/v + down": ("q/k/v", "down")}
 
 
 def cpu_name():
@@ -178,9 +174,9 @@ class ActivationStats:
 
     def table(self):
         """Relative RMS rounding error per group and block size, real vs Gaussian."""
-        lines = ["| matmul input | " + " | ".join(
-                     f"per-{b}: real / Gaussian" for b in self.BLOCKS) + " | per-16 / per-8 vs per-32, real | same, Gaussian |",
-                 "|---|" + "---|" * (len(self.BLOCKS) + 2)]
+        head = [f"per-{b}: real / Gaussian" for b in self.BLOCKS]
+        head += ["per-16 / per-8 vs per-32, real", "same, Gaussian"]
+        lines = ["| matmul input | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
         for g in GROUPS:
             rel = {(b, k): np.sqrt(self.acc[g, b, k][0] / self.acc[g, b, k][1]) * 1e3
                    for b in self.BLOCKS for k in ("real", "gauss")}
@@ -188,7 +184,8 @@ class ActivationStats:
             ratios = [" / ".join(f"{rel[b, k] / rel[32, k]:.2f}" for b in (16, 8))
                       for k in ("real", "gauss")]
             lines.append(f"| {g} | " + " | ".join(cells + ratios) + " |")
-        return "\n".join(lines) + "\n\n(RMS rounding error per RMS value, ×10⁻³, over all layers and prompts.)"
+        return ("\n".join(lines)
+                + "\n\n(RMS rounding error per RMS value, ×10⁻³, over all layers and prompts.)")
 
 
 def group_costs(model_path):
@@ -222,7 +219,7 @@ def study_table(results, costs):
         rms = [[d["rms"] for d in ds] for ds in draws]
         worst = max(max(v) / results[n]["llama.cpp fa off"]["rms"] for v, n in zip(rms, names))
         cells = [f"{v[0]:.3f}" if len(v) == 1 else f"{np.mean(v):.3f} ({max(v):.3f})" for v in rms]
-        heavy = HEAVY.get(r, ())
+        heavy = getattr(VARIANTS.get(r), "twice", ())
         cost = (f"{sum(costs[g][0] for g in heavy):.0%} / {sum(costs[g][1] for g in heavy):.0%}"
                 if heavy else "")
         lines.append(f"| {r} | " + " | ".join(cells) + f" | {worst:.2f} | {cost} |")
