@@ -90,6 +90,7 @@ VARIANTS = {
     "int16: q/k/v + down": variant(special=("q/k/v", "down"), **INT16),
     "per-8 + residual pass: q/k/v + down": variant(dict(block=8), ("q/k/v", "down"), passes=2),
     "residual pass: BOS row": first_row_twice(variant()),
+    "per-16 + residual pass: BOS row": first_row_twice(variant(dict(block=16))),
     "per-8 + residual pass: BOS row": first_row_twice(variant(dict(block=8))),
 }
 
