@@ -11,7 +11,11 @@ import gguf
 
 
 class Reference:
-    def __init__(self, path):
+    """quant, if given, is applied to every matmul input as quant(x, weight name) -> x: a way to
+    put one engine rounding back in (tools/ref_accuracy.py --study) without copying the pass."""
+
+    def __init__(self, path, quant=None):
+        self.quant = quant
         r = gguf.GGUFReader(path)
         f = {k: v.contents() for k, v in r.fields.items() if not k.startswith("tokenizer.")}
         self.n_layer = f["gemma3.block_count"]
@@ -31,6 +35,8 @@ class Reference:
             self.w[t.name] = a.reshape([int(d) for d in reversed(t.shape)])
 
     def mm(self, x, name):
+        if self.quant is not None:
+            x = self.quant(x, name)
         return x @ self.w[name].T
 
     @staticmethod
@@ -91,6 +97,39 @@ class Reference:
         x = self.rms(x, W["output_norm.weight"], self.eps)
         out = self.mm(x, "output.weight" if "output.weight" in W else "token_embd.weight")
         return out[0] if last_only else out
+
+
+def fake_quant(x, block=32, levels=127, passes=1, scale="amax", fp16_scale=True):
+    """x with every run of `block` values along the last axis rounded as an integer dot product
+    sees it: d * q with q = round(x / d) half away from zero, |q| <= levels. scale "amax" is
+    d = amax / levels (Q8_0: block 32, levels 127); "mse" picks, per block, the d = amax / L
+    (L from levels up to 1.3 * levels, q clipped) with the least squared error. fp16_scale
+    stores d as fp16 after rounding with 1/d in f32 (both engines). passes=2 adds a second
+    quantization of the residual: x ~ d1 * q1 + d2 * q2."""
+    x = np.asarray(x, np.float64)
+    shape = x.shape
+    b = x.reshape(-1, shape[-1] // block, block)
+    out = np.zeros_like(b)
+    for _ in range(passes):
+        r = b - out
+        amax = np.abs(r).max(axis=-1, keepdims=True)
+        cands = [levels] if scale == "amax" else np.linspace(levels, 1.3 * levels, 31)
+        best, best_err = None, None
+        for L in cands:
+            d = (amax / L).astype(np.float32)
+            inv = np.where(d != 0, 1.0 / np.where(d != 0, d, 1), 0).astype(np.float32)
+            v = (r.astype(np.float32) * inv).astype(np.float64)
+            q = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -levels, levels)
+            d = d.astype(np.float16) if fp16_scale else d
+            dq = d.astype(np.float64) * q
+            err = ((r - dq) ** 2).sum(axis=-1, keepdims=True)
+            if best is None:
+                best, best_err = dq, err
+            else:
+                better = err < best_err
+                best, best_err = np.where(better, dq, best), np.minimum(err, best_err)
+        out = out + best
+    return out.reshape(shape)
 
 
 def logit_errors(got, ref, top=20):
