@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from doc_section import write_section   # tools/ is on sys.path when run as a script
+
 PROMPT = ("The engineers gathered around the small board on the bench and watched the agent "
           "answer its first request. ")
 
@@ -298,27 +300,8 @@ def main():
                       file=sys.stderr)
                 results.append(r)
     text = report(results, args)
-    _write_between_markers(args.out, text)
+    write_section(args.out, "bench", text, where="start")
     print(text)
-
-
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-
-
-def _write_between_markers(path, text):
-    """Replace the measured part of the file, keeping the hand-written analysis around it."""
-    try:
-        with open(path) as f:
-            old = f.read()
-    except FileNotFoundError:
-        old = ""
-    block = f"{START}\n{text}\n{END}"
-    if START in old and END in old:
-        new = old[:old.index(START)] + block + old[old.index(END) + len(END):]
-    else:
-        new = block + "\n" + old
-    with open(path, "w") as f:
-        f.write(new if new.endswith("\n") else new + "\n")
 
 
 if __name__ == "__main__":

@@ -41,13 +41,13 @@ import threading
 import time
 
 from bench import _cpu_name, _llama_version   # tools/ is on sys.path when run as a script
+from doc_section import write_section
 
 REQUESTS = ["set a timer for 10 minutes", "turn on the kitchen lights",
             "what is the weather in Paris?"]
 CTX = 4096                # --ctx
 THREADS = 1               # --threads
 ENGINES = ("ours", "ours+file", "llama", "llama+state")
-BEGIN, END = "<!-- agent -->", "<!-- /agent -->"
 
 
 def prompt_ids(model) -> dict:
@@ -357,24 +357,8 @@ def main():
                       f"{r['peak_rss'] / 2**20:.1f} MiB (anon {r['peak_anon'] / 2**20:.1f})",
                       file=sys.stderr)
     text = report(res, calib, args)
-    _write_section(args.out, text)
+    write_section(args.out, "agent", text, where="start")
     print(text)
-
-
-def _write_section(path, text):
-    """Replace the agent section of path (between BEGIN and END), keeping the rest."""
-    try:
-        with open(path) as f:
-            old = f.read()
-    except FileNotFoundError:
-        old = ""
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
-    else:
-        new = block + "\n"
-    with open(path, "w") as f:
-        f.write(new)
 
 
 if __name__ == "__main__":

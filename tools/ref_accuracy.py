@@ -30,6 +30,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 from reference_f64 import Reference, fake_quant, logit_errors  # noqa: E402
 
+from doc_section import write_section  # noqa: E402  (tools/, this script's folder)
+
 _STORY = ("The lighthouse keeper climbed the stairs every evening, counted the ships on the "
           "horizon and wrote their names in a worn notebook. ")
 PROMPTS = {
@@ -271,13 +273,7 @@ def main():
         marker = "ref-accuracy"
     print(text)
     if a.write:
-        doc = open(a.write).read()
-        begin, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
-        if begin not in doc:
-            raise SystemExit(f"{a.write} has no {begin} ... {end} markers")
-        head, rest = doc.split(begin, 1)
-        doc = head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1]
-        open(a.write, "w").write(doc)
+        write_section(a.write, marker, text, where=None)
 
 
 if __name__ == "__main__":
