@@ -58,9 +58,11 @@ ARM_INLINE float arm_hsum(float32x4_t v) {
 #if defined(__aarch64__)   /* 32 vector registers: four rows, each loaded a block ahead */
 #define KRV 4
 #define K_LOAD_AHEAD 1
+#define K_SHORT_ACC 8
 #else                      /* 16: two rows, no second set of blocks, or the loop spills */
 #define KRV 2
 #define K_LOAD_AHEAD 0
+#define K_SHORT_ACC 4
 #endif
 
 typedef arm_block wvec_neon, xvec_neon;
@@ -90,6 +92,7 @@ ARM_INLINE acc_neon madd_neon(acc_neon acc, wvec_neon w, xvec_neon x, float dw, 
 #undef KT
 #undef KRV
 #undef K_LOAD_AHEAD
+#undef K_SHORT_ACC
 
 /* ---- NEON dot product (sdot): four int8 products summed straight into each int32 lane. */
 #if defined(__aarch64__)
@@ -99,6 +102,7 @@ ARM_INLINE acc_neon madd_neon(acc_neon acc, wvec_neon w, xvec_neon x, float dw, 
 #define KT 4
 #define KRV 4
 #define K_LOAD_AHEAD 1
+#define K_SHORT_ACC 8
 #define DP_INLINE static inline KATTR __attribute__((always_inline))
 
 typedef arm_block wvec_neon_dotprod, xvec_neon_dotprod;
@@ -124,6 +128,7 @@ DP_INLINE acc_neon_dotprod madd_neon_dotprod(acc_neon_dotprod acc, wvec_neon_dot
 #undef KT
 #undef KRV
 #undef K_LOAD_AHEAD
+#undef K_SHORT_ACC
 #endif /* __aarch64__ */
 
 #endif /* __aarch64__ || __arm__ */

@@ -150,8 +150,8 @@ X86_INLINE void pf_rows(const block_q8_0 *w, const float *dw, const block_q8_0 *
     }
 }
 
-/* Rows [r0, r1) against nt >= 2 tokens; 0 (nothing done) when a row is too long for the
- * scale buffers, and the general tile runs instead. */
+/* Rows [r0, r1) against nt >= 5 tokens (fewer take the short passes); 0 (nothing done) when
+ * a row is too long for the scale buffers, and the general tile runs instead. */
 __attribute__((target(X86_BASE)))
 static int prefill_avx2(const block_q8_0 *W, const block_q8_0 *X, float *Y, int k, int r0,
                         int r1, int nt, int ldy) {
@@ -185,6 +185,7 @@ _Static_assert(PF_R == 3 && PF_T == 4, "prefill_avx2 dispatches tiles of 1..3 ro
 #define KT 4
 #define KRV 4
 #define K_LOAD_AHEAD 0
+#define K_SHORT_ACC 6
 #define K_PREFILL prefill_avx2
 
 typedef struct { __m256i abs, sgn; } wvec_avx2;
@@ -211,6 +212,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #undef KT
 #undef KRV
 #undef K_LOAD_AHEAD
+#undef K_SHORT_ACC
 #undef K_PREFILL
 
 /* ---- AVX-512 VNNI (EVEX, 32 registers) ---------------------------------------------------- */
@@ -220,6 +222,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #define KT 4
 #define KRV 4
 #define K_LOAD_AHEAD 0
+#define K_SHORT_ACC 12
 #define VNNI_DPBUSD _mm256_dpbusd_epi32
 #include "q8_0_vnni.inc"
 #undef KSUFFIX
@@ -228,6 +231,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #undef KT
 #undef KRV
 #undef K_LOAD_AHEAD
+#undef K_SHORT_ACC
 #undef VNNI_DPBUSD
 
 /* ---- AVX-VNNI (VEX, 16 registers) --------------------------------------------------------- */
@@ -238,6 +242,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #define KT 4
 #define KRV 4
 #define K_LOAD_AHEAD 0
+#define K_SHORT_ACC 6
 #define VNNI_DPBUSD _mm256_dpbusd_avx_epi32
 #include "q8_0_vnni.inc"
 #undef KSUFFIX
@@ -246,6 +251,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #undef KT
 #undef KRV
 #undef K_LOAD_AHEAD
+#undef K_SHORT_ACC
 #undef VNNI_DPBUSD
 #endif
 
