@@ -32,7 +32,7 @@ struct er_session {
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *cs, *sn;
     uint8_t *k_stage, *v_stage;
     block_q8_0 *xq;
-    float *scores;                 /* per thread: C floats */
+    float *scores;                 /* per thread: C floats per query head of a group */
     er_session_bytes bytes;
 };
 
@@ -67,6 +67,35 @@ static void row_range(int rows, int ith, int nth, int *r0, int *r1) {
     *r1 = *r0 + per < rows ? *r0 + per : rows;
 }
 
+/* Constrained decoding's row list, n rows of W against one token. Where the list ascends
+ * densely (a string's allowed set is most of the vocabulary) a span of up to SPAN rows goes
+ * through the dense kernel into a buffer and the listed rows are picked from it: the row-list
+ * kernel, which has no sequential stream to prefetch, costs ~2.4x more per row (Zen 3, over
+ * the output layer). Each row gets the same value either way, bit for bit; rows outside any
+ * span (the vocabulary's unused tail) are never read, so their pages stay out of memory. */
+#define SPAN 1024
+static void gemv_row_list(const er_q8_0_kernel *kern, const er_mat *w, const int32_t *rows,
+                          int n, const block_q8_0 *x, float *y) {
+    const block_q8_0 *W = w->data;
+    const size_t nb = (size_t)(w->cols / QK8_0);
+    float buf[SPAN];
+    int scattered = 0;                 /* rows [scattered, i) wait for the row-list kernel */
+    for (int i = 0; i < n;) {
+        int j = i + 1;                 /* rows [i, j): ascending, within SPAN of rows[i] */
+        while (j < n && rows[j] > rows[j - 1] && rows[j] - rows[i] < SPAN) j++;
+        const int span = rows[j - 1] - rows[i] + 1;
+        if (5 * (j - i) >= 2 * span) {   /* dense pays from 40% of the span listed */
+            if (i > scattered)
+                kern->gemv_rows(W, rows + scattered, i - scattered, x, y + scattered, w->cols);
+            kern->gemm(W + (size_t)rows[i] * nb, x, buf, w->cols, 0, span, 1, span);
+            for (int q = i; q < j; q++) y[q] = buf[rows[q] - rows[i]];
+            scattered = j;
+        }
+        i = j;
+    }
+    if (n > scattered) kern->gemv_rows(W, rows + scattered, n - scattered, x, y + scattered, w->cols);
+}
+
 static void matmul_worker(void *ctx, int ith, int nth) {
     const matmul_task *mt = ctx;
     const er_q8_0_kernel *kern = mt->s->m->kernel;
@@ -77,7 +106,7 @@ static void matmul_worker(void *ctx, int ith, int nth) {
         int i0, i1;
         row_range(mt->n_rows, ith, nth, &i0, &i1);
         if (i0 < i1 && w->type == ER_Q8_0)
-            kern->gemv_rows(w->data, mt->rows + i0, i1 - i0, mt->xq, mt->y[0] + i0, w->cols);
+            gemv_row_list(kern, w, mt->rows + i0, i1 - i0, mt->xq, mt->y[0] + i0);
         for (int i = i0; i < i1 && w->type != ER_Q8_0; i++) {
             const void *row = (const uint8_t *)w->data + (size_t)mt->rows[i] * rb;
             er_gemm_float(row, w->type, mt->x, mt->y[0] + i, w->cols, 0, 1, 1, 1);
@@ -148,6 +177,7 @@ static void matmul1(er_session *s, const float *x, int t, const er_mat *w, float
 typedef struct {
     er_session *s;
     int il, t, pos0;
+    int heads;                     /* query heads per job: a divisor of the group */
 } attn_task;
 
 /* The stored K or V row of position p while a chunk starting at pos0 is in flight. */
@@ -160,36 +190,38 @@ static const uint8_t *kv_row(const er_session *s, int il, const uint8_t *cache,
 /* K/V rows gathered per call of er_kv_dots / er_kv_axpys */
 #define ATTN_ROWS 64
 
+/* A job is one token and `heads` query heads that share a K/V head: the K and V rows are read
+ * (and converted) once for all of them. */
 static void attn_worker(void *ctx, int ith, int nth) {
     const attn_task *at = ctx;
     er_session *s = at->s;
     const er_model *m = s->m;
-    const int D = m->head_dim, H = m->n_head, group = m->n_head / m->n_head_kv;
-    const int Q = H * D, il = at->il;
+    const int D = m->head_dim, H = m->n_head, group = m->n_head / m->n_head_kv, g = at->heads;
+    const int Q = H * D, il = at->il, C = s->n_ctx;
     const int window = m->is_swa[il] ? m->sliding_window : 0;
-    float *sc = s->scores + (size_t)ith * s->n_ctx;
+    float *sc = s->scores + (size_t)ith * group * C;
     const size_t esz = s->kv_f32 ? 4 : 2;
     const void *rows[ATTN_ROWS];
-    for (int job = ith; job < at->t * H; job += nth) {
-        const int ti = job / H, h = job % H;
-        const size_t head = (size_t)(h / group) * D * esz;
+    for (int job = ith; job < at->t * (H / g); job += nth) {
+        const int ti = job / (H / g), h0 = job % (H / g) * g;
+        const size_t head = (size_t)(h0 / group) * D * esz;
         const int p = at->pos0 + ti;
         const int lo = window && p - window + 1 > 0 ? p - window + 1 : 0, n = p - lo + 1;
-        const float *q = s->q + (size_t)ti * Q + (size_t)h * D;
+        const float *q = s->q + (size_t)ti * Q + (size_t)h0 * D;
         for (int j0 = 0; j0 < n; j0 += ATTN_ROWS) {
             const int c = n - j0 < ATTN_ROWS ? n - j0 : ATTN_ROWS;
             for (int j = 0; j < c; j++)
                 rows[j] = kv_row(s, il, s->k_cache[il], s->k_stage, lo + j0 + j, at->pos0) + head;
-            er_kv_dots(rows, c, q, D, s->kv_f32, sc + j0);
+            er_kv_dots(rows, c, q, g, D, s->kv_f32, sc + j0, C);
         }
-        er_softmax(sc, n);
-        float *out = s->att + (size_t)ti * Q + (size_t)h * D;
-        memset(out, 0, (size_t)D * sizeof(float));
+        for (int h = 0; h < g; h++) er_softmax(sc + (size_t)h * C, n);
+        float *out = s->att + (size_t)ti * Q + (size_t)h0 * D;
+        memset(out, 0, (size_t)g * D * sizeof(float));
         for (int j0 = 0; j0 < n; j0 += ATTN_ROWS) {
             const int c = n - j0 < ATTN_ROWS ? n - j0 : ATTN_ROWS;
             for (int j = 0; j < c; j++)
                 rows[j] = kv_row(s, il, s->v_cache[il], s->v_stage, lo + j0 + j, at->pos0) + head;
-            er_kv_axpys(out, rows, sc + j0, c, D, s->kv_f32);
+            er_kv_axpys(out, rows, sc + j0, C, g, c, D, s->kv_f32);
         }
     }
 }
@@ -273,7 +305,11 @@ static void layer_forward(er_session *s, int il, int t, int pos0) {
     tt.fn = tok_qk;
     per_token(tt);
 
-    attn_task at = {.s = s, .il = il, .t = t, .pos0 = pos0};
+    /* all of a K/V head's query heads in one job, unless that leaves threads idle */
+    attn_task at = {.s = s, .il = il, .t = t, .pos0 = pos0,
+                    .heads = s->m->n_head / s->m->n_head_kv};
+    while (at.heads % 2 == 0 && t * (s->m->n_head / at.heads) < er_pool_size(s->pool))
+        at.heads /= 2;
     er_pool_run(s->pool, attn_worker, &at);
 
     /* the chunk's keys join the cache (a ring keeps only its last `ring` positions) */
@@ -409,7 +445,8 @@ er_session *er_session_create(const er_model *m, int n_ctx, int chunk, int kv_f3
     s->k_stage = track(sb, T * s->kv_row);
     s->v_stage = track(sb, T * s->kv_row);
     s->xq = track(sb, T * (widest_in / QK8_0) * sizeof(block_q8_0));
-    s->scores = track(&s->bytes.scores, (size_t)n_threads * n_ctx * f);
+    s->scores = track(&s->bytes.scores,
+                      (size_t)n_threads * (m->n_head / m->n_head_kv) * n_ctx * f);
     if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up || !s->cs ||
         !s->sn || !s->k_stage || !s->v_stage || !s->xq || !s->scores)
         goto fail;

@@ -187,6 +187,82 @@ static void axpys_f16_f16c(float *y, const void *const *v, const float *a, int m
     for (int j = 0; j < m; j++) axpy_f16_f16c(y + i, (const uint16_t *)v[j] + i, a[j], n - i);
 }
 
+/* G heads (2 or 4) against two rows at a time: each K vector converted once for all G
+ * queries; every (row, head) chain is the single-row one above. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void dots_heads_f16c_g(const void *const *rows, int m, const float *q, int n,
+                                     float *out, int ldo, const int G) {
+    int j = 0;
+    for (; j + 2 <= m; j += 2) {
+        const uint16_t *k[2] = {rows[j], rows[j + 1]};
+        __m256 acc[2][4];
+        for (int r = 0; r < 2; r++)
+            for (int h = 0; h < G; h++) acc[r][h] = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 8 <= n; i += 8) {
+            const __m256 k0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[0] + i)));
+            const __m256 k1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[1] + i)));
+            for (int h = 0; h < G; h++) {
+                const __m256 qv = _mm256_loadu_ps(q + (size_t)h * n + i);
+                acc[0][h] = _mm256_fmadd_ps(k0, qv, acc[0][h]);
+                acc[1][h] = _mm256_fmadd_ps(k1, qv, acc[1][h]);
+            }
+        }
+        for (int r = 0; r < 2; r++)
+            for (int h = 0; h < G; h++)
+                out[(size_t)h * ldo + j + r] =
+                    dot_f16_finish(acc[r][h], k[r], q + (size_t)h * n, i, n);
+    }
+    for (; j < m; j++)
+        for (int h = 0; h < G; h++)
+            out[(size_t)h * ldo + j] = dot_f16_f16c(rows[j], q + (size_t)h * n, n);
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void dots_heads_f16c(const void *const *rows, int m, const float *q, int g, int n,
+                            float *out, int ldo) {
+    if (g == 4) { dots_heads_f16c_g(rows, m, q, n, out, ldo, 4); return; }
+    if (g == 2) { dots_heads_f16c_g(rows, m, q, n, out, ldo, 2); return; }
+    for (int h = 0; h < g; h++) dots_f16_f16c(rows, m, q + (size_t)h * n, n, out + (size_t)h * ldo);
+}
+
+/* G heads (2 or 4): a strip of 16 elements of every head's output stays in registers across
+ * the rows, each V vector converted once for all G; every element's chain is axpy_f16_f16c's. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void axpys_heads_f16c_g(float *y, const void *const *v, const float *a, int lda,
+                                      int m, int n, const int G) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 acc[4][2];
+        for (int h = 0; h < G; h++)
+            for (int r = 0; r < 2; r++) acc[h][r] = _mm256_loadu_ps(y + (size_t)h * n + i + 8 * r);
+        for (int j = 0; j < m; j++) {
+            const uint16_t *vj = (const uint16_t *)v[j] + i;
+            const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)vj));
+            const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vj + 8)));
+            for (int h = 0; h < G; h++) {
+                const __m256 va = _mm256_set1_ps(a[(size_t)h * lda + j]);
+                acc[h][0] = _mm256_fmadd_ps(va, v0, acc[h][0]);
+                acc[h][1] = _mm256_fmadd_ps(va, v1, acc[h][1]);
+            }
+        }
+        for (int h = 0; h < G; h++)
+            for (int r = 0; r < 2; r++) _mm256_storeu_ps(y + (size_t)h * n + i + 8 * r, acc[h][r]);
+    }
+    for (int h = 0; h < G; h++)
+        for (int j = 0; j < m; j++)
+            axpy_f16_f16c(y + (size_t)h * n + i, (const uint16_t *)v[j] + i, a[(size_t)h * lda + j],
+                          n - i);
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void axpys_heads_f16c(float *y, const void *const *v, const float *a, int lda, int g,
+                             int m, int n) {
+    if (g == 4) { axpys_heads_f16c_g(y, v, a, lda, m, n, 4); return; }
+    if (g == 2) { axpys_heads_f16c_g(y, v, a, lda, m, n, 2); return; }
+    for (int h = 0; h < g; h++) axpys_f16_f16c(y + (size_t)h * n, v, a + (size_t)h * lda, m, n);
+}
+
 __attribute__((target("avx2,fma,f16c")))
 static void to_f16_f16c(const float *x, uint16_t *y, int n) {
     int i = 0;
@@ -290,16 +366,22 @@ void er_kv_axpy(float *y, const void *v, float a, int n, int kv_f32) {
     for (int i = 0; i < n; i++) y[i] += a * er_fp16_to_fp32(vh[i]);
 }
 
-void er_kv_dots(const void *const *k, int m, const float *q, int n, int kv_f32, float *out) {
+void er_kv_dots(const void *const *k, int m, const float *q, int g, int n, int kv_f32,
+                float *out, int ldo) {
 #if defined(__x86_64__)
-    if (!kv_f32 && have_f16c()) { dots_f16_f16c(k, m, q, n, out); return; }
+    if (!kv_f32 && have_f16c()) { dots_heads_f16c(k, m, q, g, n, out, ldo); return; }
 #endif
-    for (int j = 0; j < m; j++) out[j] = er_kv_dot(k[j], q, n, kv_f32);
+    for (int h = 0; h < g; h++)
+        for (int j = 0; j < m; j++)
+            out[(size_t)h * ldo + j] = er_kv_dot(k[j], q + (size_t)h * n, n, kv_f32);
 }
 
-void er_kv_axpys(float *y, const void *const *v, const float *a, int m, int n, int kv_f32) {
+void er_kv_axpys(float *y, const void *const *v, const float *a, int lda, int g, int m, int n,
+                 int kv_f32) {
 #if defined(__x86_64__)
-    if (!kv_f32 && have_f16c()) { axpys_f16_f16c(y, v, a, m, n); return; }
+    if (!kv_f32 && have_f16c()) { axpys_heads_f16c(y, v, a, lda, g, m, n); return; }
 #endif
-    for (int j = 0; j < m; j++) er_kv_axpy(y, v[j], a[j], n, kv_f32);
+    for (int h = 0; h < g; h++)
+        for (int j = 0; j < m; j++)
+            er_kv_axpy(y + (size_t)h * n, v[j], a[(size_t)h * lda + j], n, kv_f32);
 }

@@ -33,9 +33,13 @@ void er_fp32_to_fp16_row(const float *x, uint16_t *y, int n);
 void er_kv_store(void *dst, const float *src, int n, int kv_f32);
 float er_kv_dot(const void *k, const float *q, int n, int kv_f32);
 void er_kv_axpy(float *y, const void *v, float a, int n, int kv_f32);
-/* The same for m rows at once, bit for bit what the calls one row at a time give:
- * out[j] = er_kv_dot(k[j], q, ...), and er_kv_axpy(y, v[j], a[j], ...) for j = 0, 1, ... */
-void er_kv_dots(const void *const *k, int m, const float *q, int n, int kv_f32, float *out);
-void er_kv_axpys(float *y, const void *const *v, const float *a, int m, int n, int kv_f32);
+/* The same for m rows at once, read once for the g query heads that share them (grouped-query
+ * attention), bit for bit what the calls one row and one head at a time give: head h's query
+ * is q + h * n and out[h * ldo + j] = er_kv_dot(k[j], q + h * n, ...); head h's output y + h * n
+ * gets er_kv_axpy(y + h * n, v[j], a[h * lda + j], ...) for j = 0, 1, ... */
+void er_kv_dots(const void *const *k, int m, const float *q, int g, int n, int kv_f32,
+                float *out, int ldo);
+void er_kv_axpys(float *y, const void *const *v, const float *a, int lda, int g, int m, int n,
+                 int kv_f32);
 
 #endif

@@ -67,6 +67,34 @@ def test_separate_output_head_and_sparse_rows(tiny_gguf_factory):
     np.testing.assert_allclose(sparse, full[rows], atol=1e-5)
 
 
+def test_row_lists_dense_or_scattered_give_the_full_pass_values(tiny_gguf_factory):
+    """Constrained decoding scores a row list: dense ascending spans go through the dense
+    kernel and are picked from, the rest through the row-list kernel (native/gemma3.c
+    gemv_row_list). Whatever the list's shape, each row's logit is bit for bit the full pass's."""
+    m = er.Model.load(tiny_gguf_factory(n_vocab=3000), max_inference_len=32, threads=2)
+    ids = _ids(9, 3000, seed=4)
+    full = m.eval(ids)
+    V = full.size
+    rng = np.random.default_rng(3)
+
+    def subset(lo, hi, frac):
+        return np.sort(rng.choice(np.arange(lo, hi), int((hi - lo) * frac), replace=False))
+    lists = {
+        "every row": np.arange(V),
+        "90% ascending": subset(0, V, 0.9),
+        "10% ascending": subset(0, V, 0.1),
+        "a run, then scattered, then repeats": np.concatenate(
+            [np.arange(100, 1300), subset(1300, V, 0.05), [7, 3, 7]]),
+        "descending": np.arange(V - 1, V - 200, -1),
+        "one row": np.array([V - 1]),
+    }
+    for name, rows in lists.items():
+        rows = rows.astype(np.int32)
+        m.reset()
+        got = m.eval(ids, rows=rows)
+        np.testing.assert_array_equal(got, full[rows], err_msg=name)
+
+
 def test_thread_counts_give_identical_logits(tiny_gguf_factory, monkeypatch):
     monkeypatch.setattr(er.model, "default_threads", lambda: 4)   # 3 threads even on 2 CPUs
     path = tiny_gguf_factory()

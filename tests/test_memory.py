@@ -61,7 +61,7 @@ def test_rows_follow_formulas(cfg, ctx, kv_dtype, kvb):
     assert row(p, "scratch: RoPE") == 4 * 2 * 2 * T * D // 2
     assert row(p, "scratch: quantized") == T * max(E, H * D, F) // 32 * 34
     assert row(p, "scratch: K/V chunk staging") == 2 * T * kv * kvb
-    assert row(p, "attention scores") == 4 * threads * ctx
+    assert row(p, "attention scores") == 4 * threads * (H // Hkv) * ctx
     assert row(p, "logits") == 4 * V
     assert p.total_anon == sum(b for _, b, k in p.rows if k == "anon")
     assert p.total_resident == sum(b for _, b, _ in p.rows)
@@ -72,7 +72,7 @@ def test_local_layers_stop_growing_at_the_window():
     n_global = REAL.n_layer - len(REAL.swa_layers)
     assert n_global == 3
     kv_growth = n_global * 2 * (4096 - 512) * REAL.kv_dim * 2
-    scores_growth = 4 * (4096 - 512)   # threads=1
+    scores_growth = 4 * (REAL.n_head // REAL.n_head_kv) * (4096 - 512)   # threads=1
     assert b.total_anon - a.total_anon == kv_growth + scores_growth
     assert row(a, "KV cache: 15 local") == row(b, "KV cache: 15 local")
     assert b.total_resident - a.total_resident == kv_growth + scores_growth
@@ -514,8 +514,8 @@ def test_rss_budget(probes, n):
 def test_anon_grows_with_context_only_as_planned(probes):
     lo, hi = probes(512), probes(32768)
     planned = hi["plan_anon"] - lo["plan_anon"]
-    # the plan's growth is the global layers' KV (and scores) alone ...
-    assert planned == 3 * 2 * (32768 - 512) * 256 * 2 + 2 * 4 * (32768 - 512)
+    # the plan's growth is the global layers' KV (and scores: 2 threads x 4 heads) alone ...
+    assert planned == 3 * 2 * (32768 - 512) * 256 * 2 + 2 * 4 * 4 * (32768 - 512)
     # ... and the measured growth does not exceed it
     assert hi["peak_anon"] - lo["peak_anon"] <= planned + 2 * MIB
 

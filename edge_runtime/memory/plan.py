@@ -5,7 +5,7 @@ mapping. Shape legend: T = prefill chunk (tokens per forward), C = max_inference
 E = n_embd, Q = n_head * head_dim (q_dim), KV = n_head_kv * head_dim (kv_dim), F = n_ff,
 V = n_vocab. KV cache: per layer K and V of ring_len x KV (f16 or f32), ring_len = min(C, window)
 for sliding layers, C for global ones. Scratch: T x (E, Q, KV, F)-wide f32 buffers; attention
-scores: threads x C floats.
+scores: threads x C floats per query head of a K/V group (n_head / n_head_kv).
 
 Resident weights, by page policy (what we assume the decoder touches):
   keep     every tensor the forward pass reads stays resident: all layer weights, output norm,
@@ -262,7 +262,7 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
         (f"KV cache: {c.n_layer - n_local} global layers x {C} pos",
          (c.n_layer - n_local) * 2 * C * c.kv_dim * kvb, "anon"),
         *_scratch_rows(c, prefill_chunk, kvb),
-        ("attention scores", threads * C * 4, "anon"),
+        ("attention scores", threads * (c.n_head // c.n_head_kv) * C * 4, "anon"),
         ("GELU table (native/ops.c)", GELU_TABLE_BYTES, "anon"),
         ("norm weights (f32 copies)", 4 * (c.n_layer * (4 * c.n_embd + 2 * c.head_dim_k) + c.n_embd),
          "anon"),
