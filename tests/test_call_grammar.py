@@ -12,6 +12,7 @@ against a brute-force run of every token of the vocabulary through the grammar.
 """
 import random
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -542,3 +543,30 @@ def test_allowed_ids_match_brute_force(sx, tool, seed):
                 assert sx is PY and top[0] == "str" and top[2], (piece, top[0])
                 assert piece[:1] != b'"' and b'"' in piece, piece
         state = c.advance(state, rng.choice(sorted(allowed)))
+
+
+@pytest.mark.parametrize("limits", [None, (256, 3)], ids=["default", "tiny cache"])
+def test_kept_allowed_sets_are_the_computed_ones_and_bounded(limits, monkeypatch):
+    """TokenConstraint.allowed keeps small sets by state: a second walk over the same states
+    gets exactly what a fresh walk computes, read-only, and the store stays within its
+    bounds (a tiny bound forces it to be emptied and refilled along the way)."""
+    from edge_runtime.calls import grammar
+    if limits:
+        monkeypatch.setattr(grammar, "ALLOWED_CACHE_IDS", limits[0])
+        monkeypatch.setattr(grammar, "ALLOWED_CACHE_SETS", limits[1])
+    tool = {"name": "set_timer", "parameters": {"type": "object", "properties": {
+        "minutes": {"type": "integer", "minimum": 1, "maximum": 600},
+        "label": {"type": "string", "maxLength": 6},
+        "unit": {"enum": ["s", "min"]}}, "required": ["minutes", "unit"]}}
+    for sx in (FG, PY):
+        kept = _constraint([tool], sx)
+        for seed in (1, 2, 1, 3, 2):
+            rng, state = random.Random(seed), kept.start()
+            while not kept.g.done(state):
+                got = kept.allowed(state)
+                assert not got.flags.writeable
+                assert np.array_equal(got, _constraint([tool], sx).allowed(state))
+                assert kept._known_ids <= grammar.ALLOWED_CACHE_IDS
+                assert len(kept._known) <= grammar.ALLOWED_CACHE_SETS
+                state = kept.advance(state, rng.choice(got.tolist()))
+        assert kept._known

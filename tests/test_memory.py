@@ -129,7 +129,8 @@ def test_agent_rows():
         "prefix snapshot: 713 tokens": (snapshot_bytes(agent.ring_lens, REAL, 713), "anon"),
         "agent: grammar vocabulary index (mapped file)": (25 * V, "file"),
         "agent: string-content masks (32 states)": (32 * V // 8, "anon"),
-        "agent: per-step allowed ids and their logits": (22 * V, "anon")}
+        "agent: per-step allowed ids and their logits": (22 * V, "anon"),
+        "agent: allowed sets kept by grammar state": (4 * 65536 + 2048 * 256, "anon")}
     # local layers hold at most their 512-position window, global ones every position
     assert row(agent, "prefix snapshot: 713") == 16 + 4 * 18 + 2 * (15 * 512 + 3 * 713) * 256 * 2
     assert agent.settings["agent"] and not base.settings["agent"]

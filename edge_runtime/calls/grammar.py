@@ -31,6 +31,10 @@ from .schema import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_LENGTH, FREE_DEPTH, KEY_RE, 
 from .syntax import Syntax, bare_key_ok, number_text
 
 ANY = None                     # "next_symbols": any byte (string content)
+# TokenConstraint keeps the small allowed sets it computed, keyed by grammar state, up to this
+# many ids in all (and ALLOWED_CACHE_SETS sets): see TokenConstraint.allowed.
+ALLOWED_CACHE_IDS = 1 << 16
+ALLOWED_CACHE_SETS = 256
 _UNESCAPED = {ord("n"): 10, ord("r"): 13, ord("t"): 9}
 
 # object phases
@@ -431,12 +435,30 @@ class TokenConstraint:
         self.g, self.v = grammar, vocab
         self.symbol_ids = dict(symbol_ids or {})
         self.id_symbols = {i: s for s, i in self.symbol_ids.items()}
+        self._known, self._known_ids = {}, 0
 
     def start(self):
         return self.g.start()
 
     def allowed(self, st) -> np.ndarray:
-        """Sorted int32 ids allowed after state st (never empty before the call is done)."""
+        """Sorted int32 ids allowed after state st (never empty before the call is done);
+        read-only. The calls of one toolset pass through the same states request after request
+        (a tool's name, its keys, the punctuation) and a walk of the vocabulary costs ~2 ms,
+        so the small sets are kept, within ALLOWED_CACHE_IDS ids; a string's large content
+        sets are not (their masks have their own cache)."""
+        got = self._known.get(st)
+        if got is None:
+            got = self._allowed(st)
+            got.flags.writeable = False
+            if len(got) <= ALLOWED_CACHE_IDS // 64:
+                if (self._known_ids + len(got) > ALLOWED_CACHE_IDS
+                        or len(self._known) >= ALLOWED_CACHE_SETS):
+                    self._known, self._known_ids = {}, 0
+                self._known[st] = got
+                self._known_ids += len(got)
+        return got
+
+    def _allowed(self, st) -> np.ndarray:
         syms = self.g.next_symbols(st)
         content = None
         if syms is ANY:

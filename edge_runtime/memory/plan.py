@@ -22,6 +22,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
+from ..calls.grammar import ALLOWED_CACHE_IDS, ALLOWED_CACHE_SETS
 from ..errors import InvalidArgumentError, MemoryBudgetError
 
 MIB = 1 << 20
@@ -55,6 +56,10 @@ CONTENT_MASK_STATES = 32
 # - per constrained step: the allowed ids (unpacked mask, the id list in int64 then int32, the
 #   copy with <escape> inserted) and their logits; glibc keeps these freed blocks in its heap;
 STEP_BYTES_PER_TOKEN = 22
+# - the small allowed sets TokenConstraint keeps (calls/grammar.py): their int32 ids, and per set
+#   the array object, the dict slot and the state tuple it is keyed by (at most 1.5 KB over the
+#   built-in tools' 32 states, by sys.getsizeof; 2 KiB planned);
+ALLOWED_CACHE_BYTES = 4 * ALLOWED_CACHE_IDS + 2048 * ALLOWED_CACHE_SETS
 # - building the index (first run only; peak above the process before it): the tokenizer's
 #   262k pieces as Python bytes, the sort, the arrays; freed (and trimmed) once it is written.
 INDEX_BUILD_BYTES_PER_TOKEN = 190
@@ -292,6 +297,7 @@ def agent_rows(n_vocab: int) -> list:
         (f"agent: string-content masks ({CONTENT_MASK_STATES} states)",
          CONTENT_MASK_STATES * -(-n_vocab // 8), "anon"),
         ("agent: per-step allowed ids and their logits", STEP_BYTES_PER_TOKEN * n_vocab, "anon"),
+        ("agent: allowed sets kept by grammar state", ALLOWED_CACHE_BYTES, "anon"),
     ]
 
 
