@@ -307,6 +307,71 @@ static void axpy_f16_neon(float *y, const uint16_t *v, float a, int n) {
     for (; i < n; i++) y[i] += a * er_fp16_to_fp32(v[i]);
 }
 
+/* G query heads sharing one K/V head: each K row's halves converted once for all of them,
+ * every (row, head) sum the chain of dot_f16_neon. */
+static void dots_heads_neon(const void *const *rows, int m, const float *q, int g, int n,
+                            float *out, int ldo) {
+    enum { G_MAX = 4 };
+    for (int h0 = 0; h0 < g; h0 += G_MAX) {
+        const int G = g - h0 < G_MAX ? g - h0 : G_MAX;
+        const float *qh = q + (size_t)h0 * n;
+        for (int j = 0; j < m; j++) {
+            const uint16_t *k = rows[j];
+            float32x4_t a0[G_MAX], a1[G_MAX];
+            for (int h = 0; h < G; h++) a0[h] = a1[h] = vdupq_n_f32(0.0f);
+            int i = 0;
+            for (; i + 8 <= n; i += 8) {
+                const float16x8_t kh = vreinterpretq_f16_u16(vld1q_u16(k + i));
+                const float32x4_t lo = vcvt_f32_f16(vget_low_f16(kh)), hi = vcvt_high_f32_f16(kh);
+                for (int h = 0; h < G; h++) {
+                    a0[h] = vfmaq_f32(a0[h], lo, vld1q_f32(qh + (size_t)h * n + i));
+                    a1[h] = vfmaq_f32(a1[h], hi, vld1q_f32(qh + (size_t)h * n + i + 4));
+                }
+            }
+            for (int h = 0; h < G; h++) {
+                float r = vaddvq_f32(vaddq_f32(a0[h], a1[h]));
+                for (int e = i; e < n; e++) r += er_fp16_to_fp32(k[e]) * qh[(size_t)h * n + e];
+                out[(size_t)(h0 + h) * ldo + j] = r;
+            }
+        }
+    }
+}
+
+/* G heads' outputs, a strip of 16 elements each, stay in registers across the rows; each V
+ * vector converted once for all of them; every element's chain is axpy_f16_neon's. */
+static void axpys_heads_neon(float *y, const void *const *v, const float *a, int lda, int g,
+                             int m, int n) {
+    enum { G_MAX = 4 };
+    for (int h0 = 0; h0 < g; h0 += G_MAX) {
+        const int G = g - h0 < G_MAX ? g - h0 : G_MAX;
+        float *yh = y + (size_t)h0 * n;
+        const float *ah = a + (size_t)h0 * lda;
+        int i = 0;
+        for (; i + 16 <= n; i += 16) {
+            float32x4_t acc[G_MAX][4];
+            for (int h = 0; h < G; h++)
+                for (int r = 0; r < 4; r++) acc[h][r] = vld1q_f32(yh + (size_t)h * n + i + 4 * r);
+            for (int j = 0; j < m; j++) {
+                const uint16_t *vj = (const uint16_t *)v[j] + i;
+                const float16x8_t v0 = vreinterpretq_f16_u16(vld1q_u16(vj));
+                const float16x8_t v1 = vreinterpretq_f16_u16(vld1q_u16(vj + 8));
+                const float32x4_t f[4] = {vcvt_f32_f16(vget_low_f16(v0)), vcvt_high_f32_f16(v0),
+                                          vcvt_f32_f16(vget_low_f16(v1)), vcvt_high_f32_f16(v1)};
+                for (int h = 0; h < G; h++) {
+                    const float ahj = ah[(size_t)h * lda + j];
+                    for (int r = 0; r < 4; r++) acc[h][r] = vfmaq_n_f32(acc[h][r], f[r], ahj);
+                }
+            }
+            for (int h = 0; h < G; h++)
+                for (int r = 0; r < 4; r++) vst1q_f32(yh + (size_t)h * n + i + 4 * r, acc[h][r]);
+        }
+        for (int h = 0; h < G; h++)
+            for (int j = 0; j < m; j++)
+                axpy_f16_neon(yh + (size_t)h * n + i, (const uint16_t *)v[j] + i,
+                              ah[(size_t)h * lda + j], n - i);
+    }
+}
+
 static void to_f16_neon(const float *x, uint16_t *y, int n) {   /* round to nearest even */
     int i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -370,6 +435,8 @@ void er_kv_dots(const void *const *k, int m, const float *q, int g, int n, int k
                 float *out, int ldo) {
 #if defined(__x86_64__)
     if (!kv_f32 && have_f16c()) { dots_heads_f16c(k, m, q, g, n, out, ldo); return; }
+#elif defined(__aarch64__)
+    if (!kv_f32) { dots_heads_neon(k, m, q, g, n, out, ldo); return; }
 #endif
     for (int h = 0; h < g; h++)
         for (int j = 0; j < m; j++)
@@ -380,6 +447,8 @@ void er_kv_axpys(float *y, const void *const *v, const float *a, int lda, int g,
                  int kv_f32) {
 #if defined(__x86_64__)
     if (!kv_f32 && have_f16c()) { axpys_heads_f16c(y, v, a, lda, g, m, n); return; }
+#elif defined(__aarch64__)
+    if (!kv_f32) { axpys_heads_neon(y, v, a, lda, g, m, n); return; }
 #endif
     for (int h = 0; h < g; h++)
         for (int j = 0; j < m; j++)
