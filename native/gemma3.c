@@ -93,7 +93,8 @@ static void gemv_row_list(const er_q8_0_kernel *kern, const er_mat *w, const int
         }
         i = j;
     }
-    if (n > scattered) kern->gemv_rows(W, rows + scattered, n - scattered, x, y + scattered, w->cols);
+    if (n > scattered)
+        kern->gemv_rows(W, rows + scattered, n - scattered, x, y + scattered, w->cols);
 }
 
 static void matmul_worker(void *ctx, int ith, int nth) {
