@@ -31,7 +31,7 @@ struct er_session {
     /* chunk scratch */
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *cs, *sn;
     uint8_t *k_stage, *v_stage;
-    block_q8_0 *xq;
+    block_q8_act *xq;
     float *scores;                 /* per thread: C floats per query head of a group */
     er_session_bytes bytes;
 };
@@ -54,7 +54,7 @@ typedef struct {
     const er_mat *w[MAX_MATS];
     float *y[MAX_MATS];
     const float *x;                /* T × cols, f32 */
-    const block_q8_0 *xq;          /* the same, quantized (Q8_0 weights) */
+    const block_q8_act *xq;        /* the same, quantized (Q8_0 weights) */
     int t;
     const int32_t *rows;           /* sparse: compute only these rows of w[0], y[i] <- row rows[i] */
     int n_rows;
@@ -75,7 +75,7 @@ static void row_range(int rows, int ith, int nth, int *r0, int *r1) {
  * span (the vocabulary's unused tail) are never read, so their pages stay out of memory. */
 #define SPAN 1024
 static void gemv_row_list(const er_q8_0_kernel *kern, const er_mat *w, const int32_t *rows,
-                          int n, const block_q8_0 *x, float *y) {
+                          int n, const block_q8_act *x, float *y) {
     const block_q8_0 *W = w->data;
     const size_t nb = (size_t)(w->cols / QK8_0);
     float buf[SPAN];
@@ -445,7 +445,7 @@ er_session *er_session_create(const er_model *m, int n_ctx, int chunk, int kv_f3
     s->sn = track(sb, 2 * T * (D / 2) * f);
     s->k_stage = track(sb, T * s->kv_row);
     s->v_stage = track(sb, T * s->kv_row);
-    s->xq = track(sb, T * (widest_in / QK8_0) * sizeof(block_q8_0));
+    s->xq = track(sb, T * (widest_in / QK8_0) * sizeof(block_q8_act));
     s->scores = track(&s->bytes.scores,
                       (size_t)n_threads * (m->n_head / m->n_head_kv) * n_ctx * f);
     if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up || !s->cs ||

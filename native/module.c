@@ -65,7 +65,8 @@ static PyObject *py_q8_0_gemm(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "bad gemm shape");
         return NULL;
     }
-    const block_q8_0 *W = addr_arg(w), *X = addr_arg(x);
+    const block_q8_0 *W = addr_arg(w);
+    const block_q8_act *X = addr_arg(x);
     float *Y = addr_arg(y);
     if (PyErr_Occurred()) return NULL;
     Py_BEGIN_ALLOW_THREADS
@@ -88,7 +89,8 @@ static PyObject *py_q8_0_gemv_rows(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "bad gemv shape");
         return NULL;
     }
-    const block_q8_0 *W = addr_arg(w), *X = addr_arg(x);
+    const block_q8_0 *W = addr_arg(w);
+    const block_q8_act *X = addr_arg(x);
     const int32_t *R = addr_arg(r);
     float *Y = addr_arg(y);
     if (PyErr_Occurred()) return NULL;
@@ -98,8 +100,9 @@ static PyObject *py_q8_0_gemv_rows(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* quantize_q8_0(X, Y, n, kernel="scalar"): each kernel's own activation quantizer */
-static PyObject *py_quantize_q8_0(PyObject *self, PyObject *args) {
+/* quantize_act(X, Y, n, kernel="scalar"): each kernel's own activation quantizer, into
+ * activation blocks (q8_0.h) */
+static PyObject *py_quantize_act(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *x, *y;
     int n;
@@ -112,7 +115,7 @@ static PyObject *py_quantize_q8_0(PyObject *self, PyObject *args) {
         return NULL;
     }
     const float *X = addr_arg(x);
-    block_q8_0 *Y = addr_arg(y);
+    block_q8_act *Y = addr_arg(y);
     if (PyErr_Occurred()) return NULL;
     kern->quantize(X, Y, n);
     Py_RETURN_NONE;
@@ -560,7 +563,8 @@ static PyMethodDef methods[] = {
     {"q8_0_gemm", py_q8_0_gemm, METH_VARARGS, "Run one kernel: (name, W, X, Y, k, rows, nt[, r0, r1, ldy])."},
     {"q8_0_gemv_rows", py_q8_0_gemv_rows, METH_VARARGS,
      "One token against listed rows: (name, W, rows, n, X, Y, k)."},
-    {"quantize_q8_0", py_quantize_q8_0, METH_VARARGS, "Quantize n floats at X into Q8_0 at Y."},
+    {"quantize_act", py_quantize_act, METH_VARARGS,
+     "Quantize n floats at X into activation blocks at Y."},
     {"fp16_to_fp32", py_fp16_to_fp32, METH_VARARGS, "(src, dst, n): n fp16 -> float32."},
     {"bf16_to_fp32", py_bf16_to_fp32, METH_VARARGS, "(src, dst, n): n bf16 -> float32."},
     {"fp32_to_fp16", py_fp32_to_fp16, METH_VARARGS, "(src, dst, n): n float32 -> fp16 (RNE)."},

@@ -50,39 +50,46 @@ float er_bf16_to_fp32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
 /* ---- activations ----------------------------------------------------------------------- */
 
-void er_quantize_row_q8_0(const float *x, block_q8_0 *y, int n) {
+/* Position of value j (0..7) of group g in a 32-value block: see block_q8_act. */
+static int act_pos(int g, int j) { return 4 * g + (j & 3) + (j & 4) * 4; }
+
+void er_quantize_row_act(const float *x, block_q8_act *y, int n) {
     for (int b = 0; b < n / QK8_0; b++, x += QK8_0) {
-        float amax = 0.0f;
         int finite = 1;
-        for (int j = 0; j < QK8_0; j++) {
-            amax = fmaxf(amax, fabsf(x[j]));
-            finite &= isfinite(x[j]) != 0;
-        }
+        for (int j = 0; j < QK8_0; j++) finite &= isfinite(x[j]) != 0;
         if (!finite) {   /* keep NaN/Inf visible downstream instead of rounding it away */
-            y[b].d = ER_FP16_NAN;
+            for (int g = 0; g < ER_ACT_GROUPS; g++) y[b].d[g] = NAN;
             memset(y[b].qs, 0, QK8_0);
             continue;
         }
-        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[b].d = er_fp32_to_fp16(d);
-        for (int j = 0; j < QK8_0; j++) y[b].qs[j] = (int8_t)roundf(x[j] * id);
+        for (int g = 0; g < ER_ACT_GROUPS; g++) {
+            float amax = 0.0f;
+            for (int j = 0; j < 8; j++) amax = fmaxf(amax, fabsf(x[act_pos(g, j)]));
+            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            y[b].d[g] = d;
+            for (int j = 0; j < 8; j++)
+                y[b].qs[act_pos(g, j)] = (int8_t)roundf(x[act_pos(g, j)] * id);
+        }
     }
 }
 
 /* ---- the reference kernel ---------------------------------------------------------------- */
 
-void er_q8_0_gemm_scalar(const block_q8_0 *W, const block_q8_0 *X, float *Y,
+void er_q8_0_gemm_scalar(const block_q8_0 *W, const block_q8_act *X, float *Y,
                          int k, int r0, int r1, int nt, int ldy) {
     const int nb = k / QK8_0;
     for (int t = 0; t < nt; t++) {
-        const block_q8_0 *x = X + (size_t)t * nb;
+        const block_q8_act *x = X + (size_t)t * nb;
         for (int r = r0; r < r1; r++) {
             const block_q8_0 *w = W + (size_t)r * nb;
             float sum = 0.0f;
             for (int b = 0; b < nb; b++) {
-                int32_t dot = 0;
-                for (int j = 0; j < QK8_0; j++) dot += w[b].qs[j] * x[b].qs[j];
-                sum += er_fp16_to_fp32(w[b].d) * er_fp16_to_fp32(x[b].d) * (float)dot;
+                const float dw = er_fp16_to_fp32(w[b].d);
+                for (int g = 0; g < ER_ACT_GROUPS; g++) {
+                    int32_t dot = 0;
+                    for (int j = 0; j < 8; j++) dot += w[b].qs[act_pos(g, j)] * x[b].qs[act_pos(g, j)];
+                    sum += dw * x[b].d[g] * (float)dot;
+                }
             }
             Y[(size_t)t * ldy + r] = sum;
         }
@@ -90,7 +97,7 @@ void er_q8_0_gemm_scalar(const block_q8_0 *W, const block_q8_0 *X, float *Y,
 }
 
 void er_q8_0_gemv_rows_scalar(const block_q8_0 *W, const int32_t *rows, int n,
-                              const block_q8_0 *x, float *y, int k) {
+                              const block_q8_act *x, float *y, int k) {
     const size_t nb = (size_t)(k / QK8_0);
     for (int i = 0; i < n; i++) er_q8_0_gemm_scalar(W + rows[i] * nb, x, y + i, k, 0, 1, 1, 1);
 }
@@ -136,9 +143,9 @@ static pthread_once_t kernels_once = PTHREAD_ONCE_INIT;
 static void add(const char *name, er_q8_0_gemm_fn fn, er_q8_0_gemv_rows_fn rows_fn) {
     kernels[n_kernels].name = name;
     kernels[n_kernels].gemv_rows = rows_fn;
-    kernels[n_kernels].quantize = er_quantize_row_q8_0;
+    kernels[n_kernels].quantize = er_quantize_row_act;
 #if defined(__x86_64__)
-    if (n_kernels > 0) kernels[n_kernels].quantize = er_quantize_row_q8_0_avx2;  /* all need AVX2 */
+    if (n_kernels > 0) kernels[n_kernels].quantize = er_quantize_row_act_avx2;  /* all need AVX2 */
 #endif
     kernels[n_kernels++].gemm = fn;
 }

@@ -15,10 +15,13 @@
 
 X86_INLINE __m256 x86_scale(uint16_t d) { return _mm256_set1_ps(_cvtsh_ss(d)); }
 
+/* lane i of a block's int32 dot holds values 4i..4i+3: group i % 4 (see block_q8_act) */
+X86_INLINE __m256 x86_act_scales(const block_q8_act *b) { return _mm256_broadcast_ps((const __m128 *)b->d); }
+
 X86_INLINE __m256 x86_zero(void) { return _mm256_setzero_ps(); }
 
-/* acc += dw * dx * dot, with the block's exact int32 lane sums in dot: one fma per block.
- * (dot * dw) * dx rather than dot * (dw * dx): GCC turns a product of two broadcasts into a
+/* acc += dw * dx * dot, with the block's exact int32 lane sums in dot and the activation's
+ * group scales in dx: one fma per block. (dot * dw) * dx rather than dot * (dw * dx): GCC turns a product of two broadcasts into a
  * scalar multiply plus a broadcast, one more uop per row x token pair. */
 X86_INLINE __m256 x86_fma(__m256 acc, __m256i dot, __m256 dw, __m256 dx) {
     return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), dw), dx, acc);
@@ -31,9 +34,7 @@ X86_INLINE float x86_hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-X86_INLINE __m256i x86_load(const block_q8_0 *b) {
-    return _mm256_loadu_si256((const __m256i *)b->qs);
-}
+X86_INLINE __m256i x86_load(const int8_t *qs) { return _mm256_loadu_si256((const __m256i *)qs); }
 
 /* ---- activation quantization (every x86 kernel has AVX2) ------------------------------- */
 
@@ -47,30 +48,40 @@ X86_INLINE __m256i x86_round_away(__m256 v) {
     return _mm256_cvtps_epi32(_mm256_add_ps(t, _mm256_and_ps(far, step)));
 }
 
+/* The largest |value| of each 128-bit half, in all four of its lanes. */
+X86_INLINE __m256 x86_half_max(__m256 m) {
+    m = _mm256_max_ps(m, _mm256_permute_ps(m, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm256_max_ps(m, _mm256_permute_ps(m, _MM_SHUFFLE(1, 0, 3, 2)));
+}
+
 __attribute__((target(X86_BASE)))
-void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
+void er_quantize_row_act_avx2(const float *x, block_q8_act *y, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
     for (int b = 0; b < n / QK8_0; b++, x += QK8_0) {
-        __m256 v[4], m = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+        __m256 v[4], a[4], bad = zero;
         for (int i = 0; i < 4; i++) {
             v[i] = _mm256_loadu_ps(x + 8 * i);
-            const __m256 a = _mm256_andnot_ps(sign, v[i]);
-            m = _mm256_max_ps(m, a);
-            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, _mm256_set1_ps(INFINITY), _CMP_NLT_UQ));
+            a[i] = _mm256_andnot_ps(sign, v[i]);
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a[i], _mm256_set1_ps(INFINITY), _CMP_NLT_UQ));
         }
         if (_mm256_movemask_ps(bad)) {   /* NaN or Inf: see q8_0.h */
-            y[b].d = ER_FP16_NAN;
+            _mm_storeu_ps(y[b].d, _mm_set1_ps(NAN));
             _mm256_storeu_si256((__m256i *)y[b].qs, _mm256_setzero_si256());
             continue;
         }
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        const float d = _mm_cvtss_f32(h) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[b].d = er_fp32_to_fp16(d);
-        const __m256 vid = _mm256_set1_ps(id);
+        /* values 0..7 and 16..23 hold groups 0 (low halves) and 1 (high); 8..15 and 24..31
+         * groups 2 and 3 */
+        __m256 d[2], id[2];
+        for (int h = 0; h < 2; h++) {
+            d[h] = _mm256_div_ps(x86_half_max(_mm256_max_ps(a[h], a[h + 2])), _mm256_set1_ps(127.0f));
+            id[h] = _mm256_and_ps(_mm256_cmp_ps(d[h], zero, _CMP_NEQ_OQ),
+                                  _mm256_div_ps(_mm256_set1_ps(1.0f), d[h]));
+        }
+        const __m128 d01 = _mm_unpacklo_ps(_mm256_castps256_ps128(d[0]), _mm256_extractf128_ps(d[0], 1));
+        const __m128 d23 = _mm_unpacklo_ps(_mm256_castps256_ps128(d[1]), _mm256_extractf128_ps(d[1], 1));
+        _mm_storeu_ps(y[b].d, _mm_movelh_ps(d01, d23));
         __m256i q[4];
-        for (int i = 0; i < 4; i++) q[i] = x86_round_away(_mm256_mul_ps(v[i], vid));
+        for (int i = 0; i < 4; i++) q[i] = x86_round_away(_mm256_mul_ps(v[i], id[i & 1]));
         /* packs work per 128-bit lane: restore element order with one permute */
         const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]),
                                              _mm256_packs_epi32(q[2], q[3]));
@@ -84,49 +95,43 @@ void er_quantize_row_q8_0_avx2(const float *x, block_q8_0 *y, int n) {
  * |w| * (x * sign(w)). |x| <= 127 keeps both the negation and the int16 pair sums exact. */
 /* Prefill (two or more tokens) has its own tile. Per (row, token, block) the work is six
  * vector operations (sign, maddubs, madd, convert, scale, fma), so what decides the speed is
- * everything else: here the fp16 scales of a row group and of a token group are converted to
- * floats once per call rather than once per use (three operations each), the tile is
- * PF_R rows x PF_T tokens (12 accumulators; each pair re-reads its activation block and
- * scale from L1 rather than the compiler holding them in registers across rows, which
- * spilled most accumulators), and at most
- * pf_tokens() tokens run per pass over the weights, so their blocks and scales stay in L2.
+ * everything else: here the fp16 scales of a row group are converted to floats once per call
+ * rather than once per use (three operations each), the tile is PF_R rows x PF_T tokens
+ * (12 accumulators; each pair re-reads its activation block and scales from L1 rather than
+ * the compiler holding them in registers across rows, which spilled most accumulators), and
+ * at most pf_tokens() tokens run per pass over the weights, so their blocks stay in L2.
  * The arithmetic per (row, token) is madd_avx2's, in the same order: the same bits. */
 #define PF_R 3
 #define PF_T 4
 #define PF_MAX_TOKENS 64
-#define PF_SX_FLOATS 4096           /* activation scales converted per pass (16 KiB of stack) */
-#define PF_MAX_NB (PF_SX_FLOATS / PF_T)
+#define PF_X_BYTES (192 * 1024)     /* activation blocks per pass: well inside a 512 KiB L2 */
+#define PF_MAX_NB 1024              /* weight scales converted per row (4 KiB of stack each) */
 
 static inline int pf_tokens(int nb) {
-    const int fit = PF_SX_FLOATS / nb / PF_T * PF_T;
-    return fit < PF_MAX_TOKENS ? fit : PF_MAX_TOKENS;
+    const int fit = (int)(PF_X_BYTES / ((size_t)nb * sizeof(block_q8_act))) / PF_T * PF_T;
+    return fit < PF_T ? PF_T : fit < PF_MAX_TOKENS ? fit : PF_MAX_TOKENS;
 }
 
-/* d[i * nb + b] = the scale of block b of row i, for n rows of nb blocks. */
-X86_INLINE void pf_scales(const block_q8_0 *rows, int n, int nb, float *d) {
-    for (int i = 0; i < n * nb; i++) d[i] = _cvtsh_ss(rows[i].d);
-}
-
-X86_INLINE void pf_tile(const block_q8_0 *w, const float *dw, const block_q8_0 *x,
-                        const float *dx, float *y, int nb, int ldy, const int R, const int T) {
+X86_INLINE void pf_tile(const block_q8_0 *w, const float *dw, const block_q8_act *x, float *y,
+                        int nb, int ldy, const int R, const int T) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[PF_R][PF_T];
     for (int i = 0; i < R; i++)
         for (int j = 0; j < T; j++) acc[i][j] = x86_zero();
     for (int b = 0; b < nb; b++) {
         for (int i = 0; i < R; i++) {
-            const __m256i wq = x86_load(w + (size_t)i * nb + b), wa = _mm256_abs_epi8(wq);
+            const __m256i wq = x86_load(w[(size_t)i * nb + b].qs), wa = _mm256_abs_epi8(wq);
             const __m256 sw = _mm256_broadcast_ss(dw + i * nb + b);
             /* hide from the compiler that every row reads the same activations: kept in
              * registers across rows, they would push accumulators onto the stack */
-            const block_q8_0 *xb = x + b;
-            const float *dxb = dx + b;
-            __asm__ volatile("" : "+r"(xb), "+r"(dxb));
+            const block_q8_act *xb = x + b;
+            __asm__ volatile("" : "+r"(xb));
             for (int j = 0; j < T; j++) {
-                const __m256i xs = _mm256_sign_epi8(x86_load(xb + (size_t)j * nb), wq);
+                const block_q8_act *xj = xb + (size_t)j * nb;
+                const __m256i xs = _mm256_sign_epi8(x86_load(xj->qs), wq);
                 const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xs), ones);
                 acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), sw),
-                                            _mm256_broadcast_ss(dxb + j * nb), acc[i][j]);
+                                            x86_act_scales(xj), acc[i][j]);
             }
         }
     }
@@ -135,43 +140,42 @@ X86_INLINE void pf_tile(const block_q8_0 *w, const float *dw, const block_q8_0 *
 }
 
 /* R rows (given scales) against n tokens: whole token groups, then the rest. */
-X86_INLINE void pf_rows(const block_q8_0 *w, const float *dw, const block_q8_0 *X,
-                        const float *dx, float *y, int nb, int n, int ldy, const int R) {
+X86_INLINE void pf_rows(const block_q8_0 *w, const float *dw, const block_q8_act *X, float *y,
+                        int nb, int n, int ldy, const int R) {
     int t = 0;
     for (; t + PF_T <= n; t += PF_T)
-        pf_tile(w, dw, X + (size_t)t * nb, dx + t * nb, y + (size_t)t * ldy, nb, ldy, R, PF_T);
-    const block_q8_0 *x = X + (size_t)t * nb;
+        pf_tile(w, dw, X + (size_t)t * nb, y + (size_t)t * ldy, nb, ldy, R, PF_T);
+    const block_q8_act *x = X + (size_t)t * nb;
     y += (size_t)t * ldy;
     switch (n - t) {
-    case 3: pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 3); break;
-    case 2: pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 2); break;
-    case 1: pf_tile(w, dw, x, dx + t * nb, y, nb, ldy, R, 1); break;
+    case 3: pf_tile(w, dw, x, y, nb, ldy, R, 3); break;
+    case 2: pf_tile(w, dw, x, y, nb, ldy, R, 2); break;
+    case 1: pf_tile(w, dw, x, y, nb, ldy, R, 1); break;
     default: break;
     }
 }
 
 /* Rows [r0, r1) against nt >= 5 tokens (fewer take the short passes); 0 (nothing done) when
- * a row is too long for the scale buffers, and the general tile runs instead. */
+ * a row is too long for the scale buffer, and the general tile runs instead. */
 __attribute__((target(X86_BASE)))
-static int prefill_avx2(const block_q8_0 *W, const block_q8_0 *X, float *Y, int k, int r0,
+static int prefill_avx2(const block_q8_0 *W, const block_q8_act *X, float *Y, int k, int r0,
                         int r1, int nt, int ldy) {
     const int nb = k / QK8_0;
     if (nb > PF_MAX_NB) return 0;
-    float dx[PF_SX_FLOATS], dw[PF_R * PF_MAX_NB];
+    float dw[PF_R * PF_MAX_NB];
     const int step = pf_tokens(nb);
     for (int t0 = 0; t0 < nt; t0 += step) {
         const int n = nt - t0 < step ? nt - t0 : step;
-        const block_q8_0 *x = X + (size_t)t0 * nb;
-        pf_scales(x, n, nb, dx);
+        const block_q8_act *x = X + (size_t)t0 * nb;
         for (int r = r0; r < r1; r += PF_R) {
             const int m = r1 - r < PF_R ? r1 - r : PF_R;
             const block_q8_0 *w = W + (size_t)r * nb;
             float *y = Y + (size_t)t0 * ldy + r;
-            pf_scales(w, m, nb, dw);
+            for (int i = 0; i < m * nb; i++) dw[i] = _cvtsh_ss(w[i].d);
             switch (m) {
-            case 3: pf_rows(w, dw, x, dx, y, nb, n, ldy, 3); break;
-            case 2: pf_rows(w, dw, x, dx, y, nb, n, ldy, 2); break;
-            default: pf_rows(w, dw, x, dx, y, nb, n, ldy, 1); break;
+            case 3: pf_rows(w, dw, x, y, nb, n, ldy, 3); break;
+            case 2: pf_rows(w, dw, x, y, nb, n, ldy, 2); break;
+            default: pf_rows(w, dw, x, y, nb, n, ldy, 1); break;
             }
         }
     }
@@ -190,17 +194,18 @@ _Static_assert(PF_R == 3 && PF_T == 4, "prefill_avx2 dispatches tiles of 1..3 ro
 
 typedef struct { __m256i abs, sgn; } wvec_avx2;
 typedef __m256i xvec_avx2;
-typedef __m256 scale_avx2, acc_avx2;
+typedef __m256 scale_avx2, xscale_avx2, acc_avx2;
 
 X86_INLINE wvec_avx2 load_w_avx2(const block_q8_0 *b) {
-    __m256i w = x86_load(b);
+    __m256i w = x86_load(b->qs);
     return (wvec_avx2){_mm256_abs_epi8(w), w};
 }
-X86_INLINE xvec_avx2 load_x_avx2(const block_q8_0 *b) { return x86_load(b); }
+X86_INLINE xvec_avx2 load_x_avx2(const block_q8_act *b) { return x86_load(b->qs); }
+X86_INLINE xscale_avx2 act_scales_avx2(const block_q8_act *b) { return x86_act_scales(b); }
 X86_INLINE scale_avx2 half_avx2(uint16_t d) { return x86_scale(d); }
 X86_INLINE acc_avx2 zero_avx2(void) { return x86_zero(); }
 X86_INLINE float hsum_avx2(acc_avx2 a) { return x86_hsum(a); }
-X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2 dw, scale_avx2 dx) {
+X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2 dw, xscale_avx2 dx) {
     __m256i p16 = _mm256_maddubs_epi16(w.abs, _mm256_sign_epi8(x, w.sgn));
     return x86_fma(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)), dw, dx);
 }

@@ -99,14 +99,26 @@ class Reference:
         return out[0] if last_only else out
 
 
-def fake_quant(x, block=32, levels=127, passes=1, scale="amax", fp16_scale=True):
+# The 8-value groups of edge_runtime's activation blocks: group g of a 32-value block holds
+# values 4g..4g+3 and 16+4g..19+4g, the bytes every kernel sums into one int32 lane (two lanes
+# on x86) -- see native/q8_0.h.
+LANE_GROUPS = np.array([4 * g + j + h for g in range(4) for h in (0, 16) for j in range(4)])
+
+
+def fake_quant(x, block=32, levels=127, passes=1, scale="amax", fp16_scale=True, lanes=False):
     """x with every run of `block` values along the last axis rounded as an integer dot product
-    sees it: d * q with q = round(x / d) half away from zero, |q| <= levels. scale "amax" is
+    sees it (lanes: block 8 over LANE_GROUPS within each 32 instead of runs): d * q with q = round(x / d) half away from zero, |q| <= levels. scale "amax" is
     d = amax / levels (Q8_0: block 32, levels 127); "mse" picks, per block, the d = amax / L
     (L from levels up to 1.3 * levels, q clipped) with the least squared error. fp16_scale
     stores d as fp16 after rounding with 1/d in f32 (both engines). passes=2 adds a second
     quantization of the residual: x ~ d1 * q1 + d2 * q2."""
     x = np.asarray(x, np.float64)
+    if lanes:
+        assert block == 8
+        runs = x.reshape(*x.shape[:-1], -1, 32)[..., LANE_GROUPS]
+        out = np.empty_like(runs)
+        out[..., LANE_GROUPS] = fake_quant(runs, 8, levels, passes, scale, fp16_scale)
+        return out.reshape(x.shape)
     shape = x.shape
     b = x.reshape(-1, shape[-1] // block, block)
     out = np.zeros_like(b)

@@ -9,7 +9,7 @@ gguf = pytest.importorskip("gguf")
 
 import edge_runtime as er  # noqa: E402
 from edge_runtime.errors import ContextLengthError  # noqa: E402
-from reference_f64 import Reference  # noqa: E402
+from reference_f64 import Reference, fake_quant  # noqa: E402
 
 
 def _ids(n, n_vocab, seed=1):
@@ -40,6 +40,44 @@ def test_every_position_matches_numpy_reference(tiny_gguf_factory, case):
     assert err.max() < case["atol"], f"max |Δ| per position: {np.round(err, 4)}"
     assert np.abs(got - ref).mean() < case["mean"]
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
+
+
+def _lanes(x, name):
+    return fake_quant(x, block=8, lanes=True, fp16_scale=False)
+
+
+def _q8_0(x, name):
+    return fake_quant(x)
+
+
+def test_q8_0_matmul_inputs_are_rounded_in_lane_groups_of_eight(tiny_gguf_factory):
+    """Issue 14's fix. With Q8_0 weights, rounding the matmul inputs is nearly all of the logit
+    error; the engine rounds them per group of eight values with an f32 scale (native/q8_0.h
+    block_q8_act), not per block of 32 with an fp16 scale as Q8_0 (and llama.cpp) does. One
+    layer deep, where a rounding that flips between two engines rarely cascades, its logits
+    follow a float64 pass that puts back exactly that rounding, and not one that puts back
+    Q8_0's (which the engine followed before the fix)."""
+    path = tiny_gguf_factory(weight_type="Q8_0", n_layer=1)
+    ids = _ids(6, 512, seed=6)
+    m = er.Model.load(path, max_inference_len=32, threads=2, kv_dtype="f32")
+    got = np.stack([m.eval([int(t)]) for t in ids])
+    err_lanes = np.abs(got - Reference(path, _lanes).forward(ids)).max(axis=1)
+    err_q8_0 = np.abs(got - Reference(path, _q8_0).forward(ids)).max(axis=1)
+    assert np.all(err_lanes < err_q8_0), (err_lanes, err_q8_0)
+    assert np.median(err_lanes) < np.median(err_q8_0) / 10, (err_lanes, err_q8_0)
+
+
+def test_lane_groups_bring_logits_closer_to_exact_than_q8_0_rounding(tiny_gguf_factory):
+    """Six layers deep every rounding cascades, so no rounding is followed exactly; what the
+    finer groups buy is a smaller error against the exact pass than Q8_0's rounding leaves."""
+    path = tiny_gguf_factory(weight_type="Q8_0")
+    ids = _ids(40, 512, seed=6)
+    m = er.Model.load(path, max_inference_len=64, threads=2, kv_dtype="f32")
+    got = np.stack([m.eval([int(t)]) for t in ids])
+    exact = Reference(path).forward(ids)
+    rms = np.sqrt(((got - exact) ** 2).mean())
+    rms_q8_0 = np.sqrt(((Reference(path, _q8_0).forward(ids) - exact) ** 2).mean())
+    assert rms < 0.85 * rms_q8_0, (rms, rms_q8_0)
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 16, 64])

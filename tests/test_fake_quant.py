@@ -1,7 +1,7 @@
 """fake_quant (tests/reference_f64.py), the activation rounding the quantizer study of
-tools/ref_accuracy.py puts back into the float64 pass: its Q8_0 setting must give exactly what
-the engine's own quantizer gives (the scalar reference of native/q8_0.c), and its other settings
-must do what they say."""
+tools/ref_accuracy.py puts back into the float64 pass: its lane-group setting must give exactly
+what the engine's own quantizer gives (the scalar reference of native/q8_0.c), and its other
+settings must do what they say."""
 import os
 import sys
 
@@ -12,7 +12,7 @@ from edge_runtime import _native
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_f64 import fake_quant  # noqa: E402
 
-BLOCK = np.dtype([("d", "<f2"), ("qs", "i1", 32)])
+ACT = np.dtype([("d", "<f4", 4), ("qs", "i1", 32)])   # an activation block (native/q8_0.h)
 
 
 def activations(rng, rows=8, k=640):
@@ -24,13 +24,14 @@ def activations(rng, rows=8, k=640):
     return x.astype(np.float32).astype(np.float64)
 
 
-def test_q8_0_setting_is_the_engine_quantizer():
+def test_lane_group_setting_is_the_engine_quantizer():
     x = activations(np.random.default_rng(1))
-    blocks = np.empty((x.shape[0], x.shape[1] // 32), dtype=BLOCK)
+    blocks = np.empty((x.shape[0], x.shape[1] // 32), dtype=ACT)
     x32 = np.ascontiguousarray(x, np.float32)
-    _native.quantize_q8_0(x32.ctypes.data, blocks.ctypes.data, x32.size, "scalar")
-    engine = blocks["d"].astype(np.float64)[..., None] * blocks["qs"]
-    np.testing.assert_array_equal(fake_quant(x), engine.reshape(x.shape))
+    _native.quantize_act(x32.ctypes.data, blocks.ctypes.data, x32.size, "scalar")
+    engine = blocks["d"].astype(np.float64)[..., np.arange(32) % 16 // 4] * blocks["qs"]
+    np.testing.assert_array_equal(fake_quant(x, block=8, lanes=True, fp16_scale=False),
+                                  engine.reshape(x.shape))
 
 
 def test_smaller_blocks_scale_each_block_by_its_own_amax():

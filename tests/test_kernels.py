@@ -1,9 +1,10 @@
 """The Q8_0 kernels (native/q8_0*.c) against independent numpy references.
 
 Every path the CPU offers is checked against numpy's evaluation of the defining formula
-    Y[t, r] = sum_b fp16(W[r,b].d) * fp16(X[t,b].d) * sum_j W[r,b].qs[j] * X[t,b].qs[j]
-and against the scalar kernel; quantization is compared byte for byte with gguf.quants (a
-port of llama.cpp's reference) and half-float conversion with numpy's float16.
+    Y[t, r] = sum_b fp16(W[r,b].d) * sum_j X[t,b].d[group(j)] * W[r,b].qs[j] * X[t,b].qs[j]
+(activation blocks: native/q8_0.h) and against the scalar kernel; quantization is compared
+byte for byte with a numpy quantizer written from the definition, and half-float conversion
+with numpy's float16.
 """
 import os
 import subprocess
@@ -17,15 +18,22 @@ from edge_runtime import _native
 ALL_KERNELS = ("scalar", "avx2", "avxvnni", "avx512vnni", "neon", "neon_dotprod")
 AVAILABLE = _native.kernels()
 BLOCK = np.dtype([("d", "<f2"), ("qs", "i1", 32)])   # numpy's own view of a Q8_0 block
-assert BLOCK.itemsize == 34
+ACT = np.dtype([("d", "<f4", 4), ("qs", "i1", 32)])  # an activation block
+assert BLOCK.itemsize == 34 and ACT.itemsize == 48
+GROUP = np.arange(32) % 16 // 4                      # the scale group of each value of a block
 
 
 def quantize(x, kernel="scalar"):
-    """Rows of float32 -> Q8_0 blocks via a kernel's quantizer, shape (rows, k // 32)."""
+    """Rows of float32 -> activation blocks via a kernel's quantizer, shape (rows, k // 32)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    out = np.empty((x.shape[0], x.shape[1] // 32), dtype=BLOCK)
-    _native.quantize_q8_0(x.ctypes.data, out.ctypes.data, x.size, kernel)
+    out = np.empty((x.shape[0], x.shape[1] // 32), dtype=ACT)
+    _native.quantize_act(x.ctypes.data, out.ctypes.data, x.size, kernel)
     return out
+
+
+def act_values(x):
+    """Each quant of activation blocks x times its group's scale, in float64: (rows, blocks, 32)."""
+    return x["d"].astype(np.float64)[..., GROUP] * x["qs"]
 
 
 def random_weights(rng, rows, k):
@@ -46,11 +54,10 @@ def gemm(name, w, x):
 
 def reference(w, x):
     """(Y in float64, bound on float reassociation error) straight from the formula."""
-    wq, xq = w["qs"].astype(np.int64), x["qs"].astype(np.int64)
-    dots = np.einsum("rbj,tbj->trb", wq, xq)
-    abs_dots = np.einsum("rbj,tbj->trb", np.abs(wq), np.abs(xq))
-    scale = x["d"].astype(np.float64)[:, None, :] * w["d"].astype(np.float64)[None, :, :]
-    return (scale * dots).sum(-1), 1e-5 * (np.abs(scale) * abs_dots).sum(-1) + 1e-30
+    wd = w["d"].astype(np.float64)[..., None] * w["qs"]
+    xd = act_values(x)
+    return (np.einsum("rbj,tbj->tr", wd, xd),
+            1e-5 * np.einsum("rbj,tbj->tr", np.abs(wd), np.abs(xd)) + 1e-30)
 
 
 def kernel_param(name):
@@ -85,14 +92,16 @@ def test_gemm_matches_formula_and_scalar(name, k):
 
 
 def scalar_in_float32(w, x):
-    """The scalar kernel's arithmetic, independently: exact integer block dots, then for each
-    block in order sum += (dw * dx) * dot in float32 (no fused multiply-add)."""
-    dots = np.einsum("rbj,tbj->trb", w["qs"].astype(np.int64), x["qs"].astype(np.int64))
-    scale = x["d"].astype(np.float32)[:, None, :] * w["d"].astype(np.float32)[None, :, :]
-    terms = scale * dots.astype(np.float32)                # float32 products, rounded each
-    y = np.zeros(terms.shape[:2], dtype=np.float32)
-    for b in range(terms.shape[2]):
-        y = y + terms[:, :, b]
+    """The scalar kernel's arithmetic, independently: exact integer group dots, then for each
+    block and group in order sum += (dw * dx[g]) * dot in float32 (no fused multiply-add)."""
+    wq, xq = w["qs"].astype(np.int64), x["qs"].astype(np.int64)
+    y = np.zeros((x.shape[0], w.shape[0]), dtype=np.float32)
+    for b in range(w.shape[1]):
+        for g in range(4):
+            sel = GROUP == g
+            dot = np.einsum("rj,tj->tr", wq[:, b, sel], xq[:, b, sel]).astype(np.float32)
+            scale = x["d"][:, b, g][:, None] * w["d"][:, b].astype(np.float32)[None, :]
+            y = y + scale * dot                            # float32 products, rounded each
     return y
 
 
@@ -183,21 +192,38 @@ def test_gemm_rejects_bad_shapes():
         _native.q8_0_gemm("no-such-kernel", w.ctypes.data, w.ctypes.data, y.ctypes.data, 32, 2, 1)
 
 
+def quantize_numpy(x):
+    """The activation quantizer from its definition (native/q8_0.h), in numpy float32:
+    per group d = amax / 127, q = round(x * (1 / d)) half away from zero (0 where d = 0)."""
+    v = x.astype(np.float32).reshape(x.shape[0], -1, 32)
+    out = np.empty(v.shape[:2], dtype=ACT)
+    for g in range(4):
+        vg = v[..., GROUP == g]
+        d = np.abs(vg).max(-1) / np.float32(127)
+        inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
+        p = vg * inv[..., None]
+        out["d"][..., g] = d
+        p = p.astype(np.float64)                             # so that + 0.5 is exact
+        out["qs"][..., GROUP == g] = np.sign(p) * np.floor(np.abs(p) + 0.5)
+    return out
+
+
 @pytest.mark.parametrize("name", [kernel_param(k) for k in ALL_KERNELS])
 @pytest.mark.parametrize("scale", [0.0, 1e-9, 1e-6, 1e-3, 1.0, 7.5, 1e3, 6e4])
-def test_quantize_matches_gguf_byte_for_byte(scale, name):
-    from gguf import GGMLQuantizationType
-    from gguf.quants import quantize as gguf_quantize
-
+def test_quantize_matches_its_definition_byte_for_byte(scale, name):
     rng = np.random.default_rng(int(scale * 1000) + 1)
     x = (rng.standard_normal((16, 640)) * scale).astype(np.float32)
     x[1] = np.round(x[1] * 2) / 2                           # exact halves: ties round away
     x[2, :32] = np.linspace(-127, 127, 32) * scale          # amax on a grid point
-    x[3, :32] = np.r_[127.0, np.arange(-15, 16) + 0.5]       # d = 1: x / d ties exactly
+    x[3, :32] = np.r_[127.0, np.arange(-15, 16) + 0.5]       # ties: d = 1 in group 0 ...
+    x[3, 4:8] = x[3, 20:24] = 127.0                         # ... and in group 1
     x[3, 32:64] = -x[3, :32]
-    want = gguf_quantize(x, GGMLQuantizationType.Q8_0)
-    got = quantize(x, name).view(np.uint8).reshape(want.shape)
-    np.testing.assert_array_equal(got, want)
+    x[4, 8:12] = 0.0                                         # one group all zero...
+    x[4, 24:28] = 0.0
+    x[4, 12] = 3e4                                           # ...and one far larger than the rest
+    want = quantize_numpy(x)
+    got = quantize(x, name)
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
 
 
 @pytest.mark.parametrize("name", [kernel_param(k) for k in ALL_KERNELS])
@@ -217,7 +243,7 @@ def test_quantize_keeps_non_finite_blocks_visible(name):
 def test_quantize_rejects_bad_length():
     x = np.zeros(40, dtype=np.float32)
     with pytest.raises(ValueError):
-        _native.quantize_q8_0(x.ctypes.data, x.ctypes.data, 40)
+        _native.quantize_act(x.ctypes.data, x.ctypes.data, 40)
 
 
 def test_fp16_to_fp32_all_values():

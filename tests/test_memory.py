@@ -59,7 +59,7 @@ def test_rows_follow_formulas(cfg, ctx, kv_dtype, kvb):
     assert row(p, "scratch: q, k, v") == 4 * T * (2 * H * D + 2 * kv)
     assert row(p, "scratch: ffn") == 4 * T * 2 * F
     assert row(p, "scratch: RoPE") == 4 * 2 * 2 * T * D // 2
-    assert row(p, "scratch: quantized") == T * max(E, H * D, F) // 32 * 34
+    assert row(p, "scratch: quantized") == T * max(E, H * D, F) // 32 * 48
     assert row(p, "scratch: K/V chunk staging") == 2 * T * kv * kvb
     assert row(p, "attention scores") == 4 * threads * (H // Hkv) * ctx
     assert row(p, "logits") == 4 * V

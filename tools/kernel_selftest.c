@@ -28,24 +28,26 @@ static void random_weights(block_q8_0 *w, size_t nblocks) {
 }
 
 /* Activations come from the quantizer, as in the runtime; one row is all zeros. */
-static void random_acts(block_q8_0 *x, int nt, int k) {
+static void random_acts(block_q8_act *x, int nt, int k) {
     float *f = malloc(sizeof(float) * (size_t)k);
     for (int t = 0; t < nt; t++) {
         const float scale = t == 1 ? 0.0f : 1.0f + 10.0f * (float)t;
         for (int i = 0; i < k; i++) f[i] = uniform() * scale;
-        er_quantize_row_q8_0(f, x + (size_t)t * (k / QK8_0), k);
+        er_quantize_row_act(f, x + (size_t)t * (k / QK8_0), k);
     }
     free(f);
 }
 
 /* Bound for float reassociation (kernels sum lane partials in their own order): a few
  * ulps of the sum of the absolute products. */
-static double tolerance(const block_q8_0 *w, const block_q8_0 *x, int nb) {
+static double tolerance(const block_q8_0 *w, const block_q8_act *x, int nb) {
     double s = 0;
     for (int b = 0; b < nb; b++) {
+        float dx = 0;
         long abs_dot = 0;
+        for (int g = 0; g < ER_ACT_GROUPS; g++) dx = fmaxf(dx, fabsf(x[b].d[g]));
         for (int j = 0; j < QK8_0; j++) abs_dot += abs(w[b].qs[j] * x[b].qs[j]);
-        s += fabs((double)er_fp16_to_fp32(w[b].d) * er_fp16_to_fp32(x[b].d)) * (double)abs_dot;
+        s += fabs((double)er_fp16_to_fp32(w[b].d) * dx) * (double)abs_dot;
     }
     return 1e-5 * s + 1e-30;
 }
@@ -55,7 +57,7 @@ static double tolerance(const block_q8_0 *w, const block_q8_0 *x, int nb) {
 static int check_shape(const er_q8_0_kernel *kern, int rows, int k, int nt) {
     const int nb = k / QK8_0, ldy = rows + 3, r0 = rows > 2 ? 1 : 0, r1 = rows > 2 ? rows - 1 : rows;
     block_q8_0 *w = malloc(sizeof(block_q8_0) * (size_t)rows * nb);
-    block_q8_0 *x = malloc(sizeof(block_q8_0) * (size_t)nt * nb);
+    block_q8_act *x = malloc(sizeof(block_q8_act) * (size_t)nt * nb);
     float *ref = malloc(sizeof(float) * (size_t)nt * ldy), *y = malloc(sizeof(float) * (size_t)nt * ldy);
     random_weights(w, (size_t)rows * nb);
     random_acts(x, nt, k);
@@ -83,7 +85,7 @@ static int check_shape(const er_q8_0_kernel *kern, int rows, int k, int nt) {
 static int check_exact(const er_q8_0_kernel *kern, int rows, int k, int nt) {
     const int nb = k / QK8_0, r0 = rows > 2 ? 1 : 0, r1 = rows > 2 ? rows - 1 : rows;
     block_q8_0 *w = malloc(sizeof(block_q8_0) * (size_t)rows * nb);
-    block_q8_0 *x = malloc(sizeof(block_q8_0) * (size_t)nt * nb);
+    block_q8_act *x = malloc(sizeof(block_q8_act) * (size_t)nt * nb);
     float *all = malloc(sizeof(float) * (size_t)nt * rows), *one = malloc(sizeof(float) * (size_t)nt * rows);
     float *sparse = malloc(sizeof(float) * (size_t)rows);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)rows);

@@ -84,6 +84,7 @@ VARIANTS = {
     "per-32 least-squares scale": variant(dict(scale="mse")),
     "per-16 scales": variant(dict(block=16)),
     "per-8 scales": variant(dict(block=8)),
+    "per-8 lane groups in f32": variant(dict(block=8, lanes=True, fp16_scale=False)),
     "residual pass: lm_head": variant(special=("lm_head",), passes=2),
     "residual pass: q/k/v": variant(special=("q/k/v",), passes=2),
     "residual pass: down": variant(special=("down",), passes=2),

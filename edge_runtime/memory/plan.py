@@ -218,7 +218,8 @@ def _scratch_rows(c, T: int, kv_bytes: int) -> list:
         ("scratch: ffn gate, up", 2 * T * c.n_ff * f32, "anon"),
         # RoPE has no [ctx x dim] table: cos and sin are computed per chunk, for both bases.
         ("scratch: RoPE cos, sin", 2 * 2 * T * (c.head_dim_k // 2) * f32, "anon"),
-        ("scratch: quantized activations", T * _q8_0_bytes(max(c.n_embd, c.q_dim, c.n_ff)), "anon"),
+        # activation blocks: 32 int8 and four f32 group scales (native/q8_0.h block_q8_act)
+        ("scratch: quantized activations", T * max(c.n_embd, c.q_dim, c.n_ff) // 32 * 48, "anon"),
         ("scratch: K/V chunk staging", 2 * T * c.kv_dim * kv_bytes, "anon"),
     ]
 
