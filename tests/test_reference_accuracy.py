@@ -3,10 +3,9 @@
 Both engines approximate the same computation; the question is whose logits are closer to it.
 Per prompt of tools/ref_accuracy.PROMPTS (short ones, ~128 tokens, past the 512-position window):
 our top-1 must be the reference's wherever the reference's top-two gap exceeds 0.1, and our RMS
-error over the vocabulary must stay within llama.cpp's own spread: at most SPREAD times the worse
-of its two attention paths. Issue 14 asks for "no larger than llama.cpp's flash-attention-off
-path" on every prompt; that is not met (docs/PARITY.md): almost all of both engines' error is the
-same Q8_0 rounding of activations, and which engine's roundings land closer varies by prompt.
+error over the vocabulary must be no larger than llama.cpp's (flash attention off), issue 14's
+target. Almost all of either engine's error is the rounding of matmul inputs; ours rounds them in
+groups of eight with f32 scales where llama.cpp uses Q8_0's 32 with fp16 (docs/PARITY.md).
 The float64 logits are computed here (about a minute, ~3.5 GB) and cached in the session's tmp
 dir, never in the repo.
 """
@@ -24,7 +23,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import ref_accuracy  # noqa: E402
 
 GAP = 0.1
-SPREAD = 1.25
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +44,7 @@ def test_top1_matches_float64_where_it_is_decided(results, name):
 
 
 @pytest.mark.parametrize("name", list(ref_accuracy.PROMPTS))
-def test_rms_error_within_llama_cpp_spread(results, name):
+def test_rms_error_no_larger_than_llama_cpp(results, name):
     row = results[name]
-    ours = row["edge_runtime"]["rms"]
-    off, on = row["llama.cpp fa off"]["rms"], row["llama.cpp fa on"]["rms"]
-    assert ours <= SPREAD * max(off, on), (
-        f"{name}: RMS error vs float64 {ours:.3f}; llama.cpp's {off:.3f} (fa off), {on:.3f} (fa on)")
+    ours, off = row["edge_runtime"]["rms"], row["llama.cpp fa off"]["rms"]
+    assert ours <= off, f"{name}: RMS error vs float64 {ours:.3f}; llama.cpp's (fa off) {off:.3f}"

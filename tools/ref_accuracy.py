@@ -9,7 +9,7 @@ vocabulary, max over the reference's top 20, top-20 overlap and top-1 agreement.
     python tools/ref_accuracy.py [--model PATH] [--write docs/PARITY.md] [--study]
 
 --write replaces the table between the ref-accuracy markers of that file (with --study: the
-ref-quant-study markers). Takes ~3 minutes and ~3.5 GB (the float64 weights).
+ref-quant-study markers; with --more, the second prompt set: ref-accuracy-more). Takes ~3 minutes and ~3.5 GB (the float64 weights).
 
 --study is the activation-quantizer design study: the float64 pass is rerun with one rounding
 of the matmul inputs put back (VARIANTS: block size, scale choice, a residual second pass or
@@ -42,6 +42,24 @@ PROMPTS = {
     "json": '{"device": "thermostat", "temperature": ',
     "story~128": _STORY * 5 + "One night the notebook",
     "story>512": _STORY * 25 + "\nWhat did the keeper write down?",
+}
+# A second set, written after the activation-block change and never used to choose it: how the
+# comparison with llama.cpp holds on prompts the change was not measured on (--more).
+MORE_PROMPTS = {
+    "recipe": "To make a simple tomato sauce, first",
+    "physics": "Newton's second law states that the force acting on an object is",
+    "sql": "SELECT name, age FROM users WHERE",
+    "weather": "<start_of_turn>user\nWhat is the weather like in Paris in spring?<end_of_turn>\n"
+               "<start_of_turn>model\n",
+    "list": "Three reasons to learn a second language:\n1.",
+    "python": "import numpy as np\n\ndef softmax(x):\n",
+    "email": "Dear Ms. Smith,\n\nThank you for your letter of",
+    "math": "Question: What is 17 times 23?\nAnswer:",
+    "translate": "English: The cat sleeps on the sofa.\nFrench:",
+    "history": "The Roman Empire fell in the year",
+    "tool": '<start_of_turn>user\nTurn on the kitchen light.<end_of_turn>\n<start_of_turn>model\n'
+            '{"name": "',
+    "poem": "Roses are red,\nViolets are blue,\n",
 }
 ENGINES = ("edge_runtime", "llama.cpp fa off", "llama.cpp fa on")
 
@@ -252,6 +270,8 @@ def main():
     ap.add_argument("--write", help="markdown file whose ref-accuracy table to replace")
     ap.add_argument("--study", action="store_true", help="the activation-quantizer study instead")
     ap.add_argument("--prompts", help="comma-separated subset of the prompt names")
+    ap.add_argument("--more", action="store_true",
+                    help="the second prompt set (MORE_PROMPTS); --write: the ref-accuracy-more table")
     ap.add_argument("--variants", help="comma-separated subset of the study's variant names")
     ap.add_argument("--draws", type=int, default=1,
                     help="study: passes per variant, all but the first dithered (see dithered)")
@@ -259,7 +279,8 @@ def main():
     if a.model is None:
         from edge_runtime import models
         a.model = models.default()
-    prompts = PROMPTS if a.prompts is None else {n: PROMPTS[n] for n in a.prompts.split(",")}
+    every = MORE_PROMPTS if a.more else PROMPTS
+    prompts = every if a.prompts is None else {n: every[n] for n in a.prompts.split(",")}
     if a.study:
         stats = ActivationStats()
         variants = (VARIANTS if a.variants is None
@@ -271,7 +292,7 @@ def main():
     else:
         text = (f"CPU: {cpu_name()}, {a.threads} threads.\n\n"
                 + table(measure(a.model, prompts, threads=a.threads)))
-        marker = "ref-accuracy"
+        marker = "ref-accuracy-more" if a.more else "ref-accuracy"
     print(text)
     if a.write:
         write_section(a.write, marker, text, where=None)
