@@ -87,7 +87,8 @@ void er_q8_0_gemm_scalar(const block_q8_0 *W, const block_q8_act *X, float *Y,
                 const float dw = er_fp16_to_fp32(w[b].d);
                 for (int g = 0; g < ER_ACT_GROUPS; g++) {
                     int32_t dot = 0;
-                    for (int j = 0; j < 8; j++) dot += w[b].qs[act_pos(g, j)] * x[b].qs[act_pos(g, j)];
+                    for (int j = 0; j < 8; j++)
+                        dot += w[b].qs[act_pos(g, j)] * x[b].qs[act_pos(g, j)];
                     sum += dw * x[b].d[g] * (float)dot;
                 }
             }

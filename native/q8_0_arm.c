@@ -125,7 +125,9 @@ typedef float32x4_t xscale_neon_dotprod, acc_neon_dotprod;
 
 DP_INLINE wvec_neon_dotprod load_w_neon_dotprod(const block_q8_0 *b) { return arm_load(b->qs); }
 DP_INLINE xvec_neon_dotprod load_x_neon_dotprod(const block_q8_act *b) { return arm_load(b->qs); }
-DP_INLINE xscale_neon_dotprod act_scales_neon_dotprod(const block_q8_act *b) { return arm_act_scales(b); }
+DP_INLINE xscale_neon_dotprod act_scales_neon_dotprod(const block_q8_act *b) {
+    return arm_act_scales(b);
+}
 DP_INLINE scale_neon_dotprod half_neon_dotprod(uint16_t d) { return arm_half(d); }
 DP_INLINE acc_neon_dotprod zero_neon_dotprod(void) { return vdupq_n_f32(0.0f); }
 DP_INLINE float hsum_neon_dotprod(acc_neon_dotprod a) { return arm_hsum(a); }

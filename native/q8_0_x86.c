@@ -16,13 +16,15 @@
 X86_INLINE __m256 x86_scale(uint16_t d) { return _mm256_set1_ps(_cvtsh_ss(d)); }
 
 /* lane i of a block's int32 dot holds values 4i..4i+3: group i % 4 (see block_q8_act) */
-X86_INLINE __m256 x86_act_scales(const block_q8_act *b) { return _mm256_broadcast_ps((const __m128 *)b->d); }
+X86_INLINE __m256 x86_act_scales(const block_q8_act *b) {
+    return _mm256_broadcast_ps((const __m128 *)b->d);
+}
 
 X86_INLINE __m256 x86_zero(void) { return _mm256_setzero_ps(); }
 
 /* acc += dw * dx * dot, with the block's exact int32 lane sums in dot and the activation's
- * group scales in dx: one fma per block. (dot * dw) * dx rather than dot * (dw * dx): GCC turns a product of two broadcasts into a
- * scalar multiply plus a broadcast, one more uop per row x token pair. */
+ * group scales in dx: a multiply and an fma per block, (dot * dw) * dx in every x86 path
+ * (the prefill tile too), so they agree bit for bit. */
 X86_INLINE __m256 x86_fma(__m256 acc, __m256i dot, __m256 dw, __m256 dx) {
     return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), dw), dx, acc);
 }
@@ -73,13 +75,15 @@ void er_quantize_row_act_avx2(const float *x, block_q8_act *y, int n) {
          * groups 2 and 3 */
         __m256 d[2], id[2];
         for (int h = 0; h < 2; h++) {
-            d[h] = _mm256_div_ps(x86_half_max(_mm256_max_ps(a[h], a[h + 2])), _mm256_set1_ps(127.0f));
+            const __m256 amax = x86_half_max(_mm256_max_ps(a[h], a[h + 2]));
+            d[h] = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
             id[h] = _mm256_and_ps(_mm256_cmp_ps(d[h], zero, _CMP_NEQ_OQ),
                                   _mm256_div_ps(_mm256_set1_ps(1.0f), d[h]));
         }
-        const __m128 d01 = _mm_unpacklo_ps(_mm256_castps256_ps128(d[0]), _mm256_extractf128_ps(d[0], 1));
-        const __m128 d23 = _mm_unpacklo_ps(_mm256_castps256_ps128(d[1]), _mm256_extractf128_ps(d[1], 1));
-        _mm_storeu_ps(y[b].d, _mm_movelh_ps(d01, d23));
+        __m128 dg[2];   /* (d0, d1, ..), (d2, d3, ..): one lane of each half */
+        for (int h = 0; h < 2; h++)
+            dg[h] = _mm_unpacklo_ps(_mm256_castps256_ps128(d[h]), _mm256_extractf128_ps(d[h], 1));
+        _mm_storeu_ps(y[b].d, _mm_movelh_ps(dg[0], dg[1]));
         __m256i q[4];
         for (int i = 0; i < 4; i++) q[i] = x86_round_away(_mm256_mul_ps(v[i], id[i & 1]));
         /* packs work per 128-bit lane: restore element order with one permute */

@@ -107,11 +107,12 @@ LANE_GROUPS = np.array([4 * g + j + h for g in range(4) for h in (0, 16) for j i
 
 def fake_quant(x, block=32, levels=127, passes=1, scale="amax", fp16_scale=True, lanes=False):
     """x with every run of `block` values along the last axis rounded as an integer dot product
-    sees it (lanes: block 8 over LANE_GROUPS within each 32 instead of runs): d * q with q = round(x / d) half away from zero, |q| <= levels. scale "amax" is
-    d = amax / levels (Q8_0: block 32, levels 127); "mse" picks, per block, the d = amax / L
-    (L from levels up to 1.3 * levels, q clipped) with the least squared error. fp16_scale
-    stores d as fp16 after rounding with 1/d in f32 (both engines). passes=2 adds a second
-    quantization of the residual: x ~ d1 * q1 + d2 * q2."""
+    sees it (lanes: groups of 8 over LANE_GROUPS within each 32 instead of runs): d * q with
+    q = round(x / d) half away from zero, |q| <= levels. scale "amax" is d = amax / levels
+    (Q8_0: block 32, levels 127); "mse" picks, per block, the d = amax / L (L from levels up to
+    1.3 * levels, q clipped) with the least squared error. fp16_scale stores d as fp16 after
+    rounding with 1/d in f32 (Q8_0, llama.cpp). passes=2 adds a second quantization of the
+    residual: x ~ d1 * q1 + d2 * q2."""
     x = np.asarray(x, np.float64)
     if lanes:
         assert block == 8

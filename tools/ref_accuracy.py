@@ -9,7 +9,8 @@ vocabulary, max over the reference's top 20, top-20 overlap and top-1 agreement.
     python tools/ref_accuracy.py [--model PATH] [--write docs/PARITY.md] [--study]
 
 --write replaces the table between the ref-accuracy markers of that file (with --study: the
-ref-quant-study markers; with --more, the second prompt set: ref-accuracy-more). Takes ~3 minutes and ~3.5 GB (the float64 weights).
+ref-quant-study markers; with --more, the second prompt set: ref-accuracy-more). Takes ~3
+minutes and ~3.5 GB (the float64 weights).
 
 --study is the activation-quantizer design study: the float64 pass is rerun with one rounding
 of the matmul inputs put back (VARIANTS: block size, scale choice, a residual second pass or
@@ -271,7 +272,7 @@ def main():
     ap.add_argument("--study", action="store_true", help="the activation-quantizer study instead")
     ap.add_argument("--prompts", help="comma-separated subset of the prompt names")
     ap.add_argument("--more", action="store_true",
-                    help="the second prompt set (MORE_PROMPTS); --write: the ref-accuracy-more table")
+                    help="the second prompt set (MORE_PROMPTS); --write: its own table")
     ap.add_argument("--variants", help="comma-separated subset of the study's variant names")
     ap.add_argument("--draws", type=int, default=1,
                     help="study: passes per variant, all but the first dithered (see dithered)")
