@@ -367,7 +367,8 @@ class Session:
     the thread that last set it (reset, restore, prepare, generate, or eval on an empty state)
     and to nobody once a lease begins or ends: eval() appending to it from anywhere else
     raises SessionBusyError, so two threads taking turns on one session (each reset + eval)
-    get an error instead of each other's tokens."""
+    get an error instead of each other's tokens. Nor may a thread whose tokens another
+    thread's reset dropped append to what is left: it too must reset first."""
 
     def __init__(self, model: Model):
         self.model = model
@@ -378,6 +379,7 @@ class Session:
         self._user = self._user_thread = None   # the call or generator using it, and its thread
         self._lease_thread = None                # the thread acquire_session() lent it to
         self._state_thread = None   # who last set the state (None: nobody, after a lease)
+        self._evicted_thread = None  # whose tokens another thread's reset last dropped
         self.history: list[int] = []   # the ids whose keys and values the state holds
         # The snapshot the state starts with (restored or taken), while its positions are
         # still held: restoring it again reads back only the ring slots overwritten since.
@@ -447,17 +449,22 @@ class Session:
         if not _native.session_truncate(self._handle, n):
             n = 0
             _native.session_truncate(self._handle, 0)
+        me = _thread_token()
+        # whose tokens another thread's reset just dropped: their next eval must not land on
+        # what is left as if their tokens were still there
+        dropped = len(self.history) > n and self._state_thread not in (None, me)
+        self._evicted_thread = self._state_thread if dropped else None
         self.history = self.history[:n]
         self._keep_base(n)
         self._interrupted = False
-        self._state_thread = _thread_token()
+        self._state_thread = me
 
     def eval(self, ids, rows=None) -> np.ndarray:
         """Append ids to the state; logits of the last position (all rows or just `rows`)."""
         with self._owned():
             me = _thread_token()
-            if not self.history:
-                self._state_thread = me
+            if not self.history and self._evicted_thread != me:
+                self._state_thread = me      # an empty state: whoever emptied it hands it on
             elif self._state_thread != me:
                 raise SessionBusyError(
                     "the session's state was set by another thread, or it changed hands through "

@@ -172,6 +172,31 @@ def test_threads_taking_turns_with_reset_and_eval_get_results_or_busy(tiny_gguf_
     assert n_ok > 0
 
 
+def test_a_reset_by_another_thread_between_two_evals_is_an_error(tiny_gguf_factory):
+    """The interleaving the test above can hit only by chance, forced: A evaluates a prefix,
+    B resets the session, A appends the rest. A must not get logits of the rest alone (as if
+    its prefix were there); the state is B's, so A's eval is refused and changes nothing."""
+    m = load(tiny_gguf_factory)
+    p = PROMPTS[0]
+
+    def step(fn):
+        out = []
+        t = threading.Thread(target=lambda: out.append(fn()))
+        t.start()
+        t.join(JOIN_S)
+        return out[0]
+
+    # A = this thread; B = a thread of its own for each of its calls
+    m.reset()
+    m.eval(p[:10])
+    step(m.reset)
+    with pytest.raises(SessionBusyError):
+        m.eval(p[10:])
+    assert m.n_past == 0
+    m.reset()                                   # A takes the state back explicitly
+    np.testing.assert_array_equal(m.eval(p), load(tiny_gguf_factory).eval(p))
+
+
 @pytest.mark.parametrize("pool", [1, 2])
 def test_threads_on_acquired_sessions_give_the_sequential_results(
         tiny_gguf_factory, fast_switching, sequential_generations, pool):
