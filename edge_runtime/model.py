@@ -425,11 +425,11 @@ class Session:
         return thread in (self._user_thread, self._lease_thread)
 
     def _lend_to(self, thread):
-        self._lease_thread, self._state_thread = thread, None
+        self._lease_thread, self._state_thread, self._evicted_thread = thread, None, None
 
     def _give_back(self):
         with self._cond:
-            self._lease_thread, self._state_thread = None, None
+            self._lease_thread, self._state_thread, self._evicted_thread = None, None, None
             self._cond.notify_all()
 
     # ---- state -----------------------------------------------------------------------------
