@@ -18,9 +18,9 @@ def _ids(n, n_vocab, seed=1):
 
 # Tolerances (logits of the tiny models span about ±15): F32 weights with an f32 KV cache
 # differ from float64 only by f32 rounding and llama.cpp-style fp16 rounding of the gelu.
-# Q8_0 weights also quantize every matmul input per 32 values (~0.4% per value, as llama.cpp
-# does), which the float64 reference does not: a 6-layer stack of that noise moves logits by
-# ~0.1 (the Q8_0 kernels themselves are bound exactly in test_kernels.py).
+# Q8_0 weights also quantize every matmul input (int8 in groups of eight, native/q8_0.h), which
+# the float64 reference does not: a 6-layer stack of that noise moves logits by ~0.1 (the Q8_0
+# kernels themselves are bound exactly in test_kernels.py).
 CASES = [
     dict(weight_type="F32", kv_dtype="f32", atol=2e-2, mean=2e-3),
     dict(weight_type="Q8_0", kv_dtype="f16", atol=3e-1, mean=4e-2),
