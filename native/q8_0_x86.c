@@ -224,15 +224,146 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #undef K_SHORT_ACC
 #undef K_PREFILL
 
+/* ---- AVX-512 VNNI prefill: two tokens per 512-bit register ---------------------------------
+ * The 256-bit tiles retire a (row, token, block) per four vector operations (dot, convert,
+ * scale, fma), all on the two ports that take 256-bit vector work. A 512-bit register does the
+ * same four operations for two tokens at once, one per half: the weight block is broadcast to
+ * both halves, and the token pair's activations come from a copy of the pass's activation
+ * blocks laid out pair by pair, with the VNNI bias (see q8_0_vnni.inc) and each token's group
+ * scales already in lane order, made once per pass instead of once per row. Each lane goes
+ * through the 256-bit path's operations in the same order, and each half is summed as
+ * x86_hsum sums a 256-bit accumulator: the same bits as every other x86 path. */
+#define X86_512 X86_BASE ",avx512f,avx512vl,avx512vnni"
+#define X86_512_INLINE static inline __attribute__((always_inline, target(X86_512)))
+#define P5_R 4              /* weight rows per tile */
+#define P5_P 4              /* token pairs per tile: 16 accumulators of 32 registers */
+#define P5_MAX_PAIRS 32     /* tokens per pass over the weights: at most 64 */
+#define P5_X_BYTES (96 * 1024)   /* the pass's activation copy, on the stack; L2-resident */
+
+typedef struct {
+    int8_t q[2 * QK8_0];    /* the first token's quants, then the second's */
+    int32_t bias[16];       /* -128 x each lane's four quants */
+    float d[16];            /* the lanes' group scales: each token's four, twice */
+} __attribute__((aligned(64))) act_pair;
+
+/* Tokens 2p and 2p + 1 of X (the second absent when 2p + 1 == nt: zeros, never stored) into
+ * pairs[b * npairs + p] for every block b. */
+X86_512_INLINE void p5_pack(const block_q8_act *X, int nb, int nt, int t0, int npairs,
+                            act_pair *pairs) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int p = 0; p < npairs; p++) {
+        const block_q8_act *a = X + (size_t)(t0 + 2 * p) * nb;
+        const block_q8_act *b2 = t0 + 2 * p + 1 < nt ? a + nb : NULL;
+        for (int b = 0; b < nb; b++) {
+            act_pair *o = pairs + (size_t)b * npairs + p;
+            const __m256i qa = x86_load(a[b].qs);
+            const __m256i qb = b2 ? x86_load(b2[b].qs) : _mm256_setzero_si256();
+            const __m256 da = x86_act_scales(a + b);
+            const __m256 db = b2 ? x86_act_scales(b2 + b) : _mm256_setzero_ps();
+            const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(qa), qb, 1);
+            _mm512_store_si512(o->q, q);
+            _mm512_store_si512(o->bias, _mm512_sub_epi32(_mm512_setzero_si512(),
+                               _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, q)));
+            _mm512_store_ps(o->d, _mm512_castpd_ps(_mm512_insertf64x4(
+                _mm512_castpd256_pd512(_mm256_castps_pd(da)), _mm256_castps_pd(db), 1)));
+        }
+    }
+}
+
+/* R rows (scales dw[i * nb + b]) x P pairs starting at pairs + p0; y[t * ldy + i] receives
+ * row i . token t, t counted from the pass's first token; n is the pass's token count. */
+X86_512_INLINE void p5_tile(const block_q8_0 *w, const float *dw, const act_pair *pairs,
+                            int npairs, int p0, float *y, int nb, int ldy, int n,
+                            const int R, const int P) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512 acc[P5_R][P5_P];
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < P; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m512i wv[P5_R];
+        __m512 sw[P5_R];
+        for (int i = 0; i < R; i++) {
+            wv[i] = _mm512_xor_si512(_mm512_broadcast_i64x4(x86_load(w[(size_t)i * nb + b].qs)),
+                                     flip);
+            sw[i] = _mm512_set1_ps(dw[i * nb + b]);
+        }
+        const act_pair *xb = pairs + (size_t)b * npairs + p0;
+        for (int j = 0; j < P; j++) {
+            const __m512i q = _mm512_load_si512(xb[j].q), bias = _mm512_load_si512(xb[j].bias);
+            const __m512 dx = _mm512_load_ps(xb[j].d);
+            for (int i = 0; i < R; i++) {
+                const __m512i dot = _mm512_dpbusd_epi32(bias, wv[i], q);
+                acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), sw[i]), dx,
+                                            acc[i][j]);
+            }
+        }
+    }
+    for (int j = 0; j < P; j++) {
+        const int t = 2 * (p0 + j);
+        for (int i = 0; i < R; i++) {
+            const __m512d a = _mm512_castps_pd(acc[i][j]);
+            y[(size_t)t * ldy + i] = x86_hsum(_mm256_castpd_ps(_mm512_castpd512_pd256(a)));
+            if (t + 1 < n)
+                y[(size_t)(t + 1) * ldy + i] = x86_hsum(_mm256_castpd_ps(_mm512_extractf64x4_pd(a, 1)));
+        }
+    }
+}
+
+/* R rows against all of a pass's pairs: whole pair groups, then the rest. */
+X86_512_INLINE void p5_rows(const block_q8_0 *w, const float *dw, const act_pair *pairs,
+                            int npairs, float *y, int nb, int ldy, int n, const int R) {
+    int p = 0;
+    for (; p + P5_P <= npairs; p += P5_P)
+        p5_tile(w, dw, pairs, npairs, p, y, nb, ldy, n, R, P5_P);
+    switch (npairs - p) {
+    case 3: p5_tile(w, dw, pairs, npairs, p, y, nb, ldy, n, R, 3); break;
+    case 2: p5_tile(w, dw, pairs, npairs, p, y, nb, ldy, n, R, 2); break;
+    case 1: p5_tile(w, dw, pairs, npairs, p, y, nb, ldy, n, R, 1); break;
+    default: break;
+    }
+}
+
+/* Rows [r0, r1) against nt >= 5 tokens; 0 (nothing done) when two tokens' activations do not
+ * fit the pass buffer, and the general tile runs instead. */
+__attribute__((target(X86_512)))
+static int prefill_avx512vnni(const block_q8_0 *W, const block_q8_act *X, float *Y, int k,
+                              int r0, int r1, int nt, int ldy) {
+    const int nb = k / QK8_0;
+    const int fit = (int)(P5_X_BYTES / ((size_t)nb * sizeof(act_pair)));
+    if (fit < 1) return 0;
+    const int step = 2 * (fit < P5_MAX_PAIRS ? fit : P5_MAX_PAIRS);
+    act_pair pairs[P5_X_BYTES / sizeof(act_pair)];
+    float dw[P5_R * (P5_X_BYTES / sizeof(act_pair))];
+    for (int t0 = 0; t0 < nt; t0 += step) {
+        const int n = nt - t0 < step ? nt - t0 : step, npairs = (n + 1) / 2;
+        p5_pack(X, nb, nt, t0, npairs, pairs);
+        for (int r = r0; r < r1; r += P5_R) {
+            const int m = r1 - r < P5_R ? r1 - r : P5_R;
+            const block_q8_0 *w = W + (size_t)r * nb;
+            float *y = Y + (size_t)t0 * ldy + r;
+            for (int i = 0; i < m * nb; i++) dw[i] = _cvtsh_ss(w[i].d);
+            switch (m) {
+            case 4: p5_rows(w, dw, pairs, npairs, y, nb, ldy, n, 4); break;
+            case 3: p5_rows(w, dw, pairs, npairs, y, nb, ldy, n, 3); break;
+            case 2: p5_rows(w, dw, pairs, npairs, y, nb, ldy, n, 2); break;
+            default: p5_rows(w, dw, pairs, npairs, y, nb, ldy, n, 1); break;
+            }
+        }
+    }
+    return 1;
+}
+_Static_assert(P5_R == 4 && P5_P <= 4, "prefill_avx512vnni dispatches 1..4 rows, 1..4 pairs");
+
 /* ---- AVX-512 VNNI (EVEX, 32 registers) ---------------------------------------------------- */
 #define KSUFFIX avx512vnni
-#define KATTR __attribute__((target(X86_BASE ",avx512f,avx512vl,avx512vnni")))
+#define KATTR __attribute__((target(X86_512)))
 #define KR 4
 #define KT 4
 #define KRV 4
 #define K_LOAD_AHEAD 0
 #define K_SHORT_ACC 12
 #define VNNI_DPBUSD _mm256_dpbusd_epi32
+#define K_PREFILL prefill_avx512vnni
 #include "q8_0_vnni.inc"
 #undef KSUFFIX
 #undef KATTR
@@ -242,6 +373,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #undef K_LOAD_AHEAD
 #undef K_SHORT_ACC
 #undef VNNI_DPBUSD
+#undef K_PREFILL
 
 /* ---- AVX-VNNI (VEX, 16 registers) --------------------------------------------------------- */
 #if defined(ER_HAVE_AVXVNNI)

@@ -158,6 +158,24 @@ def test_token_grouping_never_changes_a_result(name):
                 np.testing.assert_array_equal(gemm_rows(name, w, x, r0, r1, rows + 3), one[:, r0:r1])
 
 
+X86 = [n for n in ("avx2", "avxvnni", "avx512vnni") if n in AVAILABLE]
+
+
+@pytest.mark.skipif(len(X86) < 2, reason="fewer than two x86 kernels on this CPU")
+def test_x86_kernels_agree_bit_for_bit():
+    """The x86 paths differ in how they form each block's exact int32 lane sums (maddubs,
+    256-bit VNNI, 512-bit VNNI with two tokens per register) but then apply the same float
+    operations in the same order, so a model's logits do not depend on which one the CPU has."""
+    rng = np.random.default_rng(11)
+    for k, rows in ((32, 9), (640, 21), (2048, 6)):
+        w = random_weights(rng, rows, k)
+        for nt in (1, 3, 5, 8, 33, 64):
+            x = quantize(rng.standard_normal((nt, k)).astype(np.float32))
+            want = gemm(X86[0], w, x)
+            for name in X86[1:]:
+                np.testing.assert_array_equal(gemm(name, w, x), want, err_msg=f"{name} {k} {nt}")
+
+
 def gemv_rows(name, w, x, ids):
     ids = np.ascontiguousarray(ids, dtype=np.int32)
     y = np.full(ids.size + 1, np.nan, dtype=np.float32)
