@@ -29,6 +29,24 @@ X86_INLINE __m256 x86_fma(__m256 acc, __m256i dot, __m256 dw, __m256 dx) {
     return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), dw), dx, acc);
 }
 
+/* The prefill tiles skip the convert: for |n| < 2^22 the float whose bits are
+ * X86_BIAS_BITS + n is exactly X86_BIAS + n, and fmsub(that, dw, X86_BIAS * dw) is n * dw
+ * rounded once, as convert-then-multiply rounds it (X86_BIAS * dw is exact for an fp16 dw,
+ * and the fma rounds the exact difference once): the same bits for every finite scale. A
+ * lane sums four products, |n| <= 4 * 128 * 127, and the offset rides along in the integer
+ * sum (VNNI starts its lanes from it; AVX2 adds it). A non-finite scale gives NaN here where
+ * the convert may give Inf: either way the logits are not finite, which the caller refuses. */
+#define X86_BIAS 12582912.0f          /* 1.5 * 2^23 */
+#define X86_BIAS_BITS 0x4B400000
+
+/* n consecutive blocks' fp16 scales as floats, and times X86_BIAS, for a prefill tile */
+X86_INLINE void x86_scales(const block_q8_0 *w, int n, float *dw, float *cw) {
+    for (int i = 0; i < n; i++) {
+        dw[i] = _cvtsh_ss(w[i].d);
+        cw[i] = dw[i] * X86_BIAS;
+    }
+}
+
 X86_INLINE float x86_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -97,15 +115,16 @@ void er_quantize_row_act_avx2(const float *x, block_q8_act *y, int n) {
 /* ---- AVX2 --------------------------------------------------------------------------------
  * maddubs multiplies unsigned by signed bytes, so the weight sign moves onto the activation:
  * |w| * (x * sign(w)). |x| <= 127 keeps both the negation and the int16 pair sums exact. */
-/* Prefill (two or more tokens) has its own tile. Per (row, token, block) the work is six
- * vector operations (sign, maddubs, madd, convert, scale, fma), so what decides the speed is
- * everything else: here the fp16 scales of a row group are converted to floats once per call
- * rather than once per use (three operations each), the tile is PF_R rows x PF_T tokens
- * (12 accumulators; each pair re-reads its activation block and scales from L1 rather than
- * the compiler holding them in registers across rows, which spilled most accumulators), and
- * at most pf_tokens() tokens run per pass over the weights, so their blocks stay in L2.
- * The arithmetic per (row, token) is madd_avx2's, in the same order: the same bits. */
-#define PF_R 3
+/* Prefill (five or more tokens) has its own tile. Per (row, token, block) the work is six
+ * vector operations (sign, maddubs, madd, bias add, scale, fma; the bias add replaces a
+ * convert and can run on a third port, see X86_BIAS), so what decides the speed is everything
+ * else: here the fp16 scales of a row group are converted to floats once per call rather than
+ * once per use (three operations each), the tile is PF_R rows x PF_T tokens (8 accumulators;
+ * each pair re-reads its activation block and scales from L1 rather than the compiler holding
+ * them in registers across rows, which spilled accumulators; 3 x 4, 2 x 3, 2 x 5 and 2 x 6
+ * were 3-7% slower on a Xeon), and at most pf_tokens() tokens run per pass over the weights,
+ * so their blocks stay in L2. Per (row, token) the result is madd_avx2's: the same bits. */
+#define PF_R 2
 #define PF_T 4
 #define PF_MAX_TOKENS 64
 #define PF_X_BYTES (192 * 1024)     /* activation blocks per pass: well inside a 512 KiB L2 */
@@ -116,9 +135,10 @@ static inline int pf_tokens(int nb) {
     return fit < PF_T ? PF_T : fit < PF_MAX_TOKENS ? fit : PF_MAX_TOKENS;
 }
 
-X86_INLINE void pf_tile(const block_q8_0 *w, const float *dw, const block_q8_act *x, float *y,
-                        int nb, int ldy, const int R, const int T) {
-    const __m256i ones = _mm256_set1_epi16(1);
+X86_INLINE void pf_tile(const block_q8_0 *w, const float *dw, const float *cw,
+                        const block_q8_act *x, float *y, int nb, int ldy, const int R,
+                        const int T) {
+    const __m256i ones = _mm256_set1_epi16(1), bias = _mm256_set1_epi32(X86_BIAS_BITS);
     __m256 acc[PF_R][PF_T];
     for (int i = 0; i < R; i++)
         for (int j = 0; j < T; j++) acc[i][j] = x86_zero();
@@ -126,6 +146,7 @@ X86_INLINE void pf_tile(const block_q8_0 *w, const float *dw, const block_q8_act
         for (int i = 0; i < R; i++) {
             const __m256i wq = x86_load(w[(size_t)i * nb + b].qs), wa = _mm256_abs_epi8(wq);
             const __m256 sw = _mm256_broadcast_ss(dw + i * nb + b);
+            const __m256 sc = _mm256_broadcast_ss(cw + i * nb + b);
             /* hide from the compiler that every row reads the same activations: kept in
              * registers across rows, they would push accumulators onto the stack */
             const block_q8_act *xb = x + b;
@@ -133,8 +154,9 @@ X86_INLINE void pf_tile(const block_q8_0 *w, const float *dw, const block_q8_act
             for (int j = 0; j < T; j++) {
                 const block_q8_act *xj = xb + (size_t)j * nb;
                 const __m256i xs = _mm256_sign_epi8(x86_load(xj->qs), wq);
-                const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xs), ones);
-                acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), sw),
+                const __m256i dot = _mm256_add_epi32(
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xs), ones), bias);
+                acc[i][j] = _mm256_fmadd_ps(_mm256_fmsub_ps(_mm256_castsi256_ps(dot), sw, sc),
                                             x86_act_scales(xj), acc[i][j]);
             }
         }
@@ -144,17 +166,17 @@ X86_INLINE void pf_tile(const block_q8_0 *w, const float *dw, const block_q8_act
 }
 
 /* R rows (given scales) against n tokens: whole token groups, then the rest. */
-X86_INLINE void pf_rows(const block_q8_0 *w, const float *dw, const block_q8_act *X, float *y,
-                        int nb, int n, int ldy, const int R) {
+X86_INLINE void pf_rows(const block_q8_0 *w, const float *dw, const float *cw,
+                        const block_q8_act *X, float *y, int nb, int n, int ldy, const int R) {
     int t = 0;
     for (; t + PF_T <= n; t += PF_T)
-        pf_tile(w, dw, X + (size_t)t * nb, y + (size_t)t * ldy, nb, ldy, R, PF_T);
+        pf_tile(w, dw, cw, X + (size_t)t * nb, y + (size_t)t * ldy, nb, ldy, R, PF_T);
     const block_q8_act *x = X + (size_t)t * nb;
     y += (size_t)t * ldy;
     switch (n - t) {
-    case 3: pf_tile(w, dw, x, y, nb, ldy, R, 3); break;
-    case 2: pf_tile(w, dw, x, y, nb, ldy, R, 2); break;
-    case 1: pf_tile(w, dw, x, y, nb, ldy, R, 1); break;
+    case 3: pf_tile(w, dw, cw, x, y, nb, ldy, R, 3); break;
+    case 2: pf_tile(w, dw, cw, x, y, nb, ldy, R, 2); break;
+    case 1: pf_tile(w, dw, cw, x, y, nb, ldy, R, 1); break;
     default: break;
     }
 }
@@ -166,7 +188,7 @@ static int prefill_avx2(const block_q8_0 *W, const block_q8_act *X, float *Y, in
                         int r1, int nt, int ldy) {
     const int nb = k / QK8_0;
     if (nb > PF_MAX_NB) return 0;
-    float dw[PF_R * PF_MAX_NB];
+    float dw[PF_R * PF_MAX_NB], cw[PF_R * PF_MAX_NB];
     const int step = pf_tokens(nb);
     for (int t0 = 0; t0 < nt; t0 += step) {
         const int n = nt - t0 < step ? nt - t0 : step;
@@ -175,17 +197,16 @@ static int prefill_avx2(const block_q8_0 *W, const block_q8_act *X, float *Y, in
             const int m = r1 - r < PF_R ? r1 - r : PF_R;
             const block_q8_0 *w = W + (size_t)r * nb;
             float *y = Y + (size_t)t0 * ldy + r;
-            for (int i = 0; i < m * nb; i++) dw[i] = _cvtsh_ss(w[i].d);
+            x86_scales(w, m * nb, dw, cw);
             switch (m) {
-            case 3: pf_rows(w, dw, x, y, nb, n, ldy, 3); break;
-            case 2: pf_rows(w, dw, x, y, nb, n, ldy, 2); break;
-            default: pf_rows(w, dw, x, y, nb, n, ldy, 1); break;
+            case 2: pf_rows(w, dw, cw, x, y, nb, n, ldy, 2); break;
+            default: pf_rows(w, dw, cw, x, y, nb, n, ldy, 1); break;
             }
         }
     }
     return 1;
 }
-_Static_assert(PF_R == 3 && PF_T == 4, "prefill_avx2 dispatches tiles of 1..3 rows, 1..4 tokens");
+_Static_assert(PF_R == 2 && PF_T == 4, "prefill_avx2 dispatches tiles of 1..2 rows, 1..4 tokens");
 
 #define KSUFFIX avx2
 #define KATTR __attribute__((target(X86_BASE)))
@@ -242,7 +263,7 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 
 typedef struct {
     int8_t q[2 * QK8_0];    /* the first token's quants, then the second's */
-    int32_t bias[16];       /* -128 x each lane's four quants */
+    int32_t bias[16];       /* X86_BIAS_BITS - 128 x each lane's four quants */
     float d[16];            /* the lanes' group scales: each token's four, twice */
 } __attribute__((aligned(64))) act_pair;
 
@@ -262,7 +283,7 @@ X86_512_INLINE void p5_pack(const block_q8_act *X, int nb, int nt, int t0, int n
             const __m256 db = b2 ? x86_act_scales(b2 + b) : _mm256_setzero_ps();
             const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(qa), qb, 1);
             _mm512_store_si512(o->q, q);
-            _mm512_store_si512(o->bias, _mm512_sub_epi32(_mm512_setzero_si512(),
+            _mm512_store_si512(o->bias, _mm512_sub_epi32(_mm512_set1_epi32(X86_BIAS_BITS),
                                _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, q)));
             _mm512_store_ps(o->d, _mm512_castpd_ps(_mm512_insertf64x4(
                 _mm512_castpd256_pd512(_mm256_castps_pd(da)), _mm256_castps_pd(db), 1)));
@@ -272,7 +293,8 @@ X86_512_INLINE void p5_pack(const block_q8_act *X, int nb, int nt, int t0, int n
 
 /* R rows (scales dw[i * nb + b]) x P pairs starting at pairs + p0; y[t * ldy + i] receives
  * row i . token t, t counted from the pass's first token; n is the pass's token count. */
-X86_512_INLINE void p5_tile(const block_q8_0 *w, const float *dw, const act_pair *pairs,
+X86_512_INLINE void p5_tile(const block_q8_0 *w, const float *dw, const float *cw,
+                            const act_pair *pairs,
                             int npairs, int p0, float *y, int nb, int ldy, int n,
                             const int R, const int P) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -281,11 +303,12 @@ X86_512_INLINE void p5_tile(const block_q8_0 *w, const float *dw, const act_pair
         for (int j = 0; j < P; j++) acc[i][j] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
         __m512i wv[P5_R];
-        __m512 sw[P5_R];
+        __m512 sw[P5_R], sc[P5_R];
         for (int i = 0; i < R; i++) {
             wv[i] = _mm512_xor_si512(_mm512_broadcast_i64x4(x86_load(w[(size_t)i * nb + b].qs)),
                                      flip);
             sw[i] = _mm512_set1_ps(dw[i * nb + b]);
+            sc[i] = _mm512_set1_ps(cw[i * nb + b]);
         }
         const act_pair *xb = pairs + (size_t)b * npairs + p0;
         for (int j = 0; j < P; j++) {
@@ -293,8 +316,8 @@ X86_512_INLINE void p5_tile(const block_q8_0 *w, const float *dw, const act_pair
             const __m512 dx = _mm512_load_ps(xb[j].d);
             for (int i = 0; i < R; i++) {
                 const __m512i dot = _mm512_dpbusd_epi32(bias, wv[i], q);
-                acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), sw[i]), dx,
-                                            acc[i][j]);
+                acc[i][j] = _mm512_fmadd_ps(_mm512_fmsub_ps(_mm512_castsi512_ps(dot), sw[i], sc[i]),
+                                            dx, acc[i][j]);
             }
         }
     }
@@ -310,15 +333,16 @@ X86_512_INLINE void p5_tile(const block_q8_0 *w, const float *dw, const act_pair
 }
 
 /* R rows against all of a pass's pairs: whole pair groups, then the rest. */
-X86_512_INLINE void p5_rows(const block_q8_0 *w, const float *dw, const act_pair *pairs,
+X86_512_INLINE void p5_rows(const block_q8_0 *w, const float *dw, const float *cw,
+                            const act_pair *pairs,
                             int npairs, float *y, int nb, int ldy, int n, const int R) {
     int p = 0;
     for (; p + P5_P <= npairs; p += P5_P)
-        p5_tile(w, dw, pairs, npairs, p, y, nb, ldy, n, R, P5_P);
+        p5_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, P5_P);
     switch (npairs - p) {
-    case 3: p5_tile(w, dw, pairs, npairs, p, y, nb, ldy, n, R, 3); break;
-    case 2: p5_tile(w, dw, pairs, npairs, p, y, nb, ldy, n, R, 2); break;
-    case 1: p5_tile(w, dw, pairs, npairs, p, y, nb, ldy, n, R, 1); break;
+    case 3: p5_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, 3); break;
+    case 2: p5_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, 2); break;
+    case 1: p5_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, 1); break;
     default: break;
     }
 }
@@ -333,7 +357,7 @@ static int prefill_avx512vnni(const block_q8_0 *W, const block_q8_act *X, float 
     if (fit < 1) return 0;
     const int step = 2 * (fit < P5_MAX_PAIRS ? fit : P5_MAX_PAIRS);
     act_pair pairs[P5_X_BYTES / sizeof(act_pair)];
-    float dw[P5_R * (P5_X_BYTES / sizeof(act_pair))];
+    float dw[P5_R * (P5_X_BYTES / sizeof(act_pair))], cw[P5_R * (P5_X_BYTES / sizeof(act_pair))];
     for (int t0 = 0; t0 < nt; t0 += step) {
         const int n = nt - t0 < step ? nt - t0 : step, npairs = (n + 1) / 2;
         p5_pack(X, nb, nt, t0, npairs, pairs);
@@ -341,12 +365,12 @@ static int prefill_avx512vnni(const block_q8_0 *W, const block_q8_act *X, float 
             const int m = r1 - r < P5_R ? r1 - r : P5_R;
             const block_q8_0 *w = W + (size_t)r * nb;
             float *y = Y + (size_t)t0 * ldy + r;
-            for (int i = 0; i < m * nb; i++) dw[i] = _cvtsh_ss(w[i].d);
+            x86_scales(w, m * nb, dw, cw);
             switch (m) {
-            case 4: p5_rows(w, dw, pairs, npairs, y, nb, ldy, n, 4); break;
-            case 3: p5_rows(w, dw, pairs, npairs, y, nb, ldy, n, 3); break;
-            case 2: p5_rows(w, dw, pairs, npairs, y, nb, ldy, n, 2); break;
-            default: p5_rows(w, dw, pairs, npairs, y, nb, ldy, n, 1); break;
+            case 4: p5_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 4); break;
+            case 3: p5_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 3); break;
+            case 2: p5_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 2); break;
+            default: p5_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 1); break;
             }
         }
     }
