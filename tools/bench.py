@@ -248,22 +248,35 @@ def report(results, args):
 
 
 def _cpu_name():
+    """The model name, family/model numbers and the SIMD features our kernels choose among
+    (a VM may report a generic name: "Intel(R) Xeon(R) Processor")."""
+    info = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                k, _, v = line.partition(":")
+                info.setdefault(k.strip(), v.strip())
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return platform.processor() or "unknown CPU"
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    simd = [f for f in ("avx2", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp")
+            if f in flags]
+    name = info.get("model name") or info.get("CPU part", "unknown CPU")
+    ident = f"family {info['cpu family']} model {info['model']}, " if "cpu family" in info else ""
+    return f"{name} ({ident}{' '.join(simd) or 'no SIMD flags'})"
 
 
 def _llama_version():
+    """The version and the CPU features the llama.cpp build uses (it depends on build flags)."""
     try:
         import llama_cpp
-        return llama_cpp.__version__
     except ImportError:
         return "not installed"
+    info = llama_cpp.llama_print_system_info().decode()
+    feats = [k.strip() for k, _, v in (f.partition("=") for f in info.split("|"))
+             if v.strip() == "1" and k.strip() in ("AVX2", "AVX512", "AVX512_VNNI", "AVX_VNNI",
+                                                    "AMX_INT8", "NEON", "DOTPROD")]
+    return f"{llama_cpp.__version__} (built with {', '.join(feats) or 'no SIMD'})"
 
 
 def main():
