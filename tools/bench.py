@@ -210,7 +210,8 @@ def report(results, args):
              f"mean anything; load average at the end of the run: {_loadavg()}",
              f"- model: `{os.path.basename(args.model)}`",
              f"- prompt {args.prompt_tokens} tokens, then {args.decode} greedy decode steps; "
-             f"context {args.ctx}; llama-cpp-python {_llama_version()} with swa_full=False",
+             f"context {args.ctx}; edge_runtime's `{_our_kernel()}` kernel; "
+             f"llama-cpp-python {_llama_version()} with swa_full=False",
              f"- each cell: median of {args.reps} fresh processes; ratio = ours / llama.cpp "
              f"(for time and memory, lower is better)",
              "- agent latency (request → tool call, prefix KV reuse): "
@@ -264,6 +265,11 @@ def _cpu_name():
     name = info.get("model name") or info.get("CPU part", "unknown CPU")
     ident = f"family {info['cpu family']} model {info['model']}, " if "cpu family" in info else ""
     return f"{name} ({ident}{' '.join(simd) or 'no SIMD flags'})"
+
+
+def _our_kernel():
+    from edge_runtime import _native
+    return _native.selected_kernel()
 
 
 def _llama_version():
