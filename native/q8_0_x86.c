@@ -246,20 +246,22 @@ X86_INLINE acc_avx2 madd_avx2(acc_avx2 acc, wvec_avx2 w, xvec_avx2 x, scale_avx2
 #undef K_PREFILL
 
 /* ---- AVX-512 VNNI prefill: two tokens per 512-bit register ---------------------------------
- * The 256-bit tiles retire a (row, token, block) per four vector operations (dot, convert,
- * scale, fma), all on the two ports that take 256-bit vector work. A 512-bit register does the
- * same four operations for two tokens at once, one per half: the weight block is broadcast to
- * both halves, and the token pair's activations come from a copy of the pass's activation
- * blocks laid out pair by pair, with the VNNI bias (see q8_0_vnni.inc) and each token's group
- * scales already in lane order, made once per pass instead of once per row. Each lane goes
- * through the 256-bit path's operations in the same order, and each half is summed as
- * x86_hsum sums a 256-bit accumulator: the same bits as every other x86 path. */
+ * The template's 256-bit VNNI tile spends four vector operations per (row, token, block): the
+ * dot, a convert, the scale multiply and the fma, all on the two ports that take 256-bit
+ * vector work. Here a 512-bit register holds two tokens, one per half: each weight block is
+ * broadcast to both halves, and the token pair's activations come from a copy of the pass's
+ * activation blocks laid out pair by pair, with the VNNI bias (q8_0_vnni.inc, plus the
+ * X86_BIAS offset that replaces the convert) and each token's group scales in lane order,
+ * made once per pass instead of once per row. Three operations per (row, token pair, block)
+ * remain. Each lane goes through the 256-bit path's float operations in the same order, and
+ * each half is summed as x86_hsum sums a 256-bit accumulator: the same bits as every other
+ * x86 path. */
 #define X86_512 X86_BASE ",avx512f,avx512vl,avx512vnni"
 #define X86_512_INLINE static inline __attribute__((always_inline, target(X86_512)))
-#define P5_R 4              /* weight rows per tile */
-#define P5_P 4              /* token pairs per tile: 16 accumulators of 32 registers */
-#define P5_MAX_PAIRS 32     /* tokens per pass over the weights: at most 64 */
-#define P5_X_BYTES (96 * 1024)   /* the pass's activation copy, on the stack; L2-resident */
+#define PAIR_R 4              /* weight rows per tile */
+#define PAIR_P 4              /* token pairs per tile: 16 accumulators of 32 registers */
+#define PAIR_MAX 32     /* tokens per pass over the weights: at most 64 */
+#define PAIR_X_BYTES (96 * 1024)   /* the pass's activation copy, on the stack; L2-resident */
 
 typedef struct {
     int8_t q[2 * QK8_0];    /* the first token's quants, then the second's */
@@ -267,9 +269,9 @@ typedef struct {
     float d[16];            /* the lanes' group scales: each token's four, twice */
 } __attribute__((aligned(64))) act_pair;
 
-/* Tokens 2p and 2p + 1 of X (the second absent when 2p + 1 == nt: zeros, never stored) into
- * pairs[b * npairs + p] for every block b. */
-X86_512_INLINE void p5_pack(const block_q8_act *X, int nb, int nt, int t0, int npairs,
+/* Tokens t0 + 2p and t0 + 2p + 1 of X (the second absent past the last token: zeros, never
+ * stored) into pairs[b * npairs + p] for every block b. */
+X86_512_INLINE void pair_pack(const block_q8_act *X, int nb, int nt, int t0, int npairs,
                             act_pair *pairs) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int p = 0; p < npairs; p++) {
@@ -293,17 +295,17 @@ X86_512_INLINE void p5_pack(const block_q8_act *X, int nb, int nt, int t0, int n
 
 /* R rows (scales dw[i * nb + b]) x P pairs starting at pairs + p0; y[t * ldy + i] receives
  * row i . token t, t counted from the pass's first token; n is the pass's token count. */
-X86_512_INLINE void p5_tile(const block_q8_0 *w, const float *dw, const float *cw,
+X86_512_INLINE void pair_tile(const block_q8_0 *w, const float *dw, const float *cw,
                             const act_pair *pairs,
                             int npairs, int p0, float *y, int nb, int ldy, int n,
                             const int R, const int P) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
-    __m512 acc[P5_R][P5_P];
+    __m512 acc[PAIR_R][PAIR_P];
     for (int i = 0; i < R; i++)
         for (int j = 0; j < P; j++) acc[i][j] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        __m512i wv[P5_R];
-        __m512 sw[P5_R], sc[P5_R];
+        __m512i wv[PAIR_R];
+        __m512 sw[PAIR_R], sc[PAIR_R];
         for (int i = 0; i < R; i++) {
             wv[i] = _mm512_xor_si512(_mm512_broadcast_i64x4(x86_load(w[(size_t)i * nb + b].qs)),
                                      flip);
@@ -316,8 +318,8 @@ X86_512_INLINE void p5_tile(const block_q8_0 *w, const float *dw, const float *c
             const __m512 dx = _mm512_load_ps(xb[j].d);
             for (int i = 0; i < R; i++) {
                 const __m512i dot = _mm512_dpbusd_epi32(bias, wv[i], q);
-                acc[i][j] = _mm512_fmadd_ps(_mm512_fmsub_ps(_mm512_castsi512_ps(dot), sw[i], sc[i]),
-                                            dx, acc[i][j]);
+                const __m512 t = _mm512_fmsub_ps(_mm512_castsi512_ps(dot), sw[i], sc[i]);
+                acc[i][j] = _mm512_fmadd_ps(t, dx, acc[i][j]);
             }
         }
     }
@@ -326,23 +328,25 @@ X86_512_INLINE void p5_tile(const block_q8_0 *w, const float *dw, const float *c
         for (int i = 0; i < R; i++) {
             const __m512d a = _mm512_castps_pd(acc[i][j]);
             y[(size_t)t * ldy + i] = x86_hsum(_mm256_castpd_ps(_mm512_castpd512_pd256(a)));
-            if (t + 1 < n)
-                y[(size_t)(t + 1) * ldy + i] = x86_hsum(_mm256_castpd_ps(_mm512_extractf64x4_pd(a, 1)));
+            if (t + 1 < n) {
+                const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(a, 1));
+                y[(size_t)(t + 1) * ldy + i] = x86_hsum(hi);
+            }
         }
     }
 }
 
 /* R rows against all of a pass's pairs: whole pair groups, then the rest. */
-X86_512_INLINE void p5_rows(const block_q8_0 *w, const float *dw, const float *cw,
+X86_512_INLINE void pair_rows(const block_q8_0 *w, const float *dw, const float *cw,
                             const act_pair *pairs,
                             int npairs, float *y, int nb, int ldy, int n, const int R) {
     int p = 0;
-    for (; p + P5_P <= npairs; p += P5_P)
-        p5_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, P5_P);
+    for (; p + PAIR_P <= npairs; p += PAIR_P)
+        pair_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, PAIR_P);
     switch (npairs - p) {
-    case 3: p5_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, 3); break;
-    case 2: p5_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, 2); break;
-    case 1: p5_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, 1); break;
+    case 3: pair_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, 3); break;
+    case 2: pair_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, 2); break;
+    case 1: pair_tile(w, dw, cw, pairs, npairs, p, y, nb, ldy, n, R, 1); break;
     default: break;
     }
 }
@@ -352,31 +356,31 @@ X86_512_INLINE void p5_rows(const block_q8_0 *w, const float *dw, const float *c
 __attribute__((target(X86_512)))
 static int prefill_avx512vnni(const block_q8_0 *W, const block_q8_act *X, float *Y, int k,
                               int r0, int r1, int nt, int ldy) {
-    const int nb = k / QK8_0;
-    const int fit = (int)(P5_X_BYTES / ((size_t)nb * sizeof(act_pair)));
+    enum { CAP = PAIR_X_BYTES / sizeof(act_pair) };   /* the most blocks a row may have */
+    const int nb = k / QK8_0, fit = CAP / nb;           /* pairs per pass */
     if (fit < 1) return 0;
-    const int step = 2 * (fit < P5_MAX_PAIRS ? fit : P5_MAX_PAIRS);
-    act_pair pairs[P5_X_BYTES / sizeof(act_pair)];
-    float dw[P5_R * (P5_X_BYTES / sizeof(act_pair))], cw[P5_R * (P5_X_BYTES / sizeof(act_pair))];
+    const int step = 2 * (fit < PAIR_MAX ? fit : PAIR_MAX);
+    act_pair pairs[CAP];
+    float dw[PAIR_R * CAP], cw[PAIR_R * CAP];
     for (int t0 = 0; t0 < nt; t0 += step) {
         const int n = nt - t0 < step ? nt - t0 : step, npairs = (n + 1) / 2;
-        p5_pack(X, nb, nt, t0, npairs, pairs);
-        for (int r = r0; r < r1; r += P5_R) {
-            const int m = r1 - r < P5_R ? r1 - r : P5_R;
+        pair_pack(X, nb, nt, t0, npairs, pairs);
+        for (int r = r0; r < r1; r += PAIR_R) {
+            const int m = r1 - r < PAIR_R ? r1 - r : PAIR_R;
             const block_q8_0 *w = W + (size_t)r * nb;
             float *y = Y + (size_t)t0 * ldy + r;
             x86_scales(w, m * nb, dw, cw);
             switch (m) {
-            case 4: p5_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 4); break;
-            case 3: p5_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 3); break;
-            case 2: p5_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 2); break;
-            default: p5_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 1); break;
+            case 4: pair_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 4); break;
+            case 3: pair_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 3); break;
+            case 2: pair_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 2); break;
+            default: pair_rows(w, dw, cw, pairs, npairs, y, nb, ldy, n, 1); break;
             }
         }
     }
     return 1;
 }
-_Static_assert(P5_R == 4 && P5_P <= 4, "prefill_avx512vnni dispatches 1..4 rows, 1..4 pairs");
+_Static_assert(PAIR_R == 4 && PAIR_P == 4, "prefill_avx512vnni dispatches 1..4 rows, 1..4 pairs");
 
 /* ---- AVX-512 VNNI (EVEX, 32 registers) ---------------------------------------------------- */
 #define KSUFFIX avx512vnni
