@@ -258,6 +258,22 @@ def test_quantize_keeps_non_finite_blocks_visible(name):
     assert np.isnan(y).all()
 
 
+@pytest.mark.parametrize("name", KERNELS)
+def test_a_non_finite_token_stays_its_own(name):
+    """Prefill tiles run several tokens side by side (the AVX-512 one two per register): a token
+    whose activations hold NaN must turn only its own results to NaN, the others staying their
+    one-token values bit for bit."""
+    rng = np.random.default_rng(12)
+    w = random_weights(rng, 9, 640)
+    acts = rng.standard_normal((7, 640)).astype(np.float32)
+    acts[3, 100] = np.nan                                  # token 3 shares a pair with token 2
+    x = quantize(acts)
+    got = gemm(name, w, x)
+    assert np.isnan(got[3]).all()
+    for t in (0, 1, 2, 4, 5, 6):
+        np.testing.assert_array_equal(got[t], gemm(name, w, x[t:t + 1])[0], err_msg=str(t))
+
+
 def test_quantize_rejects_bad_length():
     x = np.zeros(40, dtype=np.float32)
     with pytest.raises(ValueError):
