@@ -172,6 +172,26 @@ def tiny_gguf_factory(tmp_path_factory):
     return make
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_index_left_in_the_user_cache():
+    """Every GGUF a test writes (tiny models, converter outputs, each at a new temporary path)
+    gets a vocabulary index, and its masks, in the cache directory: left there, a run of the
+    suite would add ~80 files to the user's cache for good. The ones this session made are
+    removed at its end; the default model's own index stays, as the main command would make
+    it too. Only rebuildable cache files go (a process still mapping one keeps its pages)."""
+    from edge_runtime import models
+
+    def indexes():
+        d = models.cache_dir()
+        return {p for pattern in ("*.idx", "*.masks") for p in d.glob(pattern)}
+
+    before = indexes()
+    yield
+    for path in indexes() - before:
+        if not path.name.startswith(models.MODEL_FILE + "-"):
+            path.unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
 def default_model():
     """Path of the real default Q8_0 model (built once into the cache by edge_runtime.models)."""
