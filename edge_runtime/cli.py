@@ -19,6 +19,7 @@ from .gguf import GGUFError
 from .memory import AgentSpec, plan_for_model
 from .model import Model
 from .models import default as default_model
+from .prefix_cache import MAX_SNAPSHOTS
 from .tools_builtin import TOOLS
 
 
@@ -295,7 +296,7 @@ def build_parser():
     a.add_argument("--no-grounding", action="store_true",
                    help="do not bias argument values toward the request's own words")
     a.add_argument("--cache-dir", help="keep the tool declarations' KV snapshot here, so the "
-                   "next start skips their prefill")
+                   f"next start skips their prefill (the {MAX_SNAPSHOTS} newest snapshots stay)")
     a.add_argument("--stats", action="store_true",
                    help="print the call format, speed and memory after the run")
     a.add_argument("--json", action="store_true", help="print one JSON object: format, calls "
@@ -309,7 +310,8 @@ def build_parser():
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--max-inference-len", type=int)
     s.add_argument("--threads", type=int)
-    s.add_argument("--cache-dir", help="keep each toolset's prefix KV snapshot here")
+    s.add_argument("--cache-dir", help=f"keep each toolset's prefix KV snapshot here (the "
+                   f"{MAX_SNAPSHOTS} newest)")
     s.add_argument("--queue", type=int, default=8,
                    help="requests that may wait for a session; more get 503 (default 8)")
     s.set_defaults(func=cmd_serve)

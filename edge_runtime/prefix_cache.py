@@ -21,7 +21,10 @@ anything is read; the crc32 covers ids and data (checked in 1 MiB pieces, no cop
 state). A file that fails any check - or that the session then refuses to restore - is ignored
 with a PrefixCacheWarning and rewritten. Files are written to `.tmp-<pid>-<random>` and renamed,
 so a crash mid-write leaves no partial snapshot; temporary files whose writer is gone (or that
-are over an hour old) are deleted by the next save.
+are over an hour old) are deleted by the next save. Each toolset, model or setting writes a
+snapshot of its own (9.6 MiB for the built-in tools' 713 tokens), so a directory keeps only the
+MAX_SNAPSHOTS newest: a save deletes the older ones (a process still reading one keeps its
+descriptor; a deleted one is computed again when next needed).
 
 A checked file stays where it is: load() returns a FileSnapshot that keeps the file open and
 restores by reading it (pread) straight into the session's KV buffers, so the state lives in
@@ -60,6 +63,8 @@ _HEADER = struct.Struct("<8sIIQ32sII")
 SUFFIX = ".kvs"
 HASHES = "model-sha256.json"      # the sidecar: file identity -> sha256 of its content
 _MAX_HASHES = 16                  # entries kept (the newest)
+MAX_SNAPSHOTS = 16                # snapshot files a directory keeps (the newest)
+_NAME = re.compile(r"[0-9a-f]{32}\.kvs\Z")
 _TEMP = re.compile(r"\.tmp-(\d+)-[a-z0-9_]+(?:\.kvs|\.json)\Z")
 STALE_SECONDS = 3600              # a temporary file this old is stale whoever wrote it
 _CHUNK = 1 << 20
@@ -231,6 +236,31 @@ def clean_stale_temps(directory):
             continue   # gone already, or not ours to delete
 
 
+def prune_snapshots(directory):
+    """Delete all but the MAX_SNAPSHOTS newest snapshot files (by mtime): only names this
+    module makes, only regular files."""
+    found = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not _NAME.match(name):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found.append((st.st_mtime_ns, path))
+    for _, path in sorted(found, reverse=True)[MAX_SNAPSHOTS:]:
+        try:
+            os.unlink(path)
+        except OSError:
+            continue   # gone already, or not ours to delete
+
+
 class FileSnapshot:
     """A prefix's KV state left in its checked snapshot file (see the module docstring).
     Quacks as a KVSnapshot for Session.restore: ids, nbytes, _load_into."""
@@ -347,14 +377,7 @@ class PrefixCache:
         crc = zlib.crc32(snap.data, zlib.crc32(ids))
         head = _HEADER.pack(MAGIC, VERSION, len(snap.ids), len(snap.data), self.key(snap.ids),
                             crc, 0)
-        clean_stale_temps(self.directory)
-        try:
-            _write_atomically(path, (head, ids, snap.data), SUFFIX)
-            return path
-        except OSError as e:
-            warnings.warn(f"cannot write prefix snapshot {path}: {e}", PrefixCacheWarning,
-                          stacklevel=3)
-            return None
+        return self._write(path, (head, ids, snap.data))
 
     def save_session(self, session):
         """Write session's state as the snapshot of its history (the prefix ids) straight
@@ -372,14 +395,20 @@ class PrefixCache:
             crc = _crc32_of(f, n, zlib.crc32(raw))
             f.seek(0)
             f.write(_HEADER.pack(MAGIC, VERSION, len(ids), n, self.key(ids), crc, 0))
+        return self._write(path, fill)
+
+    def _write(self, path, parts):
+        """Stale temporary files first, then the snapshot, then the oldest snapshots beyond
+        MAX_SNAPSHOTS; the path, or None (with a warning)."""
         clean_stale_temps(self.directory)
         try:
-            _write_atomically(path, fill, SUFFIX)
-            return path
+            _write_atomically(path, parts, SUFFIX)
         except OSError as e:
             warnings.warn(f"cannot write prefix snapshot {path}: {e}", PrefixCacheWarning,
-                          stacklevel=3)
+                          stacklevel=4)
             return None
+        prune_snapshots(self.directory)
+        return path
 
     @staticmethod
     def _ignore(path, why):

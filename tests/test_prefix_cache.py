@@ -464,6 +464,36 @@ def test_temporary_files_of_killed_writers_are_cleaned(tiny_gguf_factory, tmp_pa
     assert len(list(tmp_path.glob("[!.]*.kvs"))) == 1   # and the snapshot was written
 
 
+def test_a_directory_keeps_only_the_newest_snapshots(tiny_gguf_factory, tmp_path, monkeypatch):
+    """Every toolset writes a snapshot of its own: a save deletes the oldest beyond
+    MAX_SNAPSHOTS, never a file whose name is not one of ours, and a deleted snapshot is
+    simply computed again."""
+    monkeypatch.setattr(prefix_cache, "MAX_SNAPSHOTS", 3)
+    m = tiny(tiny_gguf_factory)
+    cache = PrefixCache(tmp_path, m)
+    foreign = [tmp_path / "notes.kvs", tmp_path / ("0" * 32 + ".kvs.bak")]
+    for f in foreign:
+        f.write_bytes(b"someone else's")
+    os.utime(foreign[0], (1, 1))                          # older than every snapshot
+    s, written = m.new_session(), []
+    for i in range(5):
+        s.reset()
+        s.eval([2, 40 + i, 41, 42])
+        written.append(cache.save_session(s))
+        os.utime(written[-1], (1000 + i, 1000 + i))     # distinct ages, oldest first
+    kept = sorted(f for f in tmp_path.glob("*.kvs") if f not in foreign)
+    assert kept == sorted(written[2:])                    # the three newest
+    assert all(f.exists() for f in foreign)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.load([2, 40, 41, 42]) is None        # pruned: missing, no warning
+    s.reset()
+    s.eval([2, 40, 41, 42])
+    assert cache.save(s.snapshot()) == written[0]         # computed again, written again
+    assert sorted(f for f in tmp_path.glob("*.kvs") if f not in foreign) == \
+        sorted([written[0], written[3], written[4]])
+
+
 def test_a_snapshot_of_another_decoder_build_is_not_used(tiny_gguf_factory, tmp_path,
                                                         monkeypatch):
     monkeypatch.setattr(prefix_cache, "decoder_identity", lambda: b"an older build")
