@@ -43,7 +43,7 @@ def _fake_vocab():
              "True", "False", "true", "false", "None", "null", "12", "-3", "0.", ".5", "{", "}",
              "[", "]", "[]", "{}", ": ", '": ', "<esc", "ape>", "<escape", "ab", "ab\"",
              'Paris"', "\\n", '\\"', "é", "日本", "level", "room", "items", "type", "x_1",
-             "/srv", "/public/", "shadow", "999", "100", "1e5"]
+             "/srv", "/public/", "shadow", "999", "100", "1e5", '""', '","', '"Paris"', '="x"']
     seen = set()
     for b in list(range(1, 256)):
         pieces.append(bytes((b,)))
@@ -536,13 +536,36 @@ def test_allowed_ids_match_brute_force(sx, tool, seed):
             brute = {i for i in range(VOCAB.n) if _accepted_by_grammar(c, state, i)}
             assert allowed <= brute
             for i in brute - allowed:
-                # the one deliberate gap: in the python syntax, a token that finishes string
-                # content and closes the string in one piece
+                # the deliberate gaps, in the python syntax: a token that finishes string
+                # content and closes the string in one piece, and one that opens a string and
+                # closes it again
                 piece = VOCAB.pieces[i]
                 top = state[-1]
-                assert sx is PY and top[0] == "str" and top[2], (piece, top[0])
-                assert piece[:1] != b'"' and b'"' in piece, piece
+                assert sx is PY, piece
+                if top[0] == "str" and top[2]:
+                    assert piece[:1] != b'"' and b'"' in piece, piece
+                else:
+                    assert piece.count(b'"') >= 2, (piece, top[0])
         state = c.advance(state, rng.choice(sorted(allowed)))
+
+
+def test_a_token_never_opens_and_closes_a_string():
+    """`","` and `""` are common tokens, and a small model takes them where a string value
+    starts: `function=","` instead of the request's formula. A token may open a string or
+    close one, never both: the value is spelled after its opening quote (an empty one too)."""
+    c = _constraint([{"name": "f", "parameters": {"type": "object", "properties": {
+        "s": {"type": "string"}}, "required": ["s"]}}], PY)
+    ids = {VOCAB.pieces[i]: i for i in range(VOCAB.n)}
+    st = c.g.feed(c.start(), b"f(s=")
+    allowed = set(c.allowed(st).tolist())
+    assert ids[b'"'] in allowed
+    assert not {ids[w] for w in (b'""', b'","', b'"Paris"')} & allowed
+    assert ids[b'="x"'] not in set(c.allowed(c.g.feed(c.start(), b"f(s")).tolist())
+    assert ids[b'="'] in set(c.allowed(c.g.feed(c.start(), b"f(s")).tolist())
+    opened = c.advance(st, ids[b'"'])
+    assert {ids[b'")'], ids[b'"']} <= set(c.allowed(opened).tolist())   # "" is still possible
+    assert c.g.done(c.g.feed(opened, b'")'))
+    assert c.g.done(c.g.feed(c.start(), b'f(s=",")'))    # the grammar's language is unchanged
 
 
 @pytest.mark.parametrize("limits", [None, (256, 3)], ids=["default", "tiny cache"])

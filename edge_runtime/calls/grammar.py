@@ -13,7 +13,11 @@ produced, in the surface syntax of the format (calls/syntax.py). Two layers:
    a node is a range, a child a bisected sub-range) visits only prefixes the automaton
    accepts. A token is either entirely string content or starts outside it, so a token that
    ends a string's content and closes it in one piece (`Paris"`) is never offered: the model
-   writes the content, then a token that starts with the closing quote.
+   writes the content, then a token that starts with the closing quote. Nor is a token that
+   opens a string and closes it again (`""`, `","`): a small model takes those common tokens
+   where a value starts (`function=","` for a formula the request spells), so a value is
+   always written after its opening quote. Neither rule narrows the calls that can be
+   written, only the tokens they are written in.
 
 Every string, number, array and free-form value has a length cap, so a call always finishes
 in a bounded number of tokens.
@@ -466,7 +470,7 @@ class TokenConstraint:
             content = self.v.content_ids(self.g.sx.string_automaton, state, node.max - count)
             syms = {self.g.sx.str_close}
         found = []
-        self._walk(st, syms, 0, len(self.v.keys), b"", found)
+        self._walk(st, syms, 0, len(self.v.keys), b"", found, False)
         found += [i for s, i in self.symbol_ids.items()
                   if s in syms and self.g.step(st, s) is not None]
         few = np.unique(np.asarray(found, np.int32))
@@ -477,12 +481,15 @@ class TokenConstraint:
         new = (at == len(content)) | (content[np.minimum(at, len(content) - 1)] != few)
         return np.insert(content, at[new], few[new])
 
-    def _walk(self, st, syms, lo, hi, prefix, out):
+    def _walk(self, st, syms, lo, hi, prefix, out, opened):
+        """Ids of the tokens in keys[lo:hi] (all starting with prefix) that may come after
+        st; opened: the token's bytes so far opened a string value."""
         keys, ids = self.v.keys, self.v.ids
+        in_str = st[-1][0] == "str" and st[-1][2]
         for c in sorted(s for s in (range(256) if syms is ANY else syms) if s < 256):
             nst = self.g.step(st, c)
-            if nst is None:
-                continue
+            if nst is None or (opened and in_str and nst[-1][0] != "str"):
+                continue    # it would close the string it opened: see the module docstring
             p2 = prefix + bytes((c,))
             a = bisect_left(keys, p2, lo, hi)
             if a >= hi or not keys[a].startswith(p2):
@@ -492,7 +499,8 @@ class TokenConstraint:
                 out.extend(ids[a])
                 a += 1
             if a < b and not self.g.done(nst):
-                self._walk(nst, self.g.next_symbols(nst), a, b, p2, out)
+                self._walk(nst, self.g.next_symbols(nst), a, b, p2, out,
+                           opened or (not in_str and nst[-1][0] == "str" and nst[-1][2]))
 
     def advance(self, st, token_id: int):
         """State after token_id; ValueError if the grammar does not allow it."""

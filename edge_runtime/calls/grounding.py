@@ -5,7 +5,14 @@ number to its digit cap. Grounding adds a logit bonus (never a hard restriction:
 request does not spell, like a unit's default, can still be written) to the allowed tokens that
   - continue the string value typed so far as a span of the request (spans start at word
     starts), or close it where such a span ends at a word boundary;
-  - continue the number typed so far as one of the request's numbers, or end it where one ends.
+  - continue the number typed so far as one of the request's numbers, or end it where one ends;
+  - once every required argument is written, lead to an optional argument the request
+    mentions (a word of the property's own name, description or enum values, not one of the
+    tool's topic, is in the request), or to the end of the call when it mentions none of those
+    left. While a value is written, the tokens that would end it the other way get a penalty
+    instead (a bonus would cut the value short); when the next key is chosen, the mentioned
+    ones get the bonus. Left alone, a small model fills optional arguments with a number or a
+    word copied from elsewhere in the request.
 """
 from __future__ import annotations
 
@@ -13,6 +20,8 @@ import re
 from bisect import bisect_left
 
 import numpy as np
+
+from .grammar import AFTER
 
 BONUS = 4.0                   # logits; chosen on BFCL simple_python (docs/TOOL_CALLING.md)
 _MAX_PIECE = 24               # longest token piece looked up at a request position
@@ -25,20 +34,55 @@ _STOP = frozenset("a an and are at be by can do for from get give how i in is it
                   "which who will with you your".split())
 
 
+_SUFFIXES = ("ation", "ing", "ed", "es", "ly", "s")
+# "a timer called tea": these words say that a name, label or title follows
+_NAMING = frozenset("called named labelled labeled titled".split())
+
+
+def _stem(w: str) -> str:
+    """Crude: one common suffix off, then a doubled final consonant and a final 'e'
+    ("labelled" and "label", "exploring" and "exploration", "named" and "name" meet)."""
+    for suffix in _SUFFIXES:
+        if w.endswith(suffix) and len(w) > len(suffix) + 2:
+            w = w[:-len(suffix)]
+            if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiou":
+                w = w[:-1]
+            break
+    return w[:-1] if len(w) > 3 and w.endswith("e") else w
+
+
 def _words(text: str) -> set:
-    """Content words, crudely stemmed (lower case, a plural 's' dropped)."""
+    """Content words, stemmed (camelCase and snake_case split, lower case)."""
+    text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text).lower().replace("_", " ")
     out = set()
-    for w in re.findall(r"[a-z0-9]+", text.lower().replace("_", " ")):
+    for w in re.findall(r"[a-z0-9]+", text):
         if w not in _STOP and len(w) > 1:
-            out.add(w[:-1] if len(w) > 3 and w.endswith("s") else w)
+            out.add(_stem(w))
+        if w in _NAMING:
+            out |= {"nam", "label", "titl"}
     return out
 
 
+def _props(tool: dict) -> dict:
+    return (tool.get("parameters") or {}).get("properties") or {}
+
+
+def _property_text(key: str, schema: dict) -> str:
+    return f"{key} {schema.get('description', '')} " + " ".join(map(str, schema.get("enum", ())))
+
+
+def _mentioned(asked: set, tool: dict) -> set:
+    """The tool's properties the request mentions: a word of the property's name, description
+    or enum values that is not also in the tool's name and description (those name the
+    tool's topic: "derivative" in the description of a derivative tool's optional x value
+    says nothing about that value)."""
+    topic = _words(f"{tool['name']} {tool.get('description', '')}")
+    return {k for k, v in _props(tool).items() if asked & (_words(_property_text(k, v)) - topic)}
+
+
 def _tool_text(tool: dict) -> str:
-    props = (tool.get("parameters") or {}).get("properties") or {}
     return " ".join([tool["name"], str(tool.get("description", ""))]
-                    + [f"{k} {v.get('description', '')} " + " ".join(map(str, v.get("enum", ())))
-                       for k, v in props.items()])
+                    + [_property_text(k, v) for k, v in _props(tool).items()])
 
 
 # Booleans: the request's polarity words.
@@ -62,7 +106,8 @@ class Grounding:
         said = set(re.findall(r"[a-z]+", request.lower()))
         self.polarity = (bool(said & _POSITIVE), bool(said & _NEGATIVE))
         self.relevance = {t["name"].encode(): len(asked & _words(_tool_text(t))) for t in tools}
-        self._piece_cache = {}
+        self.mentioned = {t["name"]: _mentioned(asked, t) for t in tools}
+        self._piece_cache, self._key_words = {}, {}
 
     # ---- lookups -----------------------------------------------------------------------
 
@@ -98,6 +143,13 @@ class Grounding:
     def bonus(self, constraint, st, allowed: np.ndarray):
         """Logit bonus per allowed id in state st of constraint (None when nothing
         applies)."""
+        value, args = self._value_bonus(constraint, st, allowed), \
+            self._args_bonus(constraint, st, allowed)
+        if value is None or args is None:
+            return args if value is None else value
+        return value + args
+
+    def _value_bonus(self, constraint, st, allowed):
         f = st[-1]
         good, closing = [], False
         if f[0] == "str" and f[2]:
@@ -119,6 +171,71 @@ class Grounding:
         if closing:
             out[np.isin(allowed, self._closer_ids(constraint))] = self.bonus_value
         return out if out.any() else None
+
+    def _args_bonus(self, constraint, st, allowed):
+        """Which arguments come next, once the required ones are written (module docstring).
+        While a value is written, the tokens that would end it in the unwanted direction (add
+        an argument when none left is mentioned, end the call when one is) are held back, so
+        no value is cut short; when the next key is chosen, the mentioned ones are made
+        easy."""
+        if len(st) < 2 or st[0][0] != "end" or st[1][0] != "obj":
+            return None
+        g, (_, node, used, phase, _) = constraint.g, st[1]
+        left = node.keys - used
+        if node.free or node.required - used or not left:
+            return None
+        wanted = self._wanted_keys(g, node) & left
+        in_value = phase == AFTER
+        if in_value:               # only a token with a separator or the close can decide
+            marks = (g.sx.sep[0], g.sx.args_close[0])
+            if len(allowed) > 4096:    # string content: only a closing token can end it
+                closers = self._closer_ids(constraint)
+                at = np.minimum(np.searchsorted(allowed, closers), len(allowed) - 1)
+                cand = closers[allowed[at] == closers].tolist()
+            else:
+                cand = allowed.tolist()
+            cand = [t for t in cand if any(c in self.v.pieces[t] for c in marks)]
+        elif wanted:               # choosing the next key
+            cand = allowed.tolist()
+        else:
+            return None
+        marked = []
+        for t in cand:
+            after = g.feed(st, self.v.pieces[t])
+            if after is None:
+                continue
+            if len(after) < 2 or after[1][0] != "obj":
+                if in_value and wanted:
+                    marked.append(t)                   # ends the call, one is wanted
+                continue
+            _, _, used2, phase2, p = after[1]
+            if used2 != used:
+                keys = used2 - used                    # wrote a whole key
+            elif p:
+                keys = node.prefixes[p] - used         # part of one
+            elif phase2 != AFTER:
+                keys = left                            # a separator: any key may follow
+            else:
+                continue                               # still in the value
+            if in_value and not wanted or not in_value and keys & wanted:
+                marked.append(t)
+        if not marked:
+            return None
+        out = np.zeros(len(allowed), np.float32)
+        out[np.isin(allowed, np.asarray(marked, np.int32))] = \
+            -self.bonus_value if in_value else self.bonus_value
+        return out
+
+    def _wanted_keys(self, g, node):
+        """The key words (as the grammar spells them) of node's mentioned properties."""
+        got = self._key_words.get(id(node))
+        if got is None:
+            name = next((bytes(n[:-len(g.sx.args_open)]).decode()
+                         for n, o in g.tools.items() if o is node), None)
+            got = frozenset(tuple(k.encode() + g.sx.arg_kv)
+                            for k in self.mentioned.get(name, ()))
+            self._key_words[id(node)] = got
+        return got
 
     def _name_bonus(self, constraint, typed: tuple, allowed):
         """Each token of a tool name gets the relevance of the best tool it leads to."""
