@@ -78,3 +78,11 @@ def test_a_string_value_is_never_cut_short_to_add_an_argument():
     the other way is held back."""
     b = _bonus("5 minutes called tea, with a bell", 'set_timer(minutes=5, label="tea')
     assert b[b'",'] == b[b'"'] > b[b'")']              # "sound" is still wanted
+
+
+def test_numbers_the_request_spells_are_grounded_too():
+    b = _bonus("a timer for three minutes", "set_timer(minutes=")
+    assert b[b"3"] > 0 and b[b"5"] == 0
+    b = _bonus("a timer for 5 thousand minutes", "set_timer(minutes=5")
+    assert b[b"0"] > 0                             # 5 thousand is written 5000
+    assert Grounding("charges of 1e-9 and 2E-9", VOCAB).numbers >= {b"1e-9", b"2e-9"}

@@ -5,7 +5,8 @@ number to its digit cap. Grounding adds a logit bonus (never a hard restriction:
 request does not spell, like a unit's default, can still be written) to the allowed tokens that
   - continue the string value typed so far as a span of the request (spans start at word
     starts), or close it where such a span ends at a word boundary;
-  - continue the number typed so far as one of the request's numbers, or end it where one ends;
+  - continue the number typed so far as one of the request's numbers (also those it spells:
+    "three", "213 million", "1e-9"), or end it where one ends;
   - once every required argument is written, lead to an optional argument the request
     mentions (a word of the property's own name, description or enum values, not one of the
     tool's topic, is in the request), or to the end of the call when it mentions none of those
@@ -25,7 +26,12 @@ from .grammar import AFTER
 
 BONUS = 4.0                   # logits; chosen on BFCL simple_python (docs/TOOL_CALLING.md)
 _MAX_PIECE = 24               # longest token piece looked up at a request position
-_NUMBER = re.compile(rb"-?\d+(?:\.\d+)?")
+_NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# numbers the request spells: "three days", "213 million"
+_NUMBER_WORDS = {w.encode(): str(i).encode() for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+_SCALED = re.compile(rb"(\d+(?:\.\d+)?)\s*(thousand|million|billion)\b")
+_SCALES = {b"thousand": 10 ** 3, b"million": 10 ** 6, b"billion": 10 ** 9}
 _WORD = re.compile(rb"\w")
 
 
@@ -98,7 +104,12 @@ class Grounding:
         self.word_starts = [i for i in range(len(r))
                             if not r[i:i + 1].isspace() and (i == 0 or not _is_word(r[i - 1])
                                                              or not _is_word(r[i]))]
-        self.numbers = {m.group() for m in _NUMBER.finditer(r.replace(b",", b""))}
+        plain = r.replace(b",", b"").lower()
+        self.numbers = {m.group() for m in _NUMBER.finditer(plain)}
+        self.numbers |= {_digits(float(m.group(1)) * _SCALES[m.group(2)])
+                         for m in _SCALED.finditer(plain)}
+        self.numbers |= {_NUMBER_WORDS[w] for w in re.findall(rb"[a-z]+", plain)
+                         if w in _NUMBER_WORDS}
         self.numbers |= {n.lstrip(b"-") for n in self.numbers}
         self._starts = frozenset(self.word_starts)
         # tool relevance: request words found in each tool's name and descriptions
@@ -298,6 +309,11 @@ class Grounding:
             elif any(n.startswith(whole) for n in self.numbers):
                 good.append(t)
         return good
+
+
+def _digits(v: float) -> bytes:
+    """How a call writes v: 8.5 million as 8500000."""
+    return (str(int(v)) if v == int(v) else repr(v)).encode()
 
 
 def _is_word(c: int) -> bool:
