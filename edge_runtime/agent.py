@@ -443,10 +443,11 @@ class Agent:
             forced = tok.encode(word.decode(), add_bos=False, special=False)
             dec.feed(forced)
             ids += forced
+        written = bytearray(b"".join(c.v.pieces[t] for t in ids))
         first = self._calibration is not None and not named
         while not self.grammar.done(st):
             allowed = c.allowed(st)
-            bonus = ground.bonus(c, st, allowed) if ground is not None else None
+            bonus = ground.bonus(c, st, allowed, bytes(written)) if ground is not None else None
             if first:
                 rows, prior = self._calibration
                 if np.array_equal(rows, allowed):
@@ -456,6 +457,7 @@ class Agent:
             st = c.advance(st, t)
             dec.feed([t])
             ids.append(t)
+            written += c.v.pieces[t]
         return self._parse_ids(ids)
 
     def _answer(self, dec, max_tokens, stop, on_text, emit, logits=None):

@@ -20,6 +20,13 @@ TOOL = normalize_tool({
         "label": {"type": "string", "description": "A short name for the timer."},
         "sound": {"type": "string", "enum": ["bell", "chime"],
                   "description": "What the timer plays at the end."}}}})
+GROW = normalize_tool({
+    "name": "grow", "description": "What a deposit grows to.",
+    "parameters": {"type": "object", "required": ["amount", "rate", "years"], "properties": {
+        "amount": {"type": "number", "description": "The deposit."},
+        "rate": {"type": "number", "description": "The annual interest rate."},
+        "years": {"type": "integer", "description": "How long it stays."},
+        "fee": {"type": "number", "description": "The fee, as a percentage of the deposit."}}}})
 WORDS = ["set_timer", "(", ")", "5", "50", ",", ", ", ", l", "label", " label", " sound", "=",
          '="', '")', '",', "tea", "timer"]
 
@@ -32,14 +39,15 @@ def _vocab():
 
 VOCAB = _vocab()
 ID = {VOCAB.pieces[i]: i for i in range(VOCAB.n)}
-CONSTRAINT = TokenConstraint(CallGrammar([TOOL], python_format.SYNTAX), VOCAB)
+CONSTRAINT = TokenConstraint(CallGrammar([TOOL, GROW], python_format.SYNTAX), VOCAB)
 
 
 def _bonus(request, text):
     """{piece: bonus} over the allowed tokens after the call text typed so far."""
     st = CONSTRAINT.g.feed(CONSTRAINT.start(), text.encode())
     allowed = CONSTRAINT.allowed(st)
-    b = Grounding(request, VOCAB, tools=[TOOL]).bonus(CONSTRAINT, st, allowed)
+    b = Grounding(request, VOCAB, tools=[TOOL, GROW]).bonus(CONSTRAINT, st, allowed,
+                                                             text.encode())
     b = np.zeros(len(allowed)) if b is None else b
     return {VOCAB.pieces[i]: float(v) for i, v in zip(allowed.tolist(), b)}
 
@@ -85,4 +93,31 @@ def test_numbers_the_request_spells_are_grounded_too():
     assert b[b"3"] > 0 and b[b"5"] == 0
     b = _bonus("a timer for 5 thousand minutes", "set_timer(minutes=5")
     assert b[b"0"] > 0                             # 5 thousand is written 5000
-    assert Grounding("charges of 1e-9 and 2E-9", VOCAB).numbers >= {b"1e-9", b"2e-9"}
+    spelled = {w for m in Grounding("charges of 1e-9 and 2E-9", VOCAB).mentions
+               for w in m.spellings}
+    assert spelled >= {b"1e-9", b"2e-9"}
+
+
+def _offered(b):
+    """The digits that get the bonus."""
+    return {chr(c) for c in b"0123456789" if b[bytes((c,))] > 0}
+
+
+def test_each_number_of_the_request_is_offered_until_the_call_has_written_it():
+    ask = "put 800 in for 6 years at 3 percent"
+    assert _offered(_bonus(ask, "grow(amount=")) == {"8", "6", "3"}
+    assert _offered(_bonus(ask, "grow(amount=800, rate=0.03, years=")) == {"6"}
+    assert _offered(_bonus(ask, "grow(amount=800, years=6, rate=0.03, fee=")) == set()
+    # a number the request writes twice may be written twice
+    ask = "put 800 in for 800 days at 3%"
+    assert _offered(_bonus(ask, "grow(amount=800, years=")) == {"8", "3"}
+
+
+def test_a_percentage_is_a_fraction_only_where_the_property_takes_one():
+    ask = "put 800 in for 6 years at 3.5%, with a 2 percent fee"
+    assert _offered(_bonus(ask, "grow(amount=800, rate=")) == {"0", "6"}   # 0.035, 0.02
+    assert _bonus(ask, "grow(amount=800, rate=0.0")[b"3"] > 0
+    assert _bonus(ask, "grow(amount=800, rate=0.0")[b"2"] > 0
+    # "as a percentage": the number as written; an integer never takes a fraction
+    assert _offered(_bonus(ask, "grow(amount=800, rate=0.035, years=6, fee=")) == {"2"}
+    assert _offered(_bonus(ask, "grow(amount=800, rate=0.035, years=")) == {"6", "2"}

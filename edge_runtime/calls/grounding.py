@@ -6,7 +6,11 @@ request does not spell, like a unit's default, can still be written) to the allo
   - continue the string value typed so far as a span of the request (spans start at word
     starts), or close it where such a span ends at a word boundary;
   - continue the number typed so far as one of the request's numbers (also those it spells:
-    "three", "213 million", "1e-9"), or end it where one ends;
+    "three", "213 million", "1e-9"), or end it where one ends. Each mention of a number in
+    the request is offered until the call has written it: a small model otherwise copies the
+    first number into every numeric argument (`hours=6, minutes=6` for "at 6:30"). A
+    percentage is offered as a fraction ("5%" as 0.05) to a number property that names a
+    rate or asks for a decimal or fraction, unless it says it takes a percentage;
   - once every required argument is written, lead to an optional argument the request
     mentions (a word of the property's own name, description or enum values, not one of the
     tool's topic, is in the request), or to the end of the call when it mentions none of those
@@ -19,6 +23,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from collections import Counter
+from decimal import Decimal
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -27,11 +34,14 @@ from .grammar import AFTER
 BONUS = 4.0                   # logits; chosen on BFCL simple_python (docs/TOOL_CALLING.md)
 _MAX_PIECE = 24               # longest token piece looked up at a request position
 _NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
-# numbers the request spells: "three days", "213 million"
+_WRITTEN_NUMBER = re.compile(rb"(?<![\w.])" + _NUMBER.pattern)   # not the 1 of `coord1=`
+# numbers the request spells: "three days", "213 million", "twice"
 _NUMBER_WORDS = {w.encode(): str(i).encode() for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve".split())}
-_SCALED = re.compile(rb"(\d+(?:\.\d+)?)\s*(thousand|million|billion)\b")
+_NUMBER_WORDS[b"twice"] = b"2"
+_SCALE = re.compile(rb"\s*(thousand|million|billion)\b")
 _SCALES = {b"thousand": 10 ** 3, b"million": 10 ** 6, b"billion": 10 ** 9}
+_PERCENT = re.compile(rb"\s*(%|percent\b)")
 _WORD = re.compile(rb"\w")
 
 
@@ -69,6 +79,45 @@ def _words(text: str) -> set:
     return out
 
 
+class _Mention(NamedTuple):
+    """One number the request writes or spells."""
+    spellings: frozenset            # how a call writes it: "-5" and "5"; "8.5" and "8500000"
+    fraction: Optional[bytes]       # a percentage as a fraction: b"0.05" for "5%"
+
+
+def _number_mentions(plain: bytes) -> list:
+    """The request's numbers in order (plain: lower case, thousands separators removed)."""
+    found = [(m.start(), m.end(), m.group()) for m in _NUMBER.finditer(plain)]
+    found += [(m.start(), m.end(), _NUMBER_WORDS[m.group()])
+              for m in re.finditer(rb"[a-z]+", plain) if m.group() in _NUMBER_WORDS]
+    out = []
+    for _, end, n in sorted(found):
+        ways = {n, n.lstrip(b"-")}
+        scale = _SCALE.match(plain, end)
+        if scale:
+            ways.add(_digits(float(n) * _SCALES[scale.group(1)]))
+        fraction = _PERCENT.match(plain, end) and \
+            format(Decimal(n.decode()) / 100, "f").encode()
+        out.append(_Mention(frozenset(ways), fraction or None))
+    return out
+
+
+_FRACTION_WORDS = frozenset(_stem(w) for w in "decimal fraction rate ratio yield return".split())
+_PERCENT_WORDS = frozenset(_stem(w) for w in "percent percentage".split())
+
+
+def _takes_fraction(key: str, schema) -> bool:
+    """Whether a number property takes a percentage as a fraction: it names a rate (or a
+    yield, a return, a ratio), asks for a decimal or a fraction, or is at most 1; and does
+    not say it takes a percentage."""
+    if not schema or schema.get("type") != "number":
+        return False
+    said = _words(_property_text(key, schema))
+    if said & _PERCENT_WORDS:
+        return False
+    return bool(said & _FRACTION_WORDS) or schema.get("maximum", 2) <= 1
+
+
 def _props(tool: dict) -> dict:
     return (tool.get("parameters") or {}).get("properties") or {}
 
@@ -104,13 +153,7 @@ class Grounding:
         self.word_starts = [i for i in range(len(r))
                             if not r[i:i + 1].isspace() and (i == 0 or not _is_word(r[i - 1])
                                                              or not _is_word(r[i]))]
-        plain = r.replace(b",", b"").lower()
-        self.numbers = {m.group() for m in _NUMBER.finditer(plain)}
-        self.numbers |= {_digits(float(m.group(1)) * _SCALES[m.group(2)])
-                         for m in _SCALED.finditer(plain)}
-        self.numbers |= {_NUMBER_WORDS[w] for w in re.findall(rb"[a-z]+", plain)
-                         if w in _NUMBER_WORDS}
-        self.numbers |= {n.lstrip(b"-") for n in self.numbers}
+        self.mentions = _number_mentions(r.replace(b",", b"").lower())
         self._starts = frozenset(self.word_starts)
         # tool relevance: request words found in each tool's name and descriptions
         asked = _words(request)
@@ -118,6 +161,7 @@ class Grounding:
         self.polarity = (bool(said & _POSITIVE), bool(said & _NEGATIVE))
         self.relevance = {t["name"].encode(): len(asked & _words(_tool_text(t))) for t in tools}
         self.mentioned = {t["name"]: _mentioned(asked, t) for t in tools}
+        self.props = {t["name"]: _props(t) for t in tools}
         self._piece_cache, self._key_words = {}, {}
 
     # ---- lookups -----------------------------------------------------------------------
@@ -151,16 +195,16 @@ class Grounding:
 
     # ---- the bonus -----------------------------------------------------------------------
 
-    def bonus(self, constraint, st, allowed: np.ndarray):
+    def bonus(self, constraint, st, allowed: np.ndarray, written: bytes = b""):
         """Logit bonus per allowed id in state st of constraint (None when nothing
-        applies)."""
-        value, args = self._value_bonus(constraint, st, allowed), \
+        applies); written: the bytes of the call's tokens so far."""
+        value, args = self._value_bonus(constraint, st, allowed, written), \
             self._args_bonus(constraint, st, allowed)
         if value is None or args is None:
             return args if value is None else value
         return value + args
 
-    def _value_bonus(self, constraint, st, allowed):
+    def _value_bonus(self, constraint, st, allowed, written):
         f = st[-1]
         good, closing = [], False
         if f[0] == "str" and f[2]:
@@ -169,7 +213,7 @@ class Grounding:
                 good += self._ids_at(p)
             closing = bool(f[5]) and any(self._boundary(p) for p in ends)
         elif f[0] == "num":
-            good = self._number_ids(f[2], allowed)
+            good = self._number_ids(f[2], allowed, self._offered(constraint.g, st, written))
         elif f[0] == "words":
             return self._words_bonus(constraint, f[1], bytes(f[2]), allowed)
         elif f[0] == "name" and len(set(self.relevance.values())) > 1:
@@ -241,12 +285,33 @@ class Grounding:
         """The key words (as the grammar spells them) of node's mentioned properties."""
         got = self._key_words.get(id(node))
         if got is None:
-            name = next((bytes(n[:-len(g.sx.args_open)]).decode()
-                         for n, o in g.tools.items() if o is node), None)
             got = frozenset(tuple(k.encode() + g.sx.arg_kv)
-                            for k in self.mentioned.get(name, ()))
+                            for k in self.mentioned.get(_tool_name(g, node), ()))
             self._key_words[id(node)] = got
         return got
+
+    def _offered(self, g, st, written: bytes) -> frozenset:
+        """The spellings the number being written may take: those of the mentions the call
+        has not written yet (none once it has written each: the number is then not the
+        request's); a percentage as a fraction where the property takes one (module
+        docstring)."""
+        head = written[:len(written) - len(st[-1][2])]      # up to the number's first byte
+        done = Counter(_WRITTEN_NUMBER.findall(head))
+        left = []
+        for m in self.mentions:
+            w = next((w for w in m.spellings | {m.fraction} if done[w]), None)
+            if w is None:
+                left.append(m)
+            else:
+                done[w] -= 1
+        fraction = False
+        key = re.search(rb"([A-Za-z_]\w*)" + re.escape(g.sx.arg_kv) + rb"\s*$", head)
+        if key and len(st) == 3 and st[1][0] == "obj":       # a top-level argument's value
+            name = key.group(1).decode()
+            fraction = _takes_fraction(name, self.props.get(_tool_name(g, st[1][1]), {})
+                                       .get(name))
+        return frozenset().union(*({m.fraction} if fraction and m.fraction else m.spellings
+                                   for m in left))
 
     def _name_bonus(self, constraint, typed: tuple, allowed):
         """Each token of a tool name gets the relevance of the best tool it leads to."""
@@ -288,8 +353,8 @@ class Grounding:
         a, b = bisect_left(keys, q), bisect_left(keys, bytes((close + 1,)))
         return np.asarray([i for k in range(a, b) for i in self.v.ids[k]], np.int32)
 
-    def _number_ids(self, typed: bytes, allowed) -> list:
-        if not self.numbers or len(allowed) > 4096:
+    def _number_ids(self, typed: bytes, allowed, numbers: frozenset) -> list:
+        if not numbers or len(allowed) > 4096:
             return []
         good = []
         for t in allowed.tolist():
@@ -301,14 +366,20 @@ class Grounding:
                     break
             whole = typed + head
             if not head:
-                if typed in self.numbers:
+                if typed in numbers:
                     good.append(t)      # ends a number of the request here
             elif len(head) < len(piece):
-                if whole in self.numbers:
+                if whole in numbers:
                     good.append(t)
-            elif any(n.startswith(whole) for n in self.numbers):
+            elif any(n.startswith(whole) for n in numbers):
                 good.append(t)
         return good
+
+
+def _tool_name(g, node):
+    """The name of the tool whose arguments node reads."""
+    return next((bytes(n[:-len(g.sx.args_open)]).decode()
+                 for n, o in g.tools.items() if o is node), None)
 
 
 def _digits(v: float) -> bytes:
