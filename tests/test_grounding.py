@@ -60,6 +60,13 @@ def test_a_property_is_mentioned_by_its_own_words_not_the_tool_topic():
     assert mentioned("a 5 minute timer labelled tea") == {"label"}
     assert mentioned("5 minutes, and ring a chime at the end") == {"sound"}  # an enum value
     assert _words("exploring detailed tempUnit") == _words("exploration detail temp_unit")
+    # the property's own name counts even when its words also name the topic
+    profile = normalize_tool({
+        "name": "create_profile", "description": "A player profile with a starting level.",
+        "parameters": {"type": "object", "properties": {
+            "starting_level": {"type": "integer", "description": "The level to start at."},
+            "motto": {"type": "string", "description": "Shown on the player's profile."}}}})
+    assert _mentioned(_words("a profile for Sam, at level 3"), profile) == {"starting_level"}
 
 
 def test_with_no_optional_argument_mentioned_the_call_ends():

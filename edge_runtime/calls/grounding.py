@@ -127,12 +127,13 @@ def _property_text(key: str, schema: dict) -> str:
 
 
 def _mentioned(asked: set, tool: dict) -> set:
-    """The tool's properties the request mentions: a word of the property's name, description
-    or enum values that is not also in the tool's name and description (those name the
-    tool's topic: "derivative" in the description of a derivative tool's optional x value
-    says nothing about that value)."""
+    """The tool's properties the request mentions: a word of the property's name, or of its
+    description or enum values that is not also in the tool's name and description (those
+    name the tool's topic: "derivative" in the description of a derivative tool's optional x
+    value says nothing about that value)."""
     topic = _words(f"{tool['name']} {tool.get('description', '')}")
-    return {k for k, v in _props(tool).items() if asked & (_words(_property_text(k, v)) - topic)}
+    return {k for k, v in _props(tool).items()
+            if asked & (_words(k) | (_words(_property_text(k, v)) - topic))}
 
 
 def _tool_text(tool: dict) -> str:
