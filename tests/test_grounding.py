@@ -65,8 +65,10 @@ def test_a_property_is_mentioned_by_its_own_words_not_the_tool_topic():
         "name": "create_profile", "description": "A player profile with a starting level.",
         "parameters": {"type": "object", "properties": {
             "starting_level": {"type": "integer", "description": "The level to start at."},
-            "motto": {"type": "string", "description": "Shown on the player's profile."}}}})
+            "profile_motto": {"type": "string", "description": "Shown on the player's profile."}}}})
     assert _mentioned(_words("a profile for Sam, at level 3"), profile) == {"starting_level"}
+    # ... but not a word of the tool's own name
+    assert _mentioned(_words("a player profile for Sam"), profile) == set()
 
 
 def test_with_no_optional_argument_mentioned_the_call_ends():

@@ -45,9 +45,9 @@ _PERCENT = re.compile(rb"\s*(%|percent\b)")
 _WORD = re.compile(rb"\w")
 
 
-_STOP = frozenset("a an and are at be by can do for from get give how i in is it me my of "
-                  "on or please set show tell that the this to turn what whats when where "
-                  "which who will with you your".split())
+_STOP = frozenset("a an and are at be by can do for from get give how i in include including "
+                  "is it me my of on or please set show tell that the this to turn what whats "
+                  "when where which who will with you your".split())
 
 
 _SUFFIXES = ("ation", "ing", "ed", "es", "ly", "s")
@@ -127,13 +127,16 @@ def _property_text(key: str, schema: dict) -> str:
 
 
 def _mentioned(asked: set, tool: dict) -> set:
-    """The tool's properties the request mentions: a word of the property's name, or of its
-    description or enum values that is not also in the tool's name and description (those
-    name the tool's topic: "derivative" in the description of a derivative tool's optional x
-    value says nothing about that value)."""
-    topic = _words(f"{tool['name']} {tool.get('description', '')}")
+    """The tool's properties the request mentions: a word of the property's name that is not
+    in the tool's name, or of its description or enum values that is not in the tool's name
+    nor its description. Those name the tool's topic: "derivative" in the description of a
+    derivative tool's optional x value says nothing about that value, nor "movie" in
+    `movie_date` of `get_movies`; "level" in `starting_level` of a tool that creates a
+    profile "with a starting level" does."""
+    name = _words(tool["name"])
+    topic = name | _words(tool.get("description", ""))
     return {k for k, v in _props(tool).items()
-            if asked & (_words(k) | (_words(_property_text(k, v)) - topic))}
+            if asked & ((_words(k) - name) | (_words(_property_text(k, v)) - topic))}
 
 
 def _tool_text(tool: dict) -> str:
