@@ -5,7 +5,7 @@ weather comes from a canned table, so a demo run is repeatable on any board.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 _WEATHER = {
     "paris": {"condition": "cloudy", "temperature_c": 14},
@@ -18,7 +18,8 @@ TIMERS: list = []
 LIGHTS: dict = {}
 
 
-def set_timer(minutes: int, label: str = "timer") -> dict:
+def set_timer(minutes: Annotated[int, {"minimum": 1, "maximum": 1440}],
+              label: str = "timer") -> dict:
     """Start a countdown timer.
 
     Args:

@@ -4,7 +4,7 @@ names the tool, the place and the keyword."""
 from __future__ import annotations
 
 import enum
-from typing import Any, Dict, List, Literal, Optional
+from typing import Annotated, Any, Dict, List, Literal, Optional
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -275,6 +275,27 @@ def test_schema_from_callable():
         pass
     with pytest.raises(ValueError, match="no schema"):
         schema_from_callable(bad)
+
+
+def test_annotated_hints_add_schema_keywords_and_nothing_is_dropped():
+    def f(n: Annotated[int, {"minimum": 1, "maximum": 60}],
+          s: Annotated[Optional[str], {"maxLength": 8}] = None):
+        pass
+    props = schema_from_callable(f)["function"]["parameters"]["properties"]
+    assert props["n"] == {"type": "integer", "minimum": 1, "maximum": 60}
+    assert props["s"] == {"type": "string", "maxLength": 8}
+    canon = normalize_tool(schema_from_callable(f))["parameters"]
+    assert validate({"n": 60}, canon) == [] and validate({"n": 61}, canon)
+
+    def other(n: Annotated[int, "a note"]):     # metadata that is not a schema: refused
+        pass
+    with pytest.raises(ValueError, match="Annotated metadata"):
+        schema_from_callable(other)
+
+    def unknown(n: Annotated[int, {"multipleOf": 5}]):   # a keyword we do not enforce
+        pass
+    with pytest.raises(ValueError, match="multipleOf"):
+        normalize_tool(schema_from_callable(unknown))
 
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 10 ** 6), st.text(max_size=6),

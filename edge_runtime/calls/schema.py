@@ -496,6 +496,14 @@ _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean",
 
 def _hint_schema(hint, where: str) -> dict:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:    # Annotated[int, {"minimum": 1}]: keywords added
+        s = _hint_schema(args[0], where)
+        for extra in hint.__metadata__:
+            if not isinstance(extra, dict):
+                raise ValueError(f"{where}: Annotated metadata must be a dict of JSON-schema "
+                                 f"keywords, not {extra!r}")
+            s.update(extra)
+        return s
     if hint in _SIMPLE:
         return {"type": _SIMPLE[hint]}
     if hint is typing.Any:
@@ -560,7 +568,7 @@ def schema_from_callable(fn) -> dict:
     name = getattr(fn, "__name__", None)
     try:
         sig = inspect.signature(fn)
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
     except (TypeError, ValueError, NameError) as e:
         raise ValueError(f"tool {name!r}: cannot read its signature ({e})") from None
     desc, pdocs = _docstring_parts(fn.__doc__)
