@@ -13,8 +13,8 @@ request does not spell, like a unit's default, can still be written) to the allo
     rate or asks for a decimal or fraction, unless it says it takes a percentage;
   - once every required argument is written, lead to an optional argument the request
     mentions (a word of the property's own name, description or enum values, not one of the
-    tool's topic, is in the request), or to the end of the call when it mentions none of those
-    left. While a value is written, the tokens that would end it the other way get a penalty
+    tool's topic, is in the request: see _mentioned), or to the end of the call when it
+    mentions none of those left. While a value is written, the tokens that would end it the other way get a penalty
     instead (a bonus would cut the value short); when the next key is chosen, the mentioned
     ones get the bonus. Left alone, a small model fills optional arguments with a number or a
     word copied from elsewhere in the request.
