@@ -27,6 +27,12 @@ GROW = normalize_tool({
         "rate": {"type": "number", "description": "The annual interest rate."},
         "years": {"type": "integer", "description": "How long it stays."},
         "fee": {"type": "number", "description": "The fee, as a percentage of the deposit."}}}})
+BOOK = normalize_tool({
+    "name": "book", "description": "Book a room.",
+    "parameters": {"type": "object", "required": ["start_date"], "properties": {
+        "start_date": {"type": "string", "description": "The first night."},
+        "last_day": {"type": "string", "description": "In the format of 'dd/mm/yyyy'."},
+        "note": {"type": "string", "description": "For the desk."}}}})
 WORDS = ["set_timer", "(", ")", "5", "50", ",", ", ", ", l", "label", " label", " sound", "=",
          '="', '")', '",', "tea", "timer"]
 
@@ -39,15 +45,15 @@ def _vocab():
 
 VOCAB = _vocab()
 ID = {VOCAB.pieces[i]: i for i in range(VOCAB.n)}
-CONSTRAINT = TokenConstraint(CallGrammar([TOOL, GROW], python_format.SYNTAX), VOCAB)
+CONSTRAINT = TokenConstraint(CallGrammar([TOOL, GROW, BOOK], python_format.SYNTAX), VOCAB)
 
 
 def _bonus(request, text):
     """{piece: bonus} over the allowed tokens after the call text typed so far."""
     st = CONSTRAINT.g.feed(CONSTRAINT.start(), text.encode())
     allowed = CONSTRAINT.allowed(st)
-    b = Grounding(request, VOCAB, tools=[TOOL, GROW]).bonus(CONSTRAINT, st, allowed,
-                                                             text.encode())
+    b = Grounding(request, VOCAB, tools=[TOOL, GROW, BOOK]).bonus(CONSTRAINT, st, allowed,
+                                                                   text.encode())
     b = np.zeros(len(allowed)) if b is None else b
     return {VOCAB.pieces[i]: float(v) for i, v in zip(allowed.tolist(), b)}
 
@@ -130,3 +136,16 @@ def test_a_percentage_is_a_fraction_only_where_the_property_takes_one():
     # "as a percentage": the number as written; an integer never takes a fraction
     assert _offered(_bonus(ask, "grow(amount=800, rate=0.035, years=6, fee=")) == {"2"}
     assert _offered(_bonus(ask, "grow(amount=800, rate=0.035, years=")) == {"6", "2"}
+
+
+def test_a_date_property_is_offered_the_requests_dates_in_its_format():
+    ask = "a room from 10th December 2022 to Dec 12, 2022, note: March 3rd 2023 was lovely"
+    assert _offered(_bonus(ask, 'book(start_date="')) == {"2"}        # ISO: 2022-12-10 ...
+    assert _bonus(ask, 'book(start_date="2022-12-1')[b"0"] > 0
+    assert _bonus(ask, 'book(start_date="2022-12-10')[b'"'] > 0       # ... and closed there
+    assert _bonus(ask, 'book(start_date="10th')[b'"'] == 0           # the words: no bonus
+    assert _offered(_bonus(ask, 'book(start_date="2022-12-10", last_day="')) == {"1", "0"}
+    assert _bonus(ask, 'book(start_date="2022-12-10", last_day="12/1')[b"2"] > 0   # 12/12/2022
+    # a property that is no date keeps the request's own words
+    b = _bonus(ask, 'book(start_date="2022-12-10", note="')
+    assert b[b"M"] > 0 and b[b"D"] > 0

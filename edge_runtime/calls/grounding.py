@@ -4,7 +4,9 @@ A small model copies badly: left alone it drifts into the declarations' wording 
 number to its digit cap. Grounding adds a logit bonus (never a hard restriction: a value the
 request does not spell, like a unit's default, can still be written) to the allowed tokens that
   - continue the string value typed so far as a span of the request (spans start at word
-    starts), or close it where such a span ends at a word boundary;
+    starts), or close it where such a span ends at a word boundary; for a date property (its
+    description spells a format such as 'dd/mm/yyyy', or its name says date), continue or
+    close one of the dates the request spells with a month name, in that format;
   - continue the number typed so far as one of the request's numbers (also those it spells:
     "three", "213 million", "1e-9"), or end it where one ends. Each mention of a number in
     the request is offered until the call has written it: a small model otherwise copies the
@@ -14,13 +16,14 @@ request does not spell, like a unit's default, can still be written) to the allo
   - once every required argument is written, lead to an optional argument the request
     mentions (a word of the property's own name, description or enum values, not one of the
     tool's topic, is in the request: see _mentioned), or to the end of the call when it
-    mentions none of those left. While a value is written, the tokens that would end it the other way get a penalty
-    instead (a bonus would cut the value short); when the next key is chosen, the mentioned
-    ones get the bonus. Left alone, a small model fills optional arguments with a number or a
-    word copied from elsewhere in the request.
+    mentions none of those left. While a value is written, the tokens that would end it the
+    other way get a penalty instead (a bonus would cut the value short); when the next key
+    is chosen, the mentioned ones get the bonus. Left alone, a small model fills optional
+    arguments with a number or a word copied from elsewhere in the request.
 """
 from __future__ import annotations
 
+import datetime
 import re
 from bisect import bisect_left
 from collections import Counter
@@ -118,6 +121,47 @@ def _takes_fraction(key: str, schema) -> bool:
     return bool(said & _FRACTION_WORDS) or schema.get("maximum", 2) <= 1
 
 
+_MONTHS = {m: i for i, m in enumerate("january february march april may june july august "
+                                      "september october november december".split(), 1)}
+_MONTHS |= {m[:3]: i for m, i in _MONTHS.items()} | {"sept": 9}
+_MON = r"(?P<mon>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY, _YEAR = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?", r"(?P<year>\d{4})"
+_DATE_FORMS = [re.compile(p, re.I) for p in (       # "10th of December 2022", "March 17,
+    rf"\b{_DAY}\s+(?:of\s+)?{_MON},?\s+{_YEAR}\b",   # 1915", "2023 April 4th"
+    rf"\b{_MON}\s+{_DAY},?\s+{_YEAR}\b", rf"\b{_YEAR}\s+{_MON}\s+{_DAY}\b")]
+# a format a description spells: "in the format of 'dd/mm/yyyy'"; one with a time is left alone
+_DATE_HINT = re.compile(r"(y{2,4}|mm|dd)([-/.])(y{2,4}|mm|dd)\2(y{2,4}|mm|dd)(t|\s*hh)?", re.I)
+_STRFTIME = {"yyyy": "%Y", "yyy": "%Y", "yy": "%y", "mm": "%m", "dd": "%d"}
+
+
+def _request_dates(request: str) -> list:
+    """The calendar dates the request spells with a month name, in order."""
+    found = []
+    for form in _DATE_FORMS:
+        for m in form.finditer(request):
+            try:
+                d = datetime.date(int(m["year"]), _MONTHS[m["mon"].lower()], int(m["day"]))
+            except ValueError:
+                continue
+            found.append((m.start(), d))
+    return [d for _, d in sorted(found)]
+
+
+def _date_format(key, schema) -> Optional[str]:
+    """The strftime format a string property takes a date in: the one its description spells,
+    else ISO 8601 where its name says date (and not time); None for other properties."""
+    if not schema or schema.get("type") != "string" or "enum" in schema:
+        return None
+    hint = _DATE_HINT.search(schema.get("description", ""))
+    if hint:
+        parts = [hint[1].lower(), hint[3].lower(), hint[4].lower()]
+        if hint[5] or sorted(p[0] for p in parts) != ["d", "m", "y"]:
+            return None
+        return hint[2].join(_STRFTIME[p] for p in parts)
+    named = re.sub(r"([a-z])([A-Z])", r"\1 \2", key).lower().replace("_", " ").split()
+    return "%Y-%m-%d" if "date" in named and "time" not in named else None
+
+
 def _props(tool: dict) -> dict:
     return (tool.get("parameters") or {}).get("properties") or {}
 
@@ -158,6 +202,7 @@ class Grounding:
                             if not r[i:i + 1].isspace() and (i == 0 or not _is_word(r[i - 1])
                                                              or not _is_word(r[i]))]
         self.mentions = _number_mentions(r.replace(b",", b"").lower())
+        self.dates = _request_dates(request)
         self._starts = frozenset(self.word_starts)
         # tool relevance: request words found in each tool's name and descriptions
         asked = _words(request)
@@ -174,13 +219,17 @@ class Grounding:
         """Ids of tokens whose piece is a prefix of the request at byte p."""
         hit = self._piece_cache.get(p)
         if hit is None:
-            keys, ids, hit = self.v.keys, self.v.ids, []
-            for k in range(1, min(_MAX_PIECE, len(self.r) - p) + 1):
-                piece = self.r[p:p + k]
-                a = bisect_left(keys, piece)
-                if a < len(keys) and keys[a] == piece:
-                    hit.extend(ids[a])
-            self._piece_cache[p] = hit
+            hit = self._piece_cache[p] = self._prefix_ids(self.r[p:p + _MAX_PIECE])
+        return hit
+
+    def _prefix_ids(self, text: bytes) -> list:
+        """Ids of tokens whose piece is a prefix of text."""
+        keys, ids, hit = self.v.keys, self.v.ids, []
+        for k in range(1, len(text) + 1):
+            piece = text[:k]
+            a = bisect_left(keys, piece)
+            if a < len(keys) and keys[a] == piece:
+                hit.extend(ids[a])
         return hit
 
     def _span_ends(self, typed: bytes) -> list:
@@ -212,12 +261,19 @@ class Grounding:
         f = st[-1]
         good, closing = [], False
         if f[0] == "str" and f[2]:
-            ends = self._span_ends(f[5])
-            for p in ends:
-                good += self._ids_at(p)
-            closing = bool(f[5]) and any(self._boundary(p) for p in ends)
+            dates = self._dates_for(constraint, st, written)
+            if dates:          # the request's dates, in the property's format
+                for d in dates:
+                    if d.startswith(f[5]):
+                        good += self._prefix_ids(d[len(f[5]):len(f[5]) + _MAX_PIECE])
+                        closing = closing or d == f[5]
+            else:
+                ends = self._span_ends(f[5])
+                for p in ends:
+                    good += self._ids_at(p)
+                closing = bool(f[5]) and any(self._boundary(p) for p in ends)
         elif f[0] == "num":
-            good = self._number_ids(f[2], allowed, self._offered(constraint.g, st, written))
+            good = self._number_ids(f[2], allowed, self._offered(constraint, st, written))
         elif f[0] == "words":
             return self._words_bonus(constraint, f[1], bytes(f[2]), allowed)
         elif f[0] == "name" and len(set(self.relevance.values())) > 1:
@@ -294,7 +350,33 @@ class Grounding:
             self._key_words[id(node)] = got
         return got
 
-    def _offered(self, g, st, written: bytes) -> frozenset:
+    def _property(self, constraint, st, head: bytes):
+        """(key, schema) of the top-level argument whose value st is writing, or (None,
+        None); head: the call's bytes before the value's own."""
+        if len(st) != 3 or st[1][0] != "obj":
+            return None, None
+        g, c = constraint.g, constraint.g.sx.str_open
+        opening = bytes((c,)) if c < 256 else self.v.pieces[constraint.symbol_ids[c]]
+        key = re.search(rb"([A-Za-z_]\w*)" + re.escape(g.sx.arg_kv) + rb"\s*(?:"
+                        + re.escape(opening) + rb")?$", head)
+        if key is None:
+            return None, None
+        name = key.group(1).decode()
+        return name, self.props.get(_tool_name(g, st[1][1]), {}).get(name)
+
+    def _dates_for(self, constraint, st, written: bytes) -> list:
+        """The request's dates not yet in the call, as the string being written (a date
+        property's) would spell them; [] for other properties."""
+        if not self.dates:
+            return []
+        head = written[:len(written) - len(st[-1][5])]
+        fmt = _date_format(*self._property(constraint, st, head))
+        if fmt is None:
+            return []
+        spelled = (d.strftime(fmt).encode() for d in self.dates)
+        return [d for d in dict.fromkeys(spelled) if d not in head]
+
+    def _offered(self, constraint, st, written: bytes) -> frozenset:
         """The spellings the number being written may take: those of the mentions the call
         has not written yet (none once it has written each: the number is then not the
         request's); a percentage as a fraction where the property takes one (module
@@ -308,12 +390,7 @@ class Grounding:
                 left.append(m)
             else:
                 done[w] -= 1
-        fraction = False
-        key = re.search(rb"([A-Za-z_]\w*)" + re.escape(g.sx.arg_kv) + rb"\s*$", head)
-        if key and len(st) == 3 and st[1][0] == "obj":       # a top-level argument's value
-            name = key.group(1).decode()
-            fraction = _takes_fraction(name, self.props.get(_tool_name(g, st[1][1]), {})
-                                       .get(name))
+        fraction = _takes_fraction(*self._property(constraint, st, head))
         return frozenset().union(*({m.fraction} if fraction and m.fraction else m.spellings
                                    for m in left))
 
