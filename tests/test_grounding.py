@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_runtime.calls import python_format
 from edge_runtime.calls.grammar import CallGrammar, TokenConstraint
-from edge_runtime.calls.grounding import Grounding, _mentioned, _words
+from edge_runtime.calls.grounding import NAME_BONUS, Grounding, _mentioned, _words
 from edge_runtime.calls.schema import normalize_tool
 from edge_runtime.calls.vocab import Vocab
 
@@ -149,3 +149,13 @@ def test_a_date_property_is_offered_the_requests_dates_in_its_format():
     # a property that is no date keeps the request's own words
     b = _bonus(ask, 'book(start_date="2022-12-10", note="')
     assert b[b"M"] > 0 and b[b"D"] > 0
+
+
+def test_a_tool_name_gets_the_bonus_per_request_word_its_tool_shares():
+    st = CONSTRAINT.start()
+    allowed = CONSTRAINT.allowed(st)
+    g = Grounding("grow my deposit: put 800 in for 6 years", VOCAB, tools=[TOOL, GROW, BOOK])
+    b = dict(zip((VOCAB.pieces[i] for i in allowed.tolist()), g.bonus(CONSTRAINT, st, allowed)))
+    shared = g.relevance[b"grow"]           # "grow", "deposit", "years"
+    assert shared >= 2 and g.relevance[b"set_timer"] == g.relevance[b"book"] == 0
+    assert b[b"g"] == shared * NAME_BONUS and b[b"s"] == b[b"b"] == 0
