@@ -11,7 +11,9 @@ from edge_runtime.calls import python_format
 from edge_runtime.calls.grammar import CallGrammar, TokenConstraint
 from edge_runtime.calls.grounding import NAME_BONUS, Grounding, _mentioned, _words
 from edge_runtime.calls.schema import normalize_tool
+from edge_runtime.calls.syntax import END, ESC
 from edge_runtime.calls.vocab import Vocab
+from edge_runtime.functiongemma import syntax as fg_syntax
 
 TOOL = normalize_tool({
     "name": "set_timer", "description": "Start a countdown timer.",
@@ -159,3 +161,20 @@ def test_a_tool_name_gets_the_bonus_per_request_word_its_tool_shares():
     shared = g.relevance[b"grow"]           # "grow", "deposit", "years"
     assert shared >= 2 and g.relevance[b"set_timer"] == g.relevance[b"book"] == 0
     assert b[b"g"] == shared * NAME_BONUS and b[b"s"] == b[b"b"] == 0
+
+
+def test_numbers_and_dates_in_functiongemma_syntax():
+    """The argument being written is found the same way where strings open with <escape>, a
+    control token."""
+    pieces = [bytes((b,)) for b in range(1, 256)] + [b"<escape>", b"<end_function_call>"]
+    vocab = Vocab(pieces, [False] * 255 + [True, True])
+    fg = TokenConstraint(CallGrammar([GROW, BOOK], fg_syntax.SYNTAX), vocab, {ESC: 255, END: 256})
+
+    def offered(request, text, opened=False):
+        st = fg.g.feed(fg.start(), list(text) + [ESC] * opened)
+        allowed = fg.allowed(st)
+        b = Grounding(request, vocab, tools=[GROW, BOOK]).bonus(
+            fg, st, allowed, text + b"<escape>" * opened)
+        return {chr(vocab.pieces[i][0]) for i, v in zip(allowed.tolist(), b) if v > 0}
+    assert offered("a room from 10th December 2022", b"call:book{start_date:", True) == {"2"}
+    assert offered("put 800 in at 3% for 6 years", b"call:grow{amount:800,rate:") == {"0", "6"}
