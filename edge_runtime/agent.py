@@ -115,7 +115,8 @@ class Agent:
 
     format: None (chosen for the model: "functiongemma" for FunctionGemma GGUFs, else
     "python"), or a name from edge_runtime.calls.formats.FORMATS.
-    tool_choice: "required" (the first reply is a call), "auto" (the model decides) or "none".
+    tool_choice: "auto" (the model calls or answers: a taught model declines what no tool
+    serves), "required" (the first reply is a call) or "none".
     demonstrations: the format's worked examples in the (cached) prefix.
     grounding: bias argument values toward the request's own spans and numbers.
     calibrate: remove the model's preference for some tool names that it shows without any
@@ -125,7 +126,7 @@ class Agent:
     """
 
     def __init__(self, model, tools, system=None, cache_dir=None, timeout=10.0,
-                 tool_choice="required", constrained=True, max_tokens=48, reuse_prefix=True,
+                 tool_choice="auto", constrained=True, max_tokens=48, reuse_prefix=True,
                  format=None, grounding=True, calibrate=False, demonstrations=True):
         if tool_choice not in TOOL_CHOICES:
             raise ValueError(f"tool_choice must be one of {', '.join(TOOL_CHOICES)}")

@@ -18,7 +18,7 @@ from .errors import USER_ERRORS
 from .gguf import GGUFError
 from .memory import AgentSpec, plan_for_model
 from .model import Model
-from .models import default as default_model
+from . import models
 from .prefix_cache import MAX_SNAPSHOTS
 from .tools_builtin import TOOLS
 
@@ -39,7 +39,11 @@ def _print_json(obj):
 # ---- subcommands -----------------------------------------------------------------------
 
 def _model_path(args):
-    return args.model or default_model()
+    """--model, else the default model; an --adapter is merged into the base model instead
+    (the shipped adapter is already part of the default one)."""
+    if args.model:
+        return args.model
+    return models.source() if getattr(args, "adapter", None) else models.default()
 
 
 def _context_arg(text):
@@ -53,7 +57,8 @@ def _context_arg(text):
 
 def _load_model(args, **kw):
     return Model.load(_model_path(args), threads=args.threads,
-                      max_inference_len=getattr(args, "max_inference_len", None), **kw)
+                      max_inference_len=getattr(args, "max_inference_len", None),
+                      adapter=getattr(args, "adapter", None), **kw)
 
 
 def _format_stats(st):
@@ -174,6 +179,33 @@ def cmd_serve(args):
     return 0
 
 
+def cmd_tune(args):
+    try:
+        from .tune.user import tune
+    except ImportError as e:
+        raise UserError(f"tune needs torch: pip install \"edge_runtime[tune]\" ({e})") from None
+    if args.minutes <= 0 or args.steps < 1:
+        raise UserError("--minutes must be positive and --steps at least 1")
+    tools = _load_tools(args.tools)
+    try:
+        report = tune(tools, args.out, examples_path=args.examples, minutes=args.minutes,
+                      steps=args.steps, seed=args.seed, threads=args.threads,
+                      log=lambda m: print(m, file=sys.stderr))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    t = report.manifest["training"]
+    if args.json:
+        _print_json({"adapter": report.adapter, "complete": t["complete"],
+                     "steps": t["steps_done"], "before": report.before, "after": report.after})
+        return 0
+    state = "" if t["complete"] else \
+        f" (stopped at step {t['steps_done']} by --minutes: run the same command to go on)"
+    print(f"wrote {report.adapter}{state}\nright calls on held-out requests, per tool:")
+    print(report.table())
+    print(f"use it: edge-runtime agent --tools {args.tools} --adapter {report.adapter} \"...\"")
+    return 0
+
+
 def cmd_plan(args):
     board = boards.get(args.board) if args.board else None
     n = args.max_inference_len
@@ -290,9 +322,11 @@ def build_parser():
     a.add_argument("--format", choices=FORMATS, default=None,
                    help="call format (default: functiongemma for FunctionGemma models, "
                    "python for other Gemma 3 models)")
-    a.add_argument("--tool-choice", choices=TOOL_CHOICES, default="required",
-                   help="required: the first reply is a call (default); auto: the model "
-                   "may answer without one; none: never call")
+    a.add_argument("--tool-choice", choices=TOOL_CHOICES, default="auto",
+                   help="auto: the model calls tools or answers (default); required: the "
+                   "first reply is a call; none: never call")
+    a.add_argument("--adapter", help="an adapter file (edge-runtime tune) merged into the "
+                   "model, built once into the cache")
     a.add_argument("--no-grounding", action="store_true",
                    help="do not bias argument values toward the request's own words")
     a.add_argument("--cache-dir", help="keep the tool declarations' KV snapshot here, so the "
@@ -312,9 +346,26 @@ def build_parser():
     s.add_argument("--threads", type=int)
     s.add_argument("--cache-dir", help=f"keep each toolset's prefix KV snapshot here (the "
                    f"{MAX_SNAPSHOTS} newest)")
+    s.add_argument("--adapter", help="an adapter file (edge-runtime tune) merged into the model")
     s.add_argument("--queue", type=int, default=8,
                    help="requests that may wait for a session; more get 503 (default 8)")
     s.set_defaults(func=cmd_serve)
+
+    t = sub.add_parser("tune", help="teach the model your own tools (needs the [tune] extra)",
+                       description="Generate examples for your tools, train an adapter from "
+                       "the shipped one on this CPU, and show right calls before and after.")
+    t.add_argument("--tools", required=True, help="a Python file: its TOOLS list, else its "
+                   "public functions")
+    t.add_argument("--examples", help="your own examples, JSONL: {\"request\": ..., \"calls\": "
+                   "[{\"name\": ..., \"arguments\": {...}}]} (calls [] = no call)")
+    t.add_argument("--minutes", type=float, default=20.0,
+                   help="stop training by then (default 20); the same command resumes")
+    t.add_argument("--steps", type=int, default=120, help="optimizer steps (default 120)")
+    t.add_argument("--out", default="my.adapter", help="adapter file to write")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_tune)
 
     pl = sub.add_parser("plan", help="print the memory plan")
     pl.add_argument("--model")

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from .errors import ConversionError
+from .calls.formats import CALL_FORMAT_KEY
 from .gguf import GGML_TYPE_IDS, GGML_TYPES, open_gguf
 
 __all__ = ["convert", "quantize_q8_0", "FUNCTION_TOKENS", "FILE_TYPE_MOSTLY_Q8_0"]
@@ -78,8 +79,14 @@ def _can_dequantize(type_name: str) -> bool:
     return True
 
 
-def _copy_metadata(src, writer, rename_function_tokens):
-    """Copy every kv pair with its original value type, renaming function tokens if asked."""
+# Metadata a merged model carries: the call format its adapter taught (read by calls/formats.py),
+# and the adapter's hash.
+ADAPTER_KEY = "edge_runtime.adapter_sha256"
+
+
+def _copy_metadata(src, writer, rename_function_tokens, adapter=None):
+    """Copy every kv pair with its original value type, renaming function tokens if asked;
+    a merged adapter adds its call format and hash."""
     from gguf import GGUFValueType as V
     types = _value_type_table()
     meta = src.metadata
@@ -88,6 +95,8 @@ def _copy_metadata(src, writer, rename_function_tokens):
     for key in meta:
         if key in ("general.architecture", "general.file_type", "general.alignment"):
             continue  # the writer sets these itself
+        if adapter is not None and key in (CALL_FORMAT_KEY, ADAPTER_KEY):
+            continue  # replaced below
         tname, value = src.meta_type(key), meta[key]
         if not tname.startswith("array["):
             writer.add_key_value(key, value, types[tname])
@@ -100,6 +109,10 @@ def _copy_metadata(src, writer, rename_function_tokens):
         if rename_function_tokens and key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type"):
             _rename_function_tokens(key, items)
         writer.add_key_value(key, items, V.ARRAY, sub_type=sub)
+    if adapter is not None:
+        if adapter.call_format:
+            writer.add_key_value(CALL_FORMAT_KEY, adapter.call_format, V.STRING)
+        writer.add_key_value(ADAPTER_KEY, adapter.sha256, V.STRING)
     writer.add_key_value("general.file_type", FILE_TYPE_MOSTLY_Q8_0, V.UINT32)
     if "general.quantization_version" not in meta:
         writer.add_key_value("general.quantization_version", 2, V.UINT32)
@@ -137,10 +150,12 @@ def _plan(src):
     return plan
 
 
-def _convert_tensor(src, t, out_type):
-    """The tensor's bytes in `out_type`, converted a chunk of rows at a time."""
+def _convert_tensor(src, t, out_type, adapter=None):
+    """The tensor's bytes in `out_type`, converted a chunk of rows at a time (an adapter's
+    change to the tensor merged into each chunk)."""
     raw = src.view[t.offset:t.offset + t.nbytes]
-    if t.type == out_type:
+    merge = adapter is not None and t.name in adapter.targets
+    if t.type == out_type and not merge:
         return raw  # already in the target layout: copied as is, as llama-quantize does
     from gguf import GGMLQuantizationType, quants
     qtype = GGMLQuantizationType[t.type]
@@ -152,6 +167,8 @@ def _convert_tensor(src, t, out_type):
     step = max(1, CHUNK_VALUES // row_values)
     for r in range(0, n_rows, step):
         values = quants.dequantize(rows[r:r + step], qtype).astype(np.float32, copy=False)
+        if merge:
+            values = adapter.apply(t.name, values, r)
         if out_type == "Q8_0":
             try:
                 out[r:r + step] = quantize_q8_0(values).reshape(len(values), out_row)
@@ -193,10 +210,13 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def convert(in_path, out_path, type="q8_0", progress=True, rename_function_tokens=False) -> dict:
+def convert(in_path, out_path, type="q8_0", progress=True, rename_function_tokens=False,
+            adapter=None) -> dict:
     """Write `in_path` as a Q8_0 GGUF at `out_path` (atomically: a crash leaves no partial file).
 
     rename_function_tokens: give ids 46..52 FunctionGemma's control-token names (CONTROL type).
+    adapter: an edge_runtime.adapter.Adapter merged into the weights as they are written (its
+    shape is checked against the source first).
     Returns a summary: {"tensors", "bytes", "seconds", "source_types"}.
     """
     if str(type).lower() != "q8_0":
@@ -210,6 +230,13 @@ def convert(in_path, out_path, type="q8_0", progress=True, rename_function_token
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"output directory {out_dir} does not exist")
     src = open_gguf(in_path)
+    if adapter is not None:
+        from .config import from_gguf
+        try:
+            adapter.check_model(from_gguf(src))
+        except BaseException:
+            src.close()
+            raise
     plan = _plan(src)
     out_path = os.fspath(out_path)
     tmp = f"{out_path}.tmp{os.getpid()}"
@@ -217,7 +244,7 @@ def convert(in_path, out_path, type="q8_0", progress=True, rename_function_token
     try:
         if "general.alignment" in src.metadata:
             writer.add_custom_alignment(src.alignment)
-        _copy_metadata(src, writer, rename_function_tokens)
+        _copy_metadata(src, writer, rename_function_tokens, adapter)
         for t, out in plan:
             shape = tuple(reversed(t.shape))  # the writer wants numpy order
             nbytes = t.n_elements // (QK8_0 if out == "Q8_0" else 1) * (34 if out == "Q8_0" else 4)
@@ -228,7 +255,7 @@ def convert(in_path, out_path, type="q8_0", progress=True, rename_function_token
         writer.write_ti_data_to_file()
         bar = _Progress(sum(t.n_elements for t, _ in plan), progress)
         for t, out in plan:
-            writer.write_tensor_data(_convert_tensor(src, t, out))
+            writer.write_tensor_data(_convert_tensor(src, t, out, adapter))
             bar.update(t.n_elements)
         bar.close()
         writer.close()

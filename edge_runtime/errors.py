@@ -18,6 +18,10 @@ class ConversionError(ValueError):
     """`convert` cannot turn this source file into the requested type."""
 
 
+class AdapterError(ValueError):
+    """An adapter file that cannot be used: damaged, of another format, or for another model."""
+
+
 class MemoryBudgetError(ValueError):
     """The memory plan does not fit the budget; raised before anything is allocated."""
 
@@ -42,4 +46,5 @@ class SessionInterruptedError(RuntimeError):
 
 
 USER_ERRORS = (GGUFError, UnsupportedModelError, TokenizerError, BoardError, ConversionError,
+               AdapterError,
                MemoryBudgetError, ContextLengthError, NonFiniteLogitsError, InvalidArgumentError)

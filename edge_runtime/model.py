@@ -123,8 +123,10 @@ class Model:
     @classmethod
     def load(cls, path, max_inference_len=None, threads=None, budget=None, board=None,
              pages="keep", kv_dtype="f16", prefill_chunk=DEFAULT_PREFILL_CHUNK, snapshot_tokens=0,
-             sessions=None, agent=None):
-        """snapshot_tokens: length of a prefix whose KV snapshot will be kept (the agent's
+             sessions=None, agent=None, adapter=None):
+        """adapter: an adapter file (`edge-runtime tune`) merged into the model: the merged Q8_0
+        file is built once into the cache (edge_runtime.models.merged) and loaded instead.
+        snapshot_tokens: length of a prefix whose KV snapshot will be kept (the agent's
         tool declarations); the memory plan and budget check count it.
         agent: None, or the agent that will run on the model - True (the built-in toolset) or
         an er.memory.AgentSpec: the plan (and max_inference_len="auto") then counts the agent's
@@ -132,6 +134,9 @@ class Model:
         sessions: size of the acquire_session() pool; None = as many as the budget holds
         (MemoryPlan.sessions_within), or 1 without a budget. More than the budget holds is a
         MemoryBudgetError."""
+        if adapter is not None:
+            from . import models
+            path = models.merged(path, adapter)
         t0 = time.perf_counter()
         tracker = RssTracker()
         with tracker.phase("load"):

@@ -327,24 +327,68 @@ def fake_source(tiny_gguf_factory, monkeypatch, tmp_path):
     return mod
 
 
-def test_default_builds_once_and_checks_its_stamp(fake_source, tmp_path):
-    path = models.default()
+def test_base_builds_once_and_checks_its_stamp(fake_source, tmp_path):
+    path = models.base()
     cache = tmp_path / "cache"
-    assert path == str(cache / models.MODEL_FILE)
+    assert path == str(cache / models.BASE_FILE)
     assert len(fake_source.assembled) == 1 and not any(p.exists() for p in fake_source.assembled)
     g = open_gguf(path)
     assert g.metadata["tokenizer.ggml.tokens"][48] == "<start_function_call>"
     assert all(t.type == ("Q8_0" if len(t.shape) == 2 else "F32") for t in g.tensors.values())
-    stamp = json.loads((cache / (models.MODEL_FILE + ".json")).read_text())
+    stamp = json.loads((cache / (models.BASE_FILE + ".json")).read_text())
     assert stamp["sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest()
     assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) == [
-        models.MODEL_FILE, models.MODEL_FILE + ".json"]  # the intermediate is gone
+        models.BASE_FILE, models.BASE_FILE + ".json"]  # the intermediate is gone
 
-    assert models.default() == path and len(fake_source.assembled) == 1  # cached: no rebuild
+    assert models.base() == path and len(fake_source.assembled) == 1  # cached: no rebuild
     with open(path, "ab") as f:
         f.write(b"\0")  # a damaged model no longer matches its stamp
-    assert models.default() == path and len(fake_source.assembled) == 2
-    assert json.loads((cache / (models.MODEL_FILE + ".json")).read_text())["sha256"] == stamp["sha256"]
+    assert models.base() == path and len(fake_source.assembled) == 2
+    assert json.loads((cache / (models.BASE_FILE + ".json")).read_text())["sha256"] == stamp["sha256"]
+
+
+def _random_adapter(path, src, rank=2, seed=0):
+    """An adapter file for the model at src with random A, B and row offsets (numpy only)."""
+    from edge_runtime import adapter as adapter_file
+    from edge_runtime.config import from_gguf
+    c = from_gguf(open_gguf(src))
+    base = {"n_layer": c.n_layer, "n_embd": c.n_embd, "n_vocab": c.n_vocab, "n_head": c.n_head,
+            "n_head_kv": c.n_head_kv, "head_dim": c.head_dim_k, "n_ff": c.n_ff}
+    rng = np.random.default_rng(seed)
+    shapes = adapter_file._expected_shapes(base, rank, 3)
+    tensors = {k: rng.normal(0, 0.2, size=v).astype(np.float32) for k, v in shapes.items()}
+    tensors["token_embd.rows"] = np.array([46, 48, 49], np.int64)
+    adapter_file.write(path, tensors, {"base": base, "rank": rank, "alpha": 2.0 * rank,
+                                       "call_format": "functiongemma", "training": {}})
+    return adapter_file.read(path)
+
+
+def test_default_is_the_base_with_the_shipped_adapter(fake_source, tmp_path, monkeypatch):
+    tiny = fake_source.assemble(tmp_path / "src.gguf")
+    a = _random_adapter(tmp_path / "default.adapter", tiny)
+    monkeypatch.setattr(models, "DEFAULT_ADAPTER", tmp_path / "default.adapter")
+    path = models.default()
+    assert path.endswith(models.MODEL_FILE)
+    g = open_gguf(path)
+    assert g.metadata["edge_runtime.call_format"] == "functiongemma"
+    assert g.metadata["edge_runtime.adapter_sha256"] == a.sha256
+    assert g.metadata["tokenizer.ggml.tokens"][48] == "<start_function_call>"
+    # the merged weight is base + scale * B @ A, within Q8_0's rounding
+    from gguf import GGMLQuantizationType, quants
+    src, t = open_gguf(tiny), g.tensors["blk.0.ffn_up.weight"]
+    s = src.tensors["blk.0.ffn_up.weight"]
+    w0 = quants.dequantize(src.view[s.offset:s.offset + s.nbytes], GGMLQuantizationType[s.type])
+    got = quants.dequantize(g.view[t.offset:t.offset + t.nbytes], GGMLQuantizationType.Q8_0)
+    w0, got = w0.reshape(-1, t.shape[0]), got.reshape(-1, t.shape[0])   # [n_ff, n_embd]
+    want = w0 + a.scale * (a.tensors["blk.0.ffn_up.lora_b"].astype(np.float32)
+                                              @ a.tensors["blk.0.ffn_up.lora_a"].astype(np.float32))
+    assert np.abs(got - want).max() <= np.abs(want).max() / 127
+    assert np.abs(want - w0).max() > 10 * np.abs(want).max() / 127
+    n = len(fake_source.assembled)
+    assert models.default() == path and len(fake_source.assembled) == n      # cached
+    _random_adapter(tmp_path / "default.adapter", tiny, seed=1)              # a new adapter
+    assert models.default() == path and len(fake_source.assembled) == n + 1  # rebuilt
+    assert open_gguf(path).metadata["edge_runtime.adapter_sha256"] != a.sha256
 
 
 def test_default_without_extra_names_the_install(monkeypatch, tmp_path):

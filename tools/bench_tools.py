@@ -1,13 +1,28 @@
 """Tool-calling accuracy on the Berkeley Function Calling Leaderboard (BFCL), AST checker.
 
-    python tools/bench_tools.py [--category simple_python] [--limit N] [--configs a,b,...]
+    python tools/bench_tools.py [--category simple_python[,multiple,...]] [--limit N] [--every K]
+                                [--tool-choice auto|required] [--configs a,b,...]
                                 [--out docs/TOOL_CALLING.md]
+
+Categories (--category, a comma list): simple_python, multiple, parallel, parallel_multiple,
+live_simple, live_multiple, live_parallel, live_parallel_multiple (scored by BFCL's AST checker
+with the category's name, which compares a list of calls without regard to order in the
+parallel ones), irrelevance, live_irrelevance (right when the reply has no call) and
+live_relevance (right when it has at least one call, whatever its arguments). The last three
+follow BFCL's eval_runner (relevance_file_runner): "no call" there is any output that does not
+decode to a call, so a toolset our agent refuses or a call it cannot read counts as no call too
+(they are also counted in the "errors" column). A question is a list of turns: the first turn's
+user messages are the request (a system message of the live categories is left out).
+--every K takes every K-th case (0, K, 2K, ...), then --limit N the first N of those.
+--tool-choice (default auto) is what our configs pass to Agent.respond: "auto" lets the model
+decline to call, which the irrelevance categories need; "required" always calls.
 
 Data and checker come from the `bfcl-eval` wheel on PyPI, fetched once (without its ~30
 dependencies, which the AST checker does not need) into the cache; only its model registry is
 stubbed (the checker asks it whether a model renames dots in function names: ours do not).
 
 Configs (greedy, 1 thread, the default model unless --model):
+  default           our agent, the format it picks for the model itself (format=None)
   python            our agent, python call format, demonstrations + grounding (the default)
   python-noground   ... without grounding
   python-nodemo     ... without demonstrations (instructions only)
@@ -37,8 +52,16 @@ from edge_runtime.calls.schema import normalize_tool  # noqa: E402
 from edge_runtime.calls.syntax import ParseFailure  # noqa: E402
 
 BFCL = "bfcl-eval==2026.3.23"
-CONFIGS = ("python", "python-noground", "python-nodemo", "functiongemma", "llama-free",
-           "llama-json")
+CONFIGS = ("python", "python-noground", "python-nodemo", "functiongemma", "default",
+           "llama-free", "llama-json")
+# category -> how a case is scored: "ast" (BFCL's ast_checker), "no_call", "any_call"
+CATEGORIES = {
+    "simple_python": "ast", "multiple": "ast", "parallel": "ast", "parallel_multiple": "ast",
+    "live_simple": "ast", "live_multiple": "ast", "live_parallel": "ast",
+    "live_parallel_multiple": "ast",
+    "irrelevance": "no_call", "live_irrelevance": "no_call", "live_relevance": "any_call",
+}
+TOOL_CHOICES = ("auto", "required")
 
 
 def cache_dir() -> Path:
@@ -74,12 +97,30 @@ def checker():
                                                       "edge_runtime")
 
 
-def load_cases(category: str, limit: int | None):
+def categories_of(text: str) -> list:
+    """The categories of a --category value (a comma list; "all" = every known category)."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if names == ["all"]:
+        return list(CATEGORIES)
+    bad = [c for c in names if c not in CATEGORIES]
+    if bad or not names:
+        raise SystemExit(f"unknown category {', '.join(bad) or text!r} "
+                         f"(known: {', '.join(CATEGORIES)})")
+    return names
+
+
+def load_cases(category: str, limit: int | None, every: int = 1):
+    """[(case, ground truth or None)]: every `every`-th case, then the first `limit` of them.
+    The relevance categories have no possible_answer file (their answer is None)."""
     data = bfcl_root() / "bfcl_eval" / "data"
-    cases = [json.loads(x) for x in open(data / f"BFCL_v4_{category}.json")]
-    answers = {(d := json.loads(x))["id"]: d["ground_truth"]
-               for x in open(data / "possible_answer" / f"BFCL_v4_{category}.json")}
-    return [(c, answers[c["id"]]) for c in cases[:limit]]
+    cases = [json.loads(x) for x in open(data / f"BFCL_v4_{category}.json") if x.strip()]
+    answer_file = data / "possible_answer" / f"BFCL_v4_{category}.json"
+    answers = {}
+    if CATEGORIES.get(category, "ast") == "ast":
+        answers = {(d := json.loads(x))["id"]: d["ground_truth"]
+                   for x in open(answer_file) if x.strip()}
+    picked = cases[::max(1, every)][:limit]
+    return [(c, answers.get(c["id"])) for c in picked]
 
 
 def request_of(case) -> str:
@@ -88,7 +129,9 @@ def request_of(case) -> str:
 
 # ---- ours ---------------------------------------------------------------------------------
 
-def run_ours(model, cases, fmt, grounding=True, demos=True):
+def run_ours(model, cases, fmt, grounding=True, demos=True, tool_choice="auto"):
+    """[(calls as [{name: arguments}], seconds, error or None)] per case; fmt None = the
+    agent's own choice for the model."""
     out = []
     for case, _ in cases:
         t0 = time.perf_counter()
@@ -96,7 +139,7 @@ def run_ours(model, cases, fmt, grounding=True, demos=True):
             agent = er.Agent(model, tools=case["function"], format=fmt, grounding=grounding,
                              demonstrations=demos)
             turn = agent.respond([{"role": "user", "content": request_of(case)}],
-                                 tool_choice="required")
+                                 tool_choice=tool_choice)
             calls = [{c["name"]: c["arguments"]} for c in turn.calls]
             err = None
         except (ValueError, RuntimeError) as e:
@@ -160,62 +203,133 @@ def _json_schema(s: dict) -> dict:
 
 # ---- report -------------------------------------------------------------------------------
 
+def case_right(check, case, answer, calls, category) -> bool:
+    """One case, by BFCL's rule for its category (calls: [{name: arguments}, ...])."""
+    kind = CATEGORIES.get(category, "ast")
+    if kind == "no_call":
+        return not calls
+    if kind == "any_call":
+        return bool(calls)
+    if not calls:
+        return False
+    try:
+        return bool(check(case["function"], calls, answer, category)["valid"])
+    except Exception:   # noqa: BLE001 - the checker's own failure is a miss
+        return False
+
+
 def score(check, cases, results, category):
-    ok = 0
-    for (case, answer), (calls, _, _) in zip(cases, results):
-        if calls:
-            try:
-                ok += bool(check(case["function"], calls, answer, category)["valid"])
-            except Exception:   # noqa: BLE001 - the checker's own failure is a miss
-                pass
+    ok = sum(case_right(check, case, answer, calls, category)
+             for (case, answer), (calls, _, _) in zip(cases, results))
     times = sorted(t for _, t, _ in results)
     return ok, times[len(times) // 2] if times else 0.0
 
 
 def cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def file_sha(path, n: int = 12) -> str:
+    """The first n hex digits of the file's sha256."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()[:n]
+
+
+def git_commit() -> str:
+    """The checkout's short commit (with "+dirty" when it has uncommitted changes)."""
+    here = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def ordinal(k: int) -> str:
+    return f"{k}" + ("th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th"))
+
+
+def run_config(cfg, model, path, cases, tool_choice):
+    if cfg == "python":
+        return run_ours(model, cases, "python", tool_choice=tool_choice)
+    if cfg == "python-noground":
+        return run_ours(model, cases, "python", grounding=False, tool_choice=tool_choice)
+    if cfg == "python-nodemo":
+        return run_ours(model, cases, "python", demos=False, tool_choice=tool_choice)
+    if cfg == "functiongemma":
+        return run_ours(model, cases, "functiongemma", tool_choice=tool_choice)
+    if cfg == "default":
+        return run_ours(model, cases, None, tool_choice=tool_choice)
+    if cfg in ("llama-free", "llama-json"):
+        return run_llama(path, cases, model.tokenizer, grammar=cfg == "llama-json")
+    raise SystemExit(f"unknown config {cfg!r}")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--category", default="simple_python")
-    ap.add_argument("--limit", type=int, default=None, help="first N cases only")
+    ap.add_argument("--category", default="simple_python",
+                    help="comma list of: " + ", ".join(CATEGORIES) + " (or all)")
+    ap.add_argument("--limit", type=int, default=None, help="first N cases only (per category)")
+    ap.add_argument("--every", type=int, default=1, help="every K-th case only (before --limit)")
+    ap.add_argument("--tool-choice", default="auto", choices=TOOL_CHOICES,
+                    help="what our configs pass to Agent.respond (default auto)")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--model", default=None, help="GGUF (default: the default model)")
     ap.add_argument("--out", default=None, help="append a markdown table to this file")
     args = ap.parse_args(argv)
+    if args.every < 1:
+        raise SystemExit("--every must be at least 1")
+    categories = categories_of(args.category)
+    configs = [c for c in args.configs.split(",") if c]
+    for cfg in configs:
+        if cfg not in CONFIGS:
+            raise SystemExit(f"unknown config {cfg!r} (known: {', '.join(CONFIGS)})")
     check = checker()
-    cases = load_cases(args.category, args.limit)
+    cases = {cat: load_cases(cat, args.limit, args.every) for cat in categories}
     path = args.model or er.models.default()
     model = er.Model.load(path, max_inference_len=4096, threads=1)
-    rows = []
-    for cfg in args.configs.split(","):
-        t0 = time.time()
-        if cfg == "python":
-            res = run_ours(model, cases, "python")
-        elif cfg == "python-noground":
-            res = run_ours(model, cases, "python", grounding=False)
-        elif cfg == "python-nodemo":
-            res = run_ours(model, cases, "python", demos=False)
-        elif cfg == "functiongemma":
-            res = run_ours(model, cases, "functiongemma")
-        elif cfg in ("llama-free", "llama-json"):
-            res = run_llama(path, cases, model.tokenizer, grammar=cfg == "llama-json")
-        else:
-            raise SystemExit(f"unknown config {cfg!r}")
-        ok, med = score(check, cases, res, args.category)
-        refused = sum(1 for _, _, e in res if e)
-        rows.append((cfg, ok, len(cases), med, refused))
-        print(f"{cfg:16s} {ok}/{len(cases)} = {100 * ok / len(cases):.1f}%  median "
-              f"{med:.2f} s/case  errors {refused}  ({time.time() - t0:.0f} s)", flush=True)
-    table = [f"BFCL `{args.category}`, {len(cases)} cases, greedy, 1 thread, CPU: {cpu_name()} "
-             f"({time.strftime('%Y-%m-%d')})", "",
-             "| config | accuracy | median s/case | no call (error) |", "|---|---:|---:|---:|"]
-    table += [f"| {c} | {100 * ok / n:.1f}% ({ok}/{n}) | {m:.2f} | {r} |"
-              for c, ok, n, m, r in rows]
+    rows = []     # (config, category, ok, n, median s, errors)
+    for cfg in configs:
+        for cat in categories:
+            t0 = time.time()
+            res = run_config(cfg, model, path, cases[cat], args.tool_choice)
+            ok, med = score(check, cases[cat], res, cat)
+            n = len(cases[cat])
+            errors = sum(1 for _, _, e in res if e)
+            rows.append((cfg, cat, ok, n, med, errors))
+            print(f"{cfg:16s} {cat:24s} {ok}/{n} = {100 * ok / max(n, 1):.1f}%  median "
+                  f"{med:.2f} s/case  errors {errors}  ({time.time() - t0:.0f} s)", flush=True)
+    sampling = (f"every {ordinal(args.every)} case" if args.every > 1 else "all cases") + \
+        (f", first {args.limit}" if args.limit is not None else "")
+    table = [f"BFCL {', '.join(f'`{c}`' for c in categories)} ({sampling}: "
+             + ", ".join(f"{len(cases[c])} {c}" for c in categories)
+             + f"), tool_choice `{args.tool_choice}`, greedy, 1 thread", "",
+             f"CPU: {cpu_name()}; date: {time.strftime('%Y-%m-%d')}; model: "
+             f"`{Path(path).name}` (sha256 {file_sha(path)}); commit: {git_commit()}", "",
+             "| config | category | accuracy | median s/case | errors |",
+             "|---|---|---:|---:|---:|"]
+    for cfg, cat, ok, n, med, errors in rows:
+        table.append(f"| {cfg} | {cat} | {100 * ok / max(n, 1):.1f}% ({ok}/{n}) | {med:.2f} "
+                     f"| {errors} |")
+    if len(categories) > 1:
+        for cfg in configs:
+            mine = [r for r in rows if r[0] == cfg]
+            ok, n = sum(r[2] for r in mine), sum(r[3] for r in mine)
+            table.append(f"| {cfg} | **all** | {100 * ok / max(n, 1):.1f}% ({ok}/{n}) | | "
+                         f"{sum(r[5] for r in mine)} |")
     print("\n".join(table))
     if args.out:
         with open(args.out, "a") as f:

@@ -162,6 +162,10 @@ class FunctionGemmaFormat:
     def render_call(self, name, arguments) -> str:
         return render_call(name, arguments)
 
+    def call_segments(self, name, arguments) -> list:
+        """A call as the model writes it after open_call(): its body and the end marker."""
+        return _split(render_call(_protect(name), _protect(arguments)))[1:]
+
 
 # Text is data: every string a user, a tool or a schema supplies is rendered with its "<"
 # replaced by a private-use mark, so the only control names left in the template's text are the
@@ -207,11 +211,18 @@ def _tool_result(m):
     return c
 
 
+# A model with an adapter merged in names the call format the adapter taught (convert.py).
+CALL_FORMAT_KEY = "edge_runtime.call_format"
+
+
 def is_functiongemma(model) -> bool:
-    """FunctionGemma GGUFs say so in their name or chat template."""
+    """FunctionGemma GGUFs say so in their name or chat template; a model taught by one of our
+    adapters says so in CALL_FORMAT_KEY."""
     g = getattr(model, "gguf", None)
     meta = getattr(g, "metadata", None) or {}
     try:
+        if CALL_FORMAT_KEY in meta:
+            return str(meta[CALL_FORMAT_KEY]) == "functiongemma"
         name = str(meta.get("general.name", "")) + str(meta.get("general.basename", ""))
         template = str(meta.get("tokenizer.chat_template", ""))
     except Exception:   # noqa: BLE001 - a fake or odd model: no evidence

@@ -1,0 +1,1 @@
+"""Fine-tuning a tool-calling adapter: training data, model, trainer."""

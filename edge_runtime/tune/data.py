@@ -1,0 +1,809 @@
+"""Synthetic training data for a tool-calling adapter.
+
+generate(n, seed, split) -> examples, each {"kind", "tools", "messages"} with OpenAI-style tools
+and chat messages (assistant calls carry arguments as dicts). Tools come from the templates in
+domains.py, restyled per example (name and key casing, description length, where ranges are
+stated) so the adapter learns to read schemas rather than memorise them. The dev split uses a
+disjoint set of templates and disjoint value pools and wrappers, so it measures unseen tools.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import re
+import string
+from typing import NamedTuple
+
+from ..calls.schema import normalize_tool, validate
+from .domains import (CITIES, CURRENCIES, FILES, FOLDERS, LANGS, NAMES, NOT_COMMANDS, NOTES,
+                      ROOMS, SONGS, TEMPLATES, TOPICS, URLS, P, dates, split_pool, times)
+
+GENERATOR_VERSION = 2
+KINDS = ("single", "choose", "parallel", "none", "convert", "followup")
+SHARES = (0.10, 0.27, 0.15, 0.20, 0.13, 0.15)
+
+_DEV = {t.name for t in TEMPLATES[4::5]}
+_POOLS = {s: [t for t in TEMPLATES if (t.name in _DEV) == (s == "dev")] for s in ("train", "dev")}
+# Never offered together, nor one as the stand-in for the other's missing tool: each could be
+# read as serving the other's requests.
+_EXCLUSIVE = {frozenset(p) for p in (("lock_door", "engage_deadbolt"),
+                                     ("world_clock", "timezone_of"),
+                                     ("create_note", "add_reminder"))}
+
+WRAP = ["{}", "{}", "please {}", "{} please", "can you {}?", "could you {}?", "hey, {}",
+        "{}, thanks", "I need you to {}", "would you {}?", "quick one: {}", "ok so {}",
+        "{} now", "go ahead and {}", "I'd like you to {}", "can you please {}", "{} for me",
+        "pls {}", "um, {}", "{}, if you can"]
+NEUTRAL = ["{}", "{}", "hey, {}", "{} please", "{}, thanks", "ok so {}", "um, {}", "{} pls"]
+JOIN = [" and ", ", then ", ". Also ", ", and also ", " and then ", "; ", ", plus ", ". And "]
+DECLINE = ["Sorry, I can't {} with the tools I have.",
+           "I'm not able to {}: none of the available tools does that.",
+           "I can't {} here, the available tools don't support it.",
+           "Unfortunately there's no tool for that, so I can't {}.",
+           "None of my tools can {}, sorry.",
+           "I don't have a tool to {}.",
+           "That isn't possible with these tools: I can't {}.",
+           "Sorry, the tools available can't {}."]
+CHAT = [("hi assistant", "Hi! What can I do for you?"), ("thanks a bunch", "You're welcome!"),
+        ("hello there", "Hello! How can I help?"), ("thank you so much", "Happy to help!"),
+        ("good morning", "Good morning! What do you need?"), ("ok cool", "Great. Anything else?"),
+        ("and who are you exactly?", "I'm an assistant that can use the tools listed here."),
+        ("ok, bye for now", "Goodbye!"), ("nice, that worked", "Glad it worked!"),
+        ("so what are you able to do?", "I can help with the tasks the available tools cover."),
+        ("hey you", "Hey! How can I help?"), ("cheers", "Any time!"),
+        ("you're great", "Thanks! Let me know if you need anything."),
+        ("never mind", "Okay, no problem."),
+        ("how are you doing today?", "Doing well, thanks! What can I do for you?"),
+        ("good night", "Good night!")]
+
+
+def kinds() -> tuple:
+    return KINDS
+
+
+def generate(n: int, seed: int, split: str = "train") -> list:
+    """n examples, the same for the same (n, seed, split)."""
+    if split not in _POOLS:
+        raise ValueError(f"split must be 'train' or 'dev', got {split!r}")
+    g = _Gen(random.Random(f"{split}:{seed}"), split)
+    return [g.example(k) for k in g.r.choices(KINDS, SHARES, k=n)]
+
+
+# ---- schema rendering ----------------------------------------------------------------------
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.capitalize() for w in rest)
+
+
+class _Tool:
+    """A template rendered with one example's style: the tool dict and the key names."""
+
+    def __init__(self, t, r):
+        style = r.random()
+        self.name = (t.name if style < 0.7 else _camel(t.name) if style < 0.85
+                     else f"{t.domain}.{t.name}")
+        camel = r.random() < 0.3
+        self.keys = {p.name: _camel(p.name) if camel else p.name for p in t.params}
+        level = r.choices(("full", "terse", "none"), (0.5, 0.35, 0.15))[0]
+        fn = {"name": self.name}
+        if level == "full":
+            fn["description"] = t.desc
+        elif level == "terse":
+            fn["description"] = t.desc.split(".")[0].split(",")[0]
+        props = {self.keys[p.name]: _param_schema(p, level, r) for p in t.params}
+        fn["parameters"] = {"type": "object", "properties": props,
+                            "required": [self.keys[p.name] for p in t.params if not p.opt]}
+        self.tool = {"type": "function", "function": fn}
+
+    def call(self, args: dict) -> dict:
+        return {"type": "function", "function": {
+            "name": self.name, "arguments": {self.keys[k]: v for k, v in args.items()}}}
+
+
+def _param_schema(p, level, r) -> dict:
+    s = {"type": p.type}
+    desc = p.desc if (level == "full" or p.key or p.default is not None) else ""
+    bounds = p.lo is not None or p.hi is not None
+    where = r.choice(("desc", "schema", "both")) if bounds and not p.enum else ""
+    if where in ("desc", "both") and (p.lo is None or p.hi is None or f"{p.lo}-{p.hi}" not in desc):
+        span = (f"{p.lo}-{p.hi}" if p.lo is not None and p.hi is not None
+                else f"min {p.lo}" if p.lo is not None else f"max {p.hi}")
+        desc = f"{desc} ({span})" if desc else span
+    if where in ("schema", "both"):
+        s.update({k: v for k, v in (("minimum", p.lo), ("maximum", p.hi)) if v is not None})
+    if desc:
+        s["description"] = desc
+    if p.enum:
+        s["enum"] = list(p.enum)
+    if p.items:
+        s["items"] = dict(p.items)
+    if p.props:
+        s["properties"] = {q.name: {"type": q.type} for q in p.props}
+        s["required"] = [q.name for q in p.props]
+    return s
+
+
+# ---- values and their spoken forms ---------------------------------------------------------
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+         "fourteen fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_MONTHS = ("January February March April May June July August September October November "
+           "December").split()
+
+
+def spell(v: int) -> str:
+    """0..99 in words ("twenty two")."""
+    if v < 20:
+        return _ONES[v]
+    return _TENS[v // 10] + ("" if v % 10 == 0 else " " + _ONES[v % 10])
+
+
+def _draw(p, r, split):
+    """(text, value) for parameter p."""
+    pool = p.pool if p.pool is not None else p.enum
+    if pool is None:
+        v = r.random() < 0.5
+        return str(v).lower(), v
+    if callable(pool):
+        return pool(r, split)
+    v = r.choice(split_pool(pool, split) or pool)
+    return str(v), v
+
+
+def _in_range(p, v) -> bool:
+    return (p.lo is None or v >= p.lo) and (p.hi is None or v <= p.hi)
+
+
+def _restate(p, value, text, r):
+    """(text, value) saying the value another way that needs a small conversion, or None."""
+    u = p.unit
+    if u == "seconds":
+        opts = [(f"{m} minutes", m * 60) for m in range(2, 11)] + [
+            ("a minute", 60), ("half a minute", 30), ("a minute and a half", 90),
+            ("two and a half minutes", 150), ("an hour", 3600), ("1.5 minutes", 90)]
+    elif u == "minutes":
+        opts = [("an hour", 60), ("two hours", 120), ("2.5 hours", 150), ("half an hour", 30),
+                ("an hour and a half", 90), ("3 hours", 180), ("1.5 hours", 90),
+                ("a quarter of an hour", 15), ("an hour and 15 minutes", 75)]
+    elif u == "percent":
+        opts = [("full", 100), ("max", 100), ("maximum", 100), ("half", 50), ("a quarter", 25)]
+        if "0 is off" in p.desc:
+            opts.append(("off", 0))
+    elif u == "date":
+        y, m, d = map(int, value.split("-"))
+        month = _MONTHS[m - 1]
+        return r.choice((f"{month} {d}, {y}", f"{d} {month} {y}", f"{month} {d} {y}")), value
+    elif u == "time":
+        h, mi = map(int, value.split(":"))
+        h12, after = h % 12 or 12, (h + 1) % 12 or 12
+        part = "morning" if h < 12 else "afternoon" if h < 17 else "evening"
+        said = {0: [f"{h12} {'am' if h < 12 else 'pm'}", f"{h12} o'clock in the {part}"],
+                15: [f"quarter past {h12} in the {part}"],
+                30: [f"half past {h12} in the {part}"] + ([f"{h12}:30 pm"] if h > 12 else []),
+                45: [f"quarter to {after} in the {part}"] + ([f"{h12}:45 pm"] if h > 12 else [])}
+        return r.choice(said[mi]), value
+    elif p.type == "integer" and isinstance(value, int) and 0 <= value < 100 and str(value) in text:
+        return text.replace(str(value), spell(value)), value
+    else:
+        return None
+    opts = [o for o in opts if _in_range(p, o[1])]
+    return r.choice(opts) if opts else None
+
+
+# ---- requests ------------------------------------------------------------------------------
+
+class Said(NamedTuple):
+    """A request for one template: its text, arguments (by template name), whether a value was
+    restated, its style ("imp", "terse", "ask"), and whether it ends in free text, after
+    which "... please" or "... and ..." would be read as part of the value."""
+    text: str
+    args: dict
+    converted: bool
+    style: str
+    open_end: bool
+
+
+def _safe(choices):
+    """The wrappers and joins that leave a free-text ending unambiguous."""
+    return [c for c in choices if not c.startswith(("{} ", " and"))]
+
+
+def _slots(text):
+    return {f for _, f, _, _ in string.Formatter().parse(text) if f and f != "+"}
+
+
+def _place(text, extra):
+    """Optional fragments go at {+} when the phrasing marks a place, else before a final "?"."""
+    if "{+}" in text:
+        return text.replace("{+}", extra)
+    return text[:-1] + extra + "?" if text.endswith("?") else text + extra
+
+
+def _style(text):
+    """"imp" for a command, "terse" for a statement or bare noun phrase ("volume 35")."""
+    first = text.split(" ")[0]
+    return "terse" if first in NOT_COMMANDS or first.startswith("{") else "imp"
+
+
+def _cap(s, r):
+    return s[:1].upper() + s[1:] if r.random() < 0.5 else s
+
+
+class _Gen:
+    def __init__(self, r, split):
+        self.r, self.split = r, split
+        self.pool = _POOLS[split]
+        self.wrap = split_pool(WRAP, split)
+        self.neutral = split_pool(NEUTRAL, split)
+        self.decline = split_pool(DECLINE, split)
+        self.chat = split_pool(CHAT, split)
+
+    def phrase(self, t, convert=False, imperative=False):
+        """Said for template t."""
+        r = self.r
+        asks = [] if imperative else t.ask
+        pick = r.choice(t.say + asks if r.random() < 0.7 or not asks else asks)
+        text, fixed = pick if isinstance(pick, tuple) else (pick, {})
+        style = "ask" if pick in t.ask else _style(text)
+        slots, texts, args, extra = _slots(text), {}, {}, ""
+        for p in t.params:
+            if p.name in fixed:
+                args[p.name] = fixed[p.name]
+            elif p.name in slots or (p.opt and r.random() < 0.35):
+                if isinstance(p.opt, dict):   # a boolean said in words: "and don't shuffle"
+                    v = r.random() < 0.5
+                    args[p.name] = v
+                    extra += r.choice(p.opt[v])
+                    continue
+                texts[p.name], args[p.name] = self.draw(p, args)
+                if p.name not in slots:
+                    extra += r.choice(p.opt).format("{%s}" % p.name)
+        converted = False
+        if convert:
+            cands = [p for p in t.params if p.name in texts and not p.enum]
+            r.shuffle(cands)
+            for p in cands:
+                alt = _restate(p, args[p.name], texts[p.name], r)
+                if alt and alt[0] != texts[p.name]:
+                    texts[p.name], args[p.name] = alt
+                    converted = True
+                    break
+        out = _place(text, extra).format(**texts)
+        free = [texts[p.name] for p in t.params if p.type == "string" and not p.enum
+                and p.name in texts]
+        return Said(out, args, converted, style, any(out.endswith(v) for v in free))
+
+    def draw(self, p, args):
+        """A value for p unlike the strings already chosen (no flights from OPO to OPO)."""
+        for _ in range(5):
+            text, v = _draw(p, self.r, self.split)
+            if not (isinstance(v, str) and v in args.values()):
+                break
+        return text, v
+
+    def pair(self, t):
+        """One request for t twice, the calls differing in one value ("turn off the kitchen and
+        bedroom lights"): (text, [args, args], style)."""
+        r = self.r
+        pick = r.choice(t.pair)
+        text, fixed = pick if isinstance(pick, tuple) else (pick, {})
+        slots, texts, args = _slots(text), {}, dict(fixed)
+        for p in t.params:
+            if p.name in slots:
+                texts[p.name], args[p.name] = self.draw(p, args)
+        p = next(p for p in t.params if p.name + "2" in slots)
+        while True:
+            texts[p.name + "2"], v = _draw(p, r, self.split)
+            if v != args[p.name]:
+                break
+        style = "ask" if text.endswith("?") else _style(text)
+        return text.format(**texts), [args, {**args, p.name: v}], style
+
+    def polish(self, text, style="imp", open_end=False):
+        """A request as people type it: "can you ...?" only around a command."""
+        r = self.r
+        if style != "ask" or r.random() < 0.15:
+            wraps = self.wrap if style == "imp" else self.neutral
+            text = r.choice(_safe(wraps) if open_end else wraps).format(text)
+        return _cap(text, r)
+
+    def join(self, said):
+        """One request asking for several things in turn: (text, style, open_end)."""
+        text = said[0].text
+        for before, s in zip(said, said[1:]):
+            text += self.r.choice(_safe(JOIN) if before.open_end else JOIN) + s.text
+        return text, said[0].style, said[-1].open_end
+
+    def tools(self, need, k, avoid_domains=(), avoid=None):
+        """need's templates plus distractors up to k, in random order; same-domain distractors
+        are likely (the hard case). Nothing from avoid_domains, nor what avoid excludes."""
+        r = self.r
+        chosen = list(need)
+        domains = {t.domain for t in need}
+        others = [t for t in self.pool if t not in chosen and t.domain not in avoid_domains
+                  and not (avoid and frozenset((t.name, avoid.name)) in _EXCLUSIVE)]
+        r.shuffle(others)
+        if r.random() < 0.6:
+            others.sort(key=lambda t: t.domain not in domains)   # stable: still shuffled
+        for t in others:
+            if len(chosen) >= k:
+                break
+            if not any(frozenset((t.name, c.name)) in _EXCLUSIVE for c in chosen):
+                chosen.append(t)
+        rendered = {t.name: _Tool(t, r) for t in chosen}
+        order = list(rendered.values())
+        r.shuffle(order)
+        return rendered, [x.tool for x in order]
+
+    def k(self, lo=2):
+        return max(lo, self.r.choices((1, 2, 3, 4, 5), (1, 4, 5, 3, 1))[0])
+
+    def example(self, kind):
+        return getattr(self, "_" + kind)(kind)
+
+    def _one_call(self, kind, k, convert=False):
+        r = self.r
+        while True:
+            t = r.choice(self.pool)
+            said = self.phrase(t, convert)
+            if said.converted or not convert:
+                break
+        rendered, tools = self.tools([t], k)
+        args = said.args
+        call = rendered[t.name].call(args)
+        msgs = [{"role": "user", "content": self.polish(said.text, said.style, said.open_end)},
+                {"role": "assistant", "tool_calls": [call]}]
+        return {"kind": kind, "tools": tools, "messages": msgs}, t, args
+
+    def _single(self, kind):
+        return self._one_call(kind, 1)[0]
+
+    def _choose(self, kind):
+        return self._one_call(kind, self.k(2))[0]
+
+    def _convert(self, kind):
+        return self._one_call(kind, self.k(1), convert=True)[0]
+
+    def _followup(self, kind):
+        ex, t, args = self._one_call(kind, self.k(1))
+        r = self.r
+        res = t.res(r, args)
+        call = ex["messages"][1]["tool_calls"][0]["function"]
+        content = dict(res) if "status" not in res else {**res, **call["arguments"]}
+        shown = {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in args.items()}
+        shown.update(res)
+        answer = t.done(shown) if callable(t.done) else t.done.format(**shown)
+        ex["messages"] += [{"role": "tool", "name": call["name"], "content": content},
+                           {"role": "assistant", "content": answer}]
+        return ex
+
+    def _parallel(self, kind):
+        r = self.r
+        if r.random() < 0.5:      # the same tool with different arguments
+            t = r.choice([t for t in self.pool if t.params])
+            if t.pair and r.random() < 0.6:
+                text, both, style = self.pair(t)
+                calls, open_end = [(t, a) for a in both], False
+            else:
+                said = [self.phrase(t, imperative=True)]
+                while len(said) < 2:
+                    again = self.phrase(t, imperative=True)
+                    if again.args != said[0].args:
+                        said.append(again)
+                text, style, open_end = self.join(said)
+                calls = [(t, s.args) for s in said]
+        else:
+            ts = r.sample(self.pool, r.choice((2, 2, 2, 3)))
+            said = [self.phrase(t, imperative=True) for t in ts]
+            text, style, open_end = self.join(said)
+            calls = [(t, s.args) for t, s in zip(ts, said)]
+        rendered, tools = self.tools(list({t.name: t for t, _ in calls}.values()),
+                                     max(len(calls), self.k(1)))
+        msgs = [{"role": "user", "content": self.polish(text, style, open_end)},
+                {"role": "assistant", "tool_calls": [rendered[t.name].call(a) for t, a in calls]}]
+        return {"kind": kind, "tools": tools, "messages": msgs}
+
+    def _none(self, kind):
+        r = self.r
+        roll = r.random()
+        near = [t for t in self.pool if t.near]
+        if roll < 0.35 and near:    # same domain, but not what the tool does
+            t = r.choice(near)
+            req, gist = r.choice(t.near)
+            vals = {p.name: _draw(p, r, self.split)[0] for p in t.params if p.name in _slots(req)}
+            text = _cap(req.format(**vals), r)
+            _, tools = self.tools([t], self.k(1), avoid_domains={t.domain})
+            answer = r.choice(self.decline).format(gist)
+        elif roll < 0.8:           # another domain altogether
+            target = r.choice(self.pool)
+            said = self.phrase(target)
+            text = self.polish(said.text, said.style, said.open_end)
+            _, tools = self.tools([], self.k(1), avoid_domains={target.domain}, avoid=target)
+            answer = r.choice(self.decline).format(target.gist)
+        else:
+            text, answer = r.choice(self.chat)
+            text = _cap(text, r)
+            _, tools = self.tools([], self.k(1))
+        msgs = [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+        return {"kind": kind, "tools": tools, "messages": msgs}
+
+
+# ---- examples for a user's own toolset -----------------------------------------------------
+
+_VERBS = set("""get set turn send create add find search play book start stop open close check
+list delete remove update make show read write run compute calculate convert lookup look fetch
+schedule cancel reserve order buy pay move copy rename save load enable disable toggle switch
+lock unlock call text email post share translate track record log mute reset restart install
+download upload sort filter count measure estimate generate summarize plan reply forward
+archive mark pause resume skip adjust increase decrease raise lower dim change query preheat
+brew heat cool notify print scan water feed ping wake draft apply submit register assign
+approve reject refund transfer withdraw deposit charge invite join rate review tag sync
+backup restore clean empty fill return retrieve provide give obtain""".split())
+# descriptions say what a tool does ("Returns the price"); a request asks for it
+_AS_REQUEST = {"return": "get", "retrieve": "get", "provide": "get", "give": "get",
+               "obtain": "get"}
+_GETTERS = set("""get find search check list lookup look fetch compute calculate convert read
+count measure estimate query show summarize translate""".split())
+_TO_VERBS = {"set", "change", "adjust", "increase", "decrease", "raise", "lower", "move",
+             "send", "convert", "switch", "turn", "dim", "reset"}
+_STOP = set("""a an the to of for in on at by with and or from into your my this that is are be
+it its as any all given one new current value values""".split())
+_GENERIC = ["alpha", "main", "blue", "project atlas", "weekly report", "north wing", "demo",
+            "orange", "backlog", "team b", "summer", "default"]
+_USER_KINDS = (("choose", 0.40), ("parallel", 0.15), ("none", 0.20), ("convert", 0.10),
+               ("followup", 0.15))
+
+
+def _words(name: str) -> str:
+    """Readable words of an identifier: "home.setLightLevel" -> "set light level"."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name.split(".")[-1])
+    return re.sub(r"[_\-\s]+", " ", name).strip().lower()
+
+
+_BLAND = set("get set add create update delete remove show list find search check run start stop "
+             "make change open close".split())
+
+
+def _content(text: str) -> set:
+    """Topic words: what a tool is about, without the verbs every kind of tool uses."""
+    return {w for w in re.findall(r"[a-z]+", _words(text)) if w not in _STOP | _BLAND}
+
+
+def _emails(r, split):
+    v = r.choice(NAMES).lower() + "@example.com"
+    return v, v
+
+
+def _string_pool(words: set, desc: str):
+    """Values for a string parameter, guessed from its name and description words."""
+    guesses = [({"yyyy", "date", "day"}, dates), ({"hh", "time"}, times),
+               ({"email"}, _emails),
+               ({"url", "link", "website"}, URLS), ({"city", "location", "place", "destination",
+                                                    "origin", "town"}, CITIES),
+               ({"language", "lang"}, LANGS), ({"currency"}, CURRENCIES),
+               ({"name", "contact", "person", "recipient", "to", "user"}, NAMES),
+               ({"file", "path", "filename"}, FILES), ({"folder", "directory", "dir"}, FOLDERS),
+               ({"query", "topic", "search", "keyword", "term"}, TOPICS),
+               ({"message", "text", "body", "content", "note", "reminder"}, NOTES),
+               ({"room"}, ROOMS), ({"song", "track", "title"}, SONGS)]
+    for keys, pool in guesses:
+        if keys & words:
+            return pool
+    return _GENERIC
+
+
+def _bounds(s, desc):
+    """(lo, hi) from the schema's bounds or a "0-100" range in its description."""
+    lo = s.get("minimum", s.get("exclusiveMinimum"))
+    hi = s.get("maximum", s.get("exclusiveMaximum"))
+    m = re.search(r"(-?\d+(?:\.\d+)?)\s*(?:-|to|–)\s*(-?\d+(?:\.\d+)?)", desc)
+    if m and lo is None and hi is None and float(m.group(1)) < float(m.group(2)):
+        lo, hi = float(m.group(1)), float(m.group(2))
+    if lo is None:
+        lo = 0 if hi is not None and hi <= 100 else 1
+    if hi is None:
+        hi = max(lo + 10, 100 if s["type"] == "integer" else 1000)
+    return lo, hi
+
+
+def _user_value(key, s, r):
+    """(text, value) for a canonical schema node, or None when it cannot be made up."""
+    desc = s.get("description", "")
+    t = s["type"]
+    if "enum" in s:
+        v = r.choice(s["enum"])
+        return (str(v).lower() if isinstance(v, bool) else str(v)), v
+    if t == "boolean":
+        v = r.random() < 0.5
+        return str(v).lower(), v
+    if t in ("integer", "number"):
+        lo, hi = _bounds(s, desc)
+        if t == "integer":
+            lo, hi = int(math.ceil(lo)), int(math.floor(hi))
+            v = r.randint(lo, hi) if lo <= hi else None
+        else:
+            v = round(r.uniform(lo, hi), r.choice((0, 1, 2)))
+            v = int(v) if v == int(v) else v
+        return None if v is None else (str(v), v)
+    if t == "string":
+        pool = _string_pool(set(re.findall(r"[a-z]+", _words(key) + " " + desc.lower())), desc)
+        got = pool(r, "train") if callable(pool) else (lambda v: (v, v))(r.choice(pool))
+        if "pattern" in s and validate(got[1], s):     # a date pool beats digits from \d{4}
+            return _from_pattern(s["pattern"], r)
+        return got
+    if t == "array":
+        n = r.randint(max(1, s["minItems"]), max(1, min(3, s["maxItems"])))
+        got = [_user_value(key.rstrip("s"), s["items"], r) for _ in range(n)]
+        if any(g is None for g in got):
+            return None
+        texts = [g[0] for g in got]
+        text = texts[0] if n == 1 else ", ".join(texts[:-1]) + " and " + texts[-1]
+        return text, [g[1] for g in got]
+    if t == "object" and "properties" in s:
+        out, texts = {}, []
+        for k, sub in s["properties"].items():
+            if k in s["required"] or r.random() < 0.3:
+                got = _user_value(k, sub, r)
+                if got is None:
+                    return None
+                texts.append(f"{_words(k)} {got[0]}")
+                out[k] = got[1]
+        return ", ".join(texts), out
+    return None
+
+
+_CLASSES = {"d": "0123456789", "w": string.ascii_letters + string.digits + "_", "s": " "}
+
+
+def _from_pattern(pattern, r):
+    """(text, value) matching a simple regex (literals, classes, groups, | and quantifiers,
+    at most a few repeats each), or None for anything fancier; validate() has the last word."""
+    pos = 0
+
+    def alternatives():
+        nonlocal pos
+        options = [sequence()]
+        while pos < len(pattern) and pattern[pos] == "|":
+            pos += 1
+            options.append(sequence())
+        return r.choice(options)
+
+    def sequence():
+        nonlocal pos
+        out = ""
+        while pos < len(pattern) and pattern[pos] not in "|)":
+            atom = single()
+            lo, hi = quantifier()
+            out += "".join(atom() for _ in range(r.randint(lo, hi)))
+        return out
+
+    def single():
+        nonlocal pos
+        c = pattern[pos]
+        pos += 1
+        if c in "^$":
+            return lambda: ""
+        if c == "(":
+            if pattern.startswith("?:", pos):
+                pos += 2
+            start = pos
+            alternatives()                        # parse once to find the end
+            body, pos = pattern[start:pos], pos + 1
+            return lambda: _from_pattern(body, r)[0]
+        if c == "[":
+            end = pattern.index("]", pos + 1)
+            body, pos = pattern[pos:end], end + 1
+            if body.startswith("^"):
+                raise ValueError("negated class")
+            chars, i = "", 0
+            while i < len(body):
+                if body[i] == "\\":
+                    chars += _CLASSES.get(body[i + 1], body[i + 1])
+                    i += 2
+                elif i + 2 < len(body) and body[i + 1] == "-":
+                    chars += "".join(map(chr, range(ord(body[i]), ord(body[i + 2]) + 1)))
+                    i += 3
+                else:
+                    chars += body[i]
+                    i += 1
+            return lambda: r.choice(chars)
+        if c == "\\":
+            e = pattern[pos]
+            pos += 1
+            return lambda: r.choice(_CLASSES.get(e, e))
+        if c == ".":
+            return lambda: r.choice(string.ascii_lowercase)
+        return lambda: c
+
+    def quantifier():
+        nonlocal pos
+        if pos >= len(pattern):
+            return 1, 1
+        c = pattern[pos]
+        if c in "?*+":
+            pos += 1
+            return {"?": (0, 1), "*": (0, 3), "+": (1, 3)}[c]
+        m = re.match(r"\{(\d+)(,(\d*))?\}", pattern[pos:])
+        if not m:
+            return 1, 1
+        pos += m.end()
+        lo = int(m.group(1))
+        hi = lo if not m.group(2) else int(m.group(3)) if m.group(3) else lo + 3
+        return lo, hi
+
+    try:
+        v = alternatives()
+    except (ValueError, IndexError):
+        return None
+    return v, v
+
+
+class _UserTool:
+    """A user's tool as the generator sees it: words for requests and a value maker."""
+
+    def __init__(self, tool):
+        n = normalize_tool(tool)
+        self.tool, self.name, self.schema = tool, n["name"], n["parameters"]
+        self.words = _words(self.name)
+        desc = n["description"].split(".")[0].strip()
+        first = desc.split(" ")[0].lower() if desc else ""
+        stem = first[:-2] if first.endswith("es") and first[:-2] in _VERBS else \
+            first[:-1] if first.endswith("s") and first[:-1] in _VERBS else first
+        # a short description that starts with a verb reads as a request; else the name does
+        stem = _AS_REQUEST.get(stem, stem)
+        self.core = (stem + desc[len(first):]).lower() if stem in _VERBS and \
+            len(desc.split()) <= 9 else self.words
+        self.verb = self.core.split(" ")[0]
+        self.topic = _content(self.words + " " + n["description"])
+
+    def args(self, r, convert=False):
+        """(request text, arguments, converted) or None when no valid arguments were found."""
+        props, req = self.schema["properties"], self.schema["required"]
+        for _ in range(10):
+            texts, args = {}, {}
+            for k, s in props.items():
+                if k in req or r.random() < 0.35:
+                    got = _user_value(k, s, r)
+                    if got is None:
+                        break
+                    texts[k], args[k] = got
+            else:
+                converted = convert and self._convert(texts, args, r)
+                if validate(args, self.schema) == [] and (converted or not convert):
+                    return self._say(texts, args, r), args, converted
+        return None
+
+    def _convert(self, texts, args, r):
+        for k in r.sample(list(args), len(args)):
+            s = self.schema["properties"][k]
+            if s["type"] not in ("integer", "string") or "enum" in s:
+                continue
+            desc = (s.get("description", "") + " " + _words(k)).lower()
+            unit = ("seconds" if "second" in desc else "minutes" if "minute" in desc else
+                    "date" if "yyyy-mm-dd" in desc else "time" if "hh:mm" in desc else None)
+            lo, hi = _bounds(s, desc) if s["type"] == "integer" else (None, None)
+            if unit is None and (lo, hi) == (0, 100):
+                unit = "percent"
+            p = P(k, s["type"], desc, unit=unit, lo=lo, hi=hi)
+            if s["type"] == "string" and unit not in ("date", "time"):
+                continue
+            alt = _restate(p, args[k], texts[k], r)
+            if alt and alt[0] != texts[k] and isinstance(alt[1], type(args[k])):
+                texts[k], args[k] = alt
+                return True
+        return False
+
+    def _say(self, texts, args, r):
+        props = self.schema["properties"]
+        parts = []
+        for k in args:
+            w = _words(k)
+            if props[k]["type"] == "boolean":
+                parts.append(r.choice((f"with {w}", f"{w} on")) if args[k] else
+                             r.choice((f"without {w}", f"{w} off", f"no {w}")))
+            else:
+                parts.append(r.choice((f"{w} {texts[k]}", f"{w} {texts[k]}", f"{w}: {texts[k]}",
+                                       f"{w} = {texts[k]}")))
+        core = r.choice((self.core, self.words))
+        if not parts:
+            return core
+        if len(parts) == 1 and props[next(iter(args))]["type"] != "boolean" and r.random() < 0.6:
+            text = texts[next(iter(args))]
+            prep = "to" if self.verb in _TO_VERBS else "for"
+            return r.choice((f"{core} {prep} {text}", f"{core} {text}", f"{self.words} {text}"))
+        joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        return r.choice((f"{core} with {joined}", f"{core}: {', '.join(parts)}",
+                         f"{core}, {joined}", f"{core} ({', '.join(parts)})"))
+
+
+def examples_for_tools(tools: list, n: int, seed: int, extra_unfit: bool = True) -> list:
+    """n examples for a user's own toolset, built from the schemas alone: single and parallel
+    calls, spoken-number conversions, follow-ups, and (extra_unfit) requests none of the tools
+    can serve, taken from the built-in domains with no word in common with the user's tools."""
+    r = random.Random(f"user:{seed}")
+    users = [_UserTool(t) for t in tools]
+    callable_ = [u for u in users if u.args(random.Random(0)) is not None]
+    if not callable_:
+        raise ValueError("no tool has parameters this generator can fill in")
+    topic = set().union(*(u.topic for u in users))
+    unfit = [t for t in TEMPLATES if not _content(f"{t.name} {t.desc} {t.gist}") & topic]
+    kinds = [k for k, _ in _USER_KINDS if extra_unfit or k != "none"]
+    weights = [w for k, w in _USER_KINDS if extra_unfit or k != "none"]
+    g = _Gen(r, "train")
+    out = []
+    while len(out) < n:
+        kind = r.choices(kinds, weights)[0]
+        ex = _user_example(kind, users, callable_, unfit, g, r)
+        if ex:
+            out.append(ex)
+    return out
+
+
+def _user_example(kind, users, callable_, unfit, g, r):
+    toolset = [u.tool for u in users]
+    r.shuffle(toolset)
+    toolset = copy.deepcopy(toolset)
+    if kind == "none":
+        if r.random() < 0.3 and len(users) > 1:     # a tool the toolset could have, but not here
+            u = r.choice(users)
+            got = u.args(r)
+            if not got:
+                return None
+            rest = [x for x in toolset if normalize_tool(x)["name"] != u.name]
+            return _reply("none", rest, g.polish(got[0], open_end=True),
+                          r.choice(g.decline).format(u.core))
+        if r.random() < 0.75 and unfit:
+            t = r.choice(unfit)
+            said = g.phrase(t)
+            return _reply("none", toolset, g.polish(said.text, said.style, said.open_end),
+                          r.choice(g.decline).format(t.gist))
+        text, answer = r.choice(g.chat)
+        return _reply("none", toolset, _cap(text, r), answer)
+    if kind == "parallel":
+        same = r.random() < 0.5 or len(callable_) < 2
+        picks = [r.choice(callable_)] * 2 if same else r.sample(callable_, 2)
+        got = [u.args(r) for u in picks]
+        if None in got or (same and got[0][1] == got[1][1]):
+            return None
+        text = got[0][0] + r.choice(_safe(JOIN)) + got[1][0]
+        calls = [_user_call(u, a[1]) for u, a in zip(picks, got)]
+        return _calls_example("parallel", toolset, g.polish(text, open_end=True), calls)
+    u = r.choice(callable_)
+    got = u.args(r, convert=kind == "convert")
+    if got is None:
+        return None
+    text, args, _ = got
+    if kind == "choose" and len(users) == 1:
+        kind = "single"
+    ex = _calls_example(kind, toolset, g.polish(text, open_end=True), [_user_call(u, args)])
+    if kind == "followup":
+        if u.verb in _GETTERS:
+            value = r.choice((str(r.randint(2, 999)), r.choice(_GENERIC),
+                              f"{r.uniform(1, 99):.1f}"))
+            content = {"result": value}
+            answer = r.choice((f"The result is {value}.", f"It returned {value}.",
+                               f"Here you go: {value}."))
+        else:
+            content = {"status": "ok", **args}
+            answer = r.choice(("Done, that went through.", f"Done: {u.words} succeeded.",
+                               "All set."))
+        ex["messages"] += [{"role": "tool", "name": u.name, "content": content},
+                           {"role": "assistant", "content": answer}]
+    return ex
+
+
+def _user_call(u, args):
+    return {"type": "function", "function": {"name": u.name, "arguments": args}}
+
+
+def _calls_example(kind, tools, text, calls):
+    return {"kind": kind, "tools": tools, "messages": [
+        {"role": "user", "content": text}, {"role": "assistant", "tool_calls": calls}]}
+
+
+def _reply(kind, tools, text, answer):
+    return {"kind": kind, "tools": tools, "messages": [
+        {"role": "user", "content": text}, {"role": "assistant", "content": answer}]}

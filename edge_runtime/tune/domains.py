@@ -1,0 +1,760 @@
+"""Tool templates for the training-data generator: schemas, request phrasings, value pools.
+
+A template is one tool as many users might declare it. Parameters are written in snake_case;
+the generator restyles names, descriptions and ranges per example. Value pools are lists (the
+dev split takes every 4th item, train the rest) or callables (rng, split) -> (text, value).
+A phrasing is a string with {param} slots, or (string, fixed_args) when the words themselves
+set an argument ("unlock ..." -> locked=False). Everything here was written for this project.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+
+
+class P:
+    """One parameter. opt: fragments that mention it (optional when given; for a boolean a
+    dict {True: [...], False: [...]}). unit: how a value may be restated (generator's
+    conversions). key: the description carries information a call needs (unit, format)."""
+
+    def __init__(self, name, type, desc="", pool=None, *, enum=None, lo=None, hi=None,
+                 unit=None, opt=None, default=None, key=False, items=None, props=None):
+        self.name, self.type, self.desc, self.pool = name, type, desc, pool
+        self.enum, self.lo, self.hi, self.unit = enum, lo, hi, unit
+        self.opt, self.default, self.key = opt, default, key
+        self.items, self.props = items, props
+
+
+class T:
+    """One tool template. say: imperative phrasings (the generator wraps them politely);
+    ask: phrasings used as written; near: (request, what it asks for) that this tool cannot
+    serve; res: rng, args -> result dict; done: the follow-up answer, formatted with the
+    arguments and result (or a function of them); pair: phrasings asking for two calls
+    that differ in one value, "{room}" and "{room2}"."""
+
+    def __init__(self, name, domain, desc, params, say, ask=(), *, gist, near=(), res=None,
+                 done="", pair=()):
+        self.name, self.domain, self.desc, self.params = name, domain, desc, params
+        self.say, self.ask, self.gist, self.near = list(say), list(ask), gist, list(near)
+        self.pair = list(pair)
+        self.res = res or (lambda r, a: {"status": "ok"})
+        self.done = done
+
+
+# ---- value pools ---------------------------------------------------------------------------
+
+CITIES = ["Lisbon", "Denver", "Osaka", "Nairobi", "Toronto", "Krakow", "Austin", "Seville",
+          "Bergen", "Adelaide", "Porto", "Quito", "Hanoi", "Glasgow", "Tucson", "Lyon",
+          "Montreal", "Cork", "Busan", "Valencia", "Leeds", "Calgary", "Dakar", "Malmo"]
+NAMES = ["Maria", "Tom", "Priya", "Jonas", "Aiko", "Lucas", "Fatima", "Ben", "Elena", "Omar",
+         "Grace", "Mateo", "Nina", "Hugo", "Zoe", "Ravi", "Clara", "Sam", "Ines", "Leo",
+         "Hannah", "Kofi", "Ada", "Felix"]
+ROOMS = ["kitchen", "bedroom", "living room", "bathroom", "office", "hallway", "garage",
+         "dining room", "nursery", "basement", "porch", "attic", "guest room", "study",
+         "laundry room", "patio"]
+DOORS = ["front", "back", "garage", "side", "patio", "shed", "cellar", "gate"]
+SONGS = ["Blue Harbor", "Midnight Train", "Paper Moons", "Golden Hour", "Slow River",
+         "Neon Rain", "Wild Orchard", "Northern Lights", "Glass Houses", "Sunday Drive",
+         "Echo Valley", "Lemon Tree Road", "Silver Lining", "Open Roads", "Velvet Sky",
+         "City of Kites"]
+ARTISTS = ["The Lanterns", "Mira Stone", "Hollow Pines", "DJ Kestrel", "Ana Lucero",
+           "The Copper Foxes", "Juno Park", "Static Bloom", "Owen Marsh", "Sea Glass",
+           "Luna Vega", "The Night Owls"]
+PODCASTS = ["Deep Space Weekly", "The Daily Dough", "History Unboxed", "Code Talk",
+            "Mind the Garden", "True Crime Tonight", "Startup Stories", "Science Hour"]
+SHOWS = ["Ocean Detectives", "The Baking Club", "Star Rangers", "Mountain Rescue",
+         "Kitchen Wars", "The Last Orbit", "City Lights", "Wild Planet"]
+GROCERIES = ["milk", "eggs", "bread", "apples", "rice", "coffee", "butter", "spinach",
+             "tomatoes", "cheese", "yogurt", "pasta", "bananas", "onions", "oats", "honey"]
+CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF", "SEK", "NOK", "INR", "BRL",
+              "MXN"]
+TICKERS = ["AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "GOOG", "META", "NFLX", "INTC", "AMD",
+           "IBM", "ORCL"]
+LANGS = ["French", "Spanish", "German", "Japanese", "Italian", "Portuguese", "Korean",
+         "Dutch", "Swedish", "Polish", "Greek", "Turkish"]
+PHRASES = ["where is the train station", "good morning", "how much does this cost",
+           "I would like a coffee", "thank you very much", "see you tomorrow",
+           "the meeting is cancelled", "can I pay by card", "happy birthday",
+           "I am allergic to nuts", "where can I buy tickets", "it is raining again"]
+TOPICS = ["solar panels", "sourdough starter", "electric bikes", "the Roman empire",
+          "black holes", "marathon training", "houseplants", "budget travel", "python decorators",
+          "bird migration", "coral reefs", "3d printing"]
+FILES = ["report.pdf", "budget.xlsx", "notes.txt", "photo_001.jpg", "slides.pptx",
+         "draft.docx", "data.csv", "invoice_42.pdf", "resume.docx", "backup.tar",
+         "summary.md", "logo.png"]
+FOLDERS = ["Documents", "Downloads", "Archive", "Pictures", "Projects", "Desktop", "Work",
+           "Backups"]
+URLS = ["https://example.com/news", "https://example.org/docs", "https://example.net/blog",
+        "https://example.com/pricing", "https://example.org/status", "https://example.net/faq",
+        "https://example.com/about", "https://example.org/changelog"]
+DISHES = ["lasagna", "pad thai", "banana bread", "chili", "tomato soup", "fried rice",
+          "pancakes", "risotto", "falafel", "shakshuka", "curry", "apple pie"]
+INGREDIENTS = ["chicken", "tofu", "lentils", "mushrooms", "salmon", "chickpeas", "beef",
+               "zucchini", "potatoes", "eggplant", "shrimp", "quinoa"]
+TEAMS = ["Rovers", "Hawks", "Mariners", "Comets", "Wolves", "Pirates", "Falcons", "Bears",
+         "Titans", "Sharks", "Rockets", "Stallions"]
+CONTACT_CHANNELS = ["general", "design", "random", "ops", "marketing", "support"]
+AIRPORTS = ["LIS", "DEN", "KIX", "NBO", "YYZ", "KRK", "AUS", "SVQ", "BGO", "ADL", "OPO",
+            "UIO"]
+NOTES = ["call the plumber", "buy a birthday gift", "renew the passport", "water the plants",
+         "book the dentist", "pay the rent", "pick up the dry cleaning", "return the library books",
+         "backup the laptop", "order printer ink", "email the landlord", "check tire pressure"]
+ELEMENTS_FORMULAS = ["H2O", "CO2", "NaCl", "C6H12O6", "NH3", "CH4", "H2SO4", "CaCO3",
+                     "O2", "KCl", "C2H5OH", "NaOH"]
+EXERCISES = ["running", "cycling", "swimming", "yoga", "rowing", "walking", "hiking",
+             "weightlifting"]
+SPORTS = ["basketball", "soccer", "hockey", "baseball", "football", "rugby"]
+
+
+def ints(lo, hi, step=1, fmt="{}", text=False):
+    """Whole numbers; text=True for a string of digits (an order number)."""
+    def gen(r, s):
+        v = r.randrange(lo, hi + 1, step)
+        return fmt.format(v), str(v) if text else v
+    return gen
+
+
+def nums(lo, hi, digits=2, fmt="{}"):
+    """Floats with at most `digits` decimals, written in the request exactly as in the call."""
+    def gen(r, s):
+        v = round(r.uniform(lo, hi), digits)
+        return fmt.format(repr(v)), v
+    return gen
+
+
+def dates(r, s):
+    d = _dt.date(2026, 1, 1) + _dt.timedelta(days=r.randrange(365 * 2))
+    return d.isoformat(), d.isoformat()
+
+
+def times(r, s):
+    v = f"{r.randrange(6, 23):02d}:{r.choice((0, 15, 30, 45)):02d}"
+    return v, v
+
+
+def some_of(pool, lo=2, hi=4):
+    """Several distinct items of a pool: "milk, eggs and bread" -> ["milk", "eggs", "bread"]."""
+    def gen(r, s):
+        items = r.sample(split_pool(pool, s), r.randint(lo, hi))
+        return ", ".join(items[:-1]) + " and " + items[-1], items
+    return gen
+
+
+def split_pool(pool, split):
+    return [x for i, x in enumerate(pool) if (i % 4 == 0) == (split == "dev")]
+
+
+# ---- templates -----------------------------------------------------------------------------
+
+_FACTOR = {"km": 1000, "mi": 1609.344, "kg": 1, "lb": 0.45359237, "l": 1, "gal": 3.785411784}
+
+
+def _roots(a, b, c):
+    d = b * b - 4 * a * c
+    if d < 0:
+        return "none (no real roots)"
+    return ", ".join(str(round((-b + sign * d ** 0.5) / (2 * a), 3)) for sign in (1, -1))
+
+
+# phrasings starting with these are statements or bare nouns: no "can you ...?" around them
+NOT_COMMANDS = {"I", "alarm", "brightness", "channel", "countdown", "dnd", "fan", "lights",
+                "sprinklers", "thermostat", "volume", "we", "weather", "sms"}
+
+TEMPLATES = [
+    # -- home
+    T("set_light_power", "home", "Turn a room's lights on or off.",
+      [P("room", "string", "Room name", ROOMS), P("on", "boolean", "true to switch on")],
+      [("turn on the {room} lights", {"on": True}), ("turn off the {room} lights", {"on": False}),
+       ("switch the {room} light on", {"on": True}), ("lights off in the {room}", {"on": False}),
+       ("kill the lights in the {room}", {"on": False})],
+      [("is it possible to switch on the light in the {room}?", {"on": True})],
+      gist="change the light colour",
+      near=[("make the {room} lights blue", "change light colours")],
+      done=lambda a: f"The {a['room']} lights are {'on' if a['on'] else 'off'}.",
+      pair=[("turn off the {room} and {room2} lights", {"on": False}),
+            ("switch on the lights in the {room} and the {room2}", {"on": True})]),
+    T("dim_lights", "home", "Set light brightness in a room.",
+      [P("room", "string", "Room", ROOMS),
+       P("brightness", "integer", "Brightness percent, 0 is off", ints(5, 95, 5), lo=0, hi=100,
+         unit="percent", key=True)],
+      ["dim the {room} lights to {brightness}", "set the {room} brightness to {brightness}",
+       "put the lights in the {room} at {brightness}"],
+      ["can the {room} lights go to {brightness} brightness?"],
+      gist="dim the lights", done="The {room} lights are at {brightness}%.",
+      pair=["dim the {room} and {room2} lights to {brightness}"]),
+    T("set_thermostat", "home", "Set the target temperature of the thermostat.",
+      [P("temperature", "integer", "Target in degrees Celsius", ints(16, 28), lo=10, hi=32,
+         key=True),
+       P("mode", "string", "Operating mode", ["heat", "cool", "auto", "eco"],
+         enum=["heat", "cool", "auto", "eco"], opt=[" in {} mode", " and use {} mode"])],
+      ["set the thermostat to {temperature}", "make it {temperature} degrees in here",
+       "change the heating to {temperature} degrees", "thermostat {temperature}"],
+      ["could the house be at {temperature} degrees?"],
+      gist="control the thermostat",
+      near=[("what's the humidity inside right now?", "read the humidity")],
+      done="The thermostat is set to {temperature} degrees."),
+    T("lock_door", "home", "Lock or unlock a door.",
+      [P("door", "string", "Which door", DOORS, enum=DOORS),
+       P("locked", "boolean", "true locks, false unlocks")],
+      [("lock the {door} door", {"locked": True}), ("unlock the {door} door", {"locked": False}),
+       ("make sure the {door} door is locked", {"locked": True}),
+       ("open the lock on the {door} door", {"locked": False})],
+      [("is the {door} door locked? if not, lock it", {"locked": True})],
+      gist="lock doors", near=[("open the garage door all the way up", "open the garage door")],
+      done=lambda a: f"The {a['door']} door is {'locked' if a['locked'] else 'unlocked'}.",
+      pair=[("lock the {door} and {door2} doors", {"locked": True}),
+            ("unlock both the {door} door and the {door2} door", {"locked": False})]),
+    T("engage_deadbolt", "home", "Locks a smart deadbolt. It cannot unlock.",
+      [P("door", "string", "Door name", DOORS)],
+      ["engage the deadbolt on the {door} door", "deadbolt the {door} door",
+       "bolt the {door} door"],
+      gist="bolt a door", near=[("unlock the {door} door", "unlock a door"),
+                                ("unbolt the {door} door", "unlock a door")],
+      done="The {door} door deadbolt is engaged.", pair=["bolt the {door} and {door2} doors"]),
+    T("set_blinds", "home", "Move window blinds to a position.",
+      [P("room", "string", "Room", ROOMS),
+       P("position", "integer", "Open percent, 0 closed", ints(10, 90, 10), lo=0, hi=100,
+         unit="percent", key=True)],
+      ["open the {room} blinds to {position}", "set the blinds in the {room} to {position}",
+       "{room} blinds at {position} please"],
+      gist="move the blinds", done="The {room} blinds are at {position}%."),
+    T("run_sprinklers", "home", "Run the garden sprinklers in a zone.",
+      [P("zone", "integer", "Zone number", ints(1, 6), lo=1, hi=6),
+       P("duration_minutes", "integer", "How long, in minutes", ints(5, 40, 5), lo=1, hi=180,
+         unit="minutes", key=True)],
+      ["run the sprinklers in zone {zone} for {duration_minutes}",
+       "water zone {zone} for {duration_minutes}", "sprinklers zone {zone}, {duration_minutes}"],
+      gist="run the sprinklers", near=[("fill the pool", "fill a pool")],
+      done="Zone {zone} is watering for {duration_minutes} minutes."),
+    T("start_vacuum", "home", "Start the robot vacuum.",
+      [P("room", "string", "Room to clean; whole home if omitted", ROOMS,
+         opt=[" in the {}", " just the {}"]),
+       P("mode", "string", "Suction", enum=["quiet", "standard", "turbo"],
+         pool=["quiet", "standard", "turbo"], opt=[" on {}", " using {} suction"])],
+      ["start the robot vacuum", "vacuum the house", "run the vacuum"],
+      ["can the robot vacuum do a round?"],
+      gist="run the vacuum", near=[("mop the kitchen floor", "mop floors")],
+      done="The vacuum has started."),
+    T("set_fan_speed", "home", "Ceiling fan speed.",
+      [P("room", "string", "Room", ROOMS),
+       P("speed", "integer", "Speed level", ints(1, 5), lo=0, hi=5)],
+      ["set the {room} fan to speed {speed}", "fan in the {room} to {speed}",
+       "put the ceiling fan in the {room} on {speed}"],
+      gist="control a fan", done="The {room} fan is on speed {speed}."),
+    # -- media
+    T("start_song", "media", "Play a song.",
+      [P("title", "string", "Song title", SONGS),
+       P("artist", "string", "Artist name", ARTISTS, opt=[" by {}"]),
+       P("shuffle", "boolean", "Shuffle after this song",
+         opt={True: [" and shuffle after"], False: [" and don't shuffle"]})],
+      ["play {title}", "put on {title}", "I want to hear {title}", "start playing {title}"],
+      gist="play music", near=[("download {title} to my phone", "download songs")],
+      done="Now playing {title}."),
+    T("shuffle_artist", "media", "Shuffle songs from an artist.",
+      [P("artist", "string", "Artist", ARTISTS),
+       P("volume", "integer", "0-100", ints(10, 90, 5), lo=0, hi=100, unit="percent",
+         opt=[" at volume {}"])],
+      ["play some {artist}", "put on music by {artist}", "play songs from {artist}"],
+      gist="play an artist", done="Playing music by {artist}."),
+    T("play_podcast", "media", "Play the latest episode of a podcast.",
+      [P("show", "string", "Podcast name", PODCASTS),
+       P("speed", "number", "Playback speed", [1.0, 1.25, 1.5, 2.0], enum=[1.0, 1.25, 1.5, 2.0],
+         opt=[" at {}x speed", " at speed {}"])],
+      ["play the latest {show}", "put on {show}", "start the newest episode of {show}"],
+      gist="play podcasts", near=[("subscribe me to {show}", "subscribe to podcasts")],
+      done="Playing the latest episode of {show}."),
+    T("tv_channel", "media", "Switch the TV to a channel.",
+      [P("channel", "integer", "Channel number", ints(2, 99), lo=1, hi=999)],
+      ["switch the TV to channel {channel}", "put on channel {channel}", "channel {channel}"],
+      gist="change TV channels", near=[("record the game tonight", "record TV")],
+      done="The TV is on channel {channel}."),
+    T("stream_show", "media", "Play a TV show episode on the streaming app.",
+      [P("show", "string", "Show title", SHOWS), P("season", "integer", "Season", ints(1, 6), lo=1),
+       P("episode", "integer", "Episode", ints(1, 12), lo=1)],
+      ["play {show} season {season} episode {episode}",
+       "put on episode {episode} of {show}, season {season}",
+       "stream {show} s{season} e{episode}"],
+      gist="stream shows", done="Playing {show} season {season}, episode {episode}."),
+    # -- messaging
+    T("send_sms", "messaging", "Send a text message.",
+      [P("to", "string", "Contact name", NAMES), P("body", "string", "Message text", NOTES)],
+      ["text {to} saying {body}", "send {to} a message: {body}", "sms {to}: {body}",
+       "tell {to} by text to {body}"],
+      gist="send texts", near=[("call {to}", "make phone calls")],
+      done="Your text to {to} was sent.", pair=["text {to} and {to2}: {body}"]),
+    T("email_send", "messaging", "Send an email.",
+      [P("recipient", "string", "Email address", lambda r, s: (lambda n: (n, n))(
+          r.choice(split_pool(NAMES, s)).lower() + "@example.com")),
+       P("subject", "string", "Subject line", ["Meeting notes", "Invoice", "Weekend plans",
+                                                "Quick question", "Project update", "Lunch?",
+                                                "Reminder", "Trip details"]),
+       P("cc", "array", "CC addresses", lambda r, s: (lambda n: (n, [n]))(
+           r.choice(split_pool(NAMES, s)).lower() + "@example.org"),
+         items={"type": "string"}, opt=[" and cc {}", ", copy {}"])],
+      ["email {recipient} with the subject {subject}",
+       "send an email to {recipient}, subject {subject}",
+       "write to {recipient} about \"{subject}\""],
+      gist="send email", near=[("delete all my spam emails", "delete emails")],
+      done="The email to {recipient} was sent."),
+    T("post_chat", "messaging", "Post a message in a team chat channel.",
+      [P("channel", "string", "Channel without #", CONTACT_CHANNELS),
+       P("text", "string", "Message", NOTES),
+       P("urgent", "boolean", "Mark urgent", opt={True: [" and mark it urgent"],
+                                                 False: [", not urgent"]})],
+      ["post in #{channel}: {text}", "tell the {channel} channel to {text}",
+       "send to {channel} channel: {text}"],
+      gist="post chat messages",
+      near=[("create a new channel called {channel}2", "create channels")],
+      done="Posted in #{channel}."),
+    # -- calendar / time
+    T("create_wake_alarm", "time", "Set an alarm.",
+      [P("time", "string", "24h time HH:MM", times, unit="time", key=True),
+       P("label", "string", "Label", ["gym", "work", "meds", "flight", "school run", "standup"],
+         opt=[" labelled {}", " called {}"])],
+      ["set an alarm for {time}", "wake me up at {time}", "alarm at {time}"],
+      gist="set alarms", near=[("snooze the alarm for ten minutes", "snooze alarms")],
+      done="Your alarm is set for {time}."),
+    T("start_timer", "time", "Start a countdown timer.",
+      [P("seconds", "integer", "Length in seconds", ints(10, 90, 5, "{} seconds"), lo=1,
+         unit="seconds", key=True),
+       P("name", "string", "Timer name", ["tea", "pasta", "eggs", "laundry", "plank"],
+         opt=[" for the {}", " named {}"])],
+      ["set a timer for {seconds}", "start a {seconds} timer", "countdown {seconds}",
+       "time {seconds} for me"],
+      gist="start timers", near=[("start a stopwatch", "run a stopwatch")],
+      done="The timer is running for {seconds} seconds.",
+      pair=["set two timers, {seconds} and {seconds2}"]),
+    T("create_event", "time", "Add an event to the calendar.",
+      [P("title", "string", "Event title", ["Dentist", "Team lunch", "Yoga class", "Parent meeting",
+                                            "Car service", "Budget review", "Book club",
+                                            "Haircut"]),
+       P("date", "string", "YYYY-MM-DD", dates, unit="date", key=True),
+       P("start", "string", "HH:MM", times, unit="time", key=True, opt=[" at {}"]),
+       P("location", "object", "Where", lambda r, s: (lambda c: (f"in {c}", {"city": c}))(
+           r.choice(split_pool(CITIES, s))),
+         props=[P("city", "string", "City")], opt=[" {}"])],
+      ["add {title} to my calendar on {date}", "schedule {title} for {date}",
+       "put {title} in the calendar, {date}"],
+      gist="manage the calendar", near=[("invite {title} guests to my party", "send invitations")],
+      done="{title} is on your calendar for {date}."),
+    T("add_reminder", "time", "Create a reminder.",
+      [P("text", "string", "What to remember", NOTES),
+       P("when", "string", "Date YYYY-MM-DD", dates, unit="date", key=True, opt=[" on {}"])],
+      ["remind me to {text}", "add a reminder to {text}", "don't let me forget to {text}"],
+      gist="set reminders", done="I'll remind you to {text}."),
+    T("world_clock", "time", "Current local time in a city.",
+      [P("city", "string", "City", CITIES)],
+      ["tell me the time in {city}"], ["what time is it in {city}?", "time in {city}?",
+                                       "what's the local time in {city} right now?"],
+      gist="tell the time", res=lambda r,
+      a: {"time": f"{r.randrange(24):02d}:{r.randrange(60):02d}"},
+      done="It's {time} in {city}.", pair=["what time is it in {city} and in {city2}?"]),
+    # -- travel
+    T("search_flights", "travel", "Find flights between airports.",
+      [P("origin", "string", "IATA code", AIRPORTS),
+       P("destination", "string", "IATA code", AIRPORTS),
+       P("date", "string", "YYYY-MM-DD", dates, unit="date", key=True),
+       P("cabin", "string", "Cabin class", ["economy", "business"],
+         enum=["economy", "premium", "business"],
+         opt=[" in {}", ", {} class"])],
+      ["find flights from {origin} to {destination} on {date}",
+       "search {origin} to {destination} flights for {date}"],
+      ["any flights {origin} -> {destination} on {date}?"],
+      gist="search flights",
+      near=[("what's the baggage allowance on my flight?", "check baggage rules")],
+      res=lambda r, a: {"cheapest": r.randrange(80, 900), "currency": "EUR"},
+      done="The cheapest flight from {origin} to {destination} is {cheapest} EUR."),
+    T("reserve_hotel_room", "travel", "Book a hotel room.",
+      [P("city", "string", "City", CITIES),
+       P("check_in", "string", "YYYY-MM-DD", dates, unit="date", key=True),
+       P("nights", "integer", "Number of nights", ints(2, 9), lo=1, hi=30),
+       P("guests", "integer", "Guests, default 2", ints(2, 4), lo=1, hi=8, default=2,
+         opt=[" for {} guests", ", {} people"])],
+      ["book a hotel in {city} from {check_in} for {nights} nights",
+       "get me a room in {city} on {check_in}, {nights} nights",
+       "reserve {nights} nights in {city} starting {check_in}"],
+      gist="book hotels", near=[("cancel my hotel booking in {city}", "cancel hotel bookings")],
+      res=lambda r, a: {"confirmation": f"H{r.randrange(10000, 99999)}"},
+      done="Your hotel in {city} is booked, confirmation {confirmation}."),
+    T("request_taxi", "travel", "Order a taxi.",
+      [P("pickup", "string", "Pickup address", ["12 Oak Street", "the airport", "Central Station",
+                                                 "5 Harbour Road", "City Hall", "the museum",
+                                                 "22 Elm Avenue", "the stadium"]),
+       P("passengers", "integer", "Seats needed", ints(2, 4), lo=1, hi=6, opt=[" for {} people"])],
+      ["get me a taxi from {pickup}", "order a cab at {pickup}", "I need a ride from {pickup}"],
+      gist="book a taxi",
+      near=[("how much is a taxi to the airport usually?", "estimate taxi fares")],
+      res=lambda r, a: {"eta_minutes": r.randrange(3, 15)},
+      done="A taxi will be at {pickup} in {eta_minutes} minutes."),
+    T("train_times", "travel", "Next trains between two stations.",
+      [P("from_station", "string", "Departure", CITIES),
+       P("to_station", "string", "Arrival", CITIES),
+       P("limit", "integer", "How many results, default 3", ints(2, 6), lo=1, hi=10, default=3,
+         opt=[", show {}", ", next {} only"])],
+      ["show trains from {from_station} to {to_station}",
+       "find the next train {from_station} to {to_station}"],
+      ["when's the next train from {from_station} to {to_station}?"],
+      gist="look up trains", near=[("buy a train ticket to {to_station}", "buy train tickets")],
+      res=lambda r, a: {"next": times(r, "")[1]},
+      done="The next train from {from_station} to {to_station} leaves at {next}."),
+    T("check_flight_status", "travel", "Status of a flight by number.",
+      [P("flight", "string", "Flight number like AB123", lambda r, s: (lambda f: (f, f))(
+          r.choice(["TP", "LH", "BA", "AF", "KL", "IB"]) + str(r.randrange(100, 2000))))],
+      ["check flight {flight}"], ["is {flight} on time?", "what's the status of flight {flight}?"],
+      gist="check flights", res=lambda r,
+      a: {"status": r.choice(["on time", "delayed 20 min", "boarding"])},
+      done="Flight {flight} is {status}."),
+    # -- shopping
+    T("add_to_list", "shopping", "Add items to the shopping list.",
+      [P("items", "array", "Items", some_of(GROCERIES), items={"type": "string"})],
+      ["add {items} to my shopping list", "put {items} on the list", "we need {items}"],
+      gist="edit the shopping list", near=[("what's on my shopping list?", "read the list")],
+      done="Added to your shopping list."),
+    T("track_order", "shopping", "Where an order is.",
+      [P("order_id", "string", "Order number", ints(100000, 999999, text=True))],
+      ["track order {order_id}"], ["where's my order {order_id}?", "has order {order_id} shipped?"],
+      gist="track orders", near=[("return order {order_id}", "return orders")],
+      res=lambda r, a: {"status": r.choice(["shipped", "out for delivery", "delivered"])},
+      done="Order {order_id} is {status}.", pair=["track orders {order_id} and {order_id2}"]),
+    T("reorder_item", "shopping", "Buy a product again.",
+      [P("product", "string", "Product", ["dish soap", "paper towels", "cat food", "printer paper",
+                                          "toothpaste", "batteries", "coffee beans", "shampoo"]),
+       P("quantity", "integer", "How many, default 1", ints(2, 6), lo=1, hi=20, default=1,
+         opt=[", {} of them", " x{}"])],
+      ["reorder {product}", "buy more {product}", "order {product} again"],
+      gist="place orders", done="Your {product} is ordered."),
+    # -- finance
+    T("convert_money", "finance", "Convert an amount between currencies.",
+      [P("amount", "number", "Amount", nums(5, 2000, 2)),
+       P("from_currency", "string", "ISO code", CURRENCIES),
+       P("to_currency", "string", "ISO code", CURRENCIES)],
+      ["convert {amount} {from_currency} to {to_currency}",
+       "change {amount} {from_currency} into {to_currency}"],
+      ["how much is {amount} {from_currency} in {to_currency}?"],
+      gist="convert currency", near=[("send {amount} {from_currency} to my brother", "send money")],
+      res=lambda r, a: {"result": round(a["amount"] * r.uniform(0.5, 1.5), 2)},
+      done="{amount} {from_currency} is {result} {to_currency}."),
+    T("loan_payment", "finance", "Monthly payment of a fixed-rate loan.",
+      [P("principal", "number", "Loan amount", ints(5000, 400000, 500)),
+       P("annual_rate", "number", "Yearly interest in percent", nums(1, 9, 2), key=True),
+       P("years", "integer", "Term in years", ints(2, 30), lo=1, hi=40)],
+      ["calculate the monthly payment on {principal} at {annual_rate}% for {years} years"],
+      ["what would I pay monthly for a {principal} loan over {years} years at {annual_rate} "
+       "percent?"],
+      gist="compute loan payments", near=[("apply for a {principal} loan", "apply for loans")],
+      res=lambda r, a: {"monthly": round(a["principal"] / (a["years"] * 10), 2)},
+      done="The monthly payment is {monthly}."),
+    T("compound_growth", "finance", "Future value with compound interest.",
+      [P("deposit", "number", "Starting amount", ints(100, 50000, 100)),
+       P("rate", "number", "Yearly rate percent", nums(0.5, 8, 1), key=True),
+       P("years", "integer", "Years", ints(2, 40)),
+       P("per_year", "integer", "Compounding periods per year, default 12", [1, 4, 12],
+         enum=[1, 4, 12, 365],
+         default=12, opt=[", compounded {} times a year"])],
+      ["work out what {deposit} grows to at {rate}% over {years} years"],
+      ["if I invest {deposit} at {rate} percent for {years} years, what will I have?"],
+      gist="compute compound interest", res=lambda r, a: {"value": round(a["deposit"] * 1.5, 2)},
+      done="It grows to {value}."),
+    T("quote_ticker", "finance", "Latest stock quote.",
+      [P("symbol", "string", "Ticker", TICKERS)],
+      ["get the stock price of {symbol}", "quote {symbol}"],
+      ["how is {symbol} trading?", "{symbol} price?"],
+      gist="quote stocks", near=[("buy 10 shares of {symbol}", "trade stocks")],
+      res=lambda r, a: {"price": round(r.uniform(20, 900), 2)}, done="{symbol} is at {price}.",
+      pair=["quote {symbol} and {symbol2}", "how are {symbol} and {symbol2} doing?"]),
+    T("split_bill", "finance", "Split a bill with tip.",
+      [P("total", "number", "Bill total", nums(20, 400, 2)),
+       P("people", "integer", "People", ints(2, 8), lo=1),
+       P("tip_percent", "integer", "Tip percent, default 15", ints(10, 25, 5), lo=0, hi=50,
+         default=15,
+         opt=[" with {}% tip", ", tip {} percent"])],
+      ["split {total} between {people} people", "divide a {total} bill {people} ways"],
+      ["how much does each of {people} pay on a {total} bill?"],
+      gist="split bills", res=lambda r, a: {"each": round(a["total"] / a["people"], 2)},
+      done="Each person pays {each}."),
+    # -- math
+    T("triangle_area", "math", "Area of a triangle from base and height.",
+      [P("base", "number", "Base length", ints(2, 40)),
+       P("height", "number", "Height", ints(2, 40))],
+      ["compute the area of a triangle with base {base} and height {height}"],
+      ["what's the area of a triangle, base {base}, height {height}?"],
+      gist="compute triangle areas",
+      near=[("what's the area of a circle with radius {base}?", "compute a circle's area"),
+            ("find the perimeter of a square with side {base}", "compute perimeters")],
+      res=lambda r, a: {"area": a["base"] * a["height"] / 2}, done="The area is {area}."),
+    T("int_factorial", "math", "n factorial.",
+      [P("n", "integer", "Non-negative integer", ints(2, 15), lo=0, hi=20)],
+      ["compute {n} factorial", "calculate the factorial of {n}"],
+      ["what is {n}!?", "factorial of {n}?"],
+      gist="compute factorials", near=[("what is {n} choose 2?", "compute combinations")],
+      res=lambda r, a: {"value": __import__("math").factorial(a["n"])}, done="{n}! is {value}.",
+      pair=["compute {n}! and {n2}!"]),
+    T("greatest_divisor", "math", "Greatest common divisor of two integers.",
+      [P("a", "integer", "", ints(6, 300)), P("b", "integer", "", ints(6, 300))],
+      ["find the gcd of {a} and {b}", "compute the greatest common divisor of {a} and {b}"],
+      ["what's the gcd of {a} and {b}?"],
+      gist="compute gcds",
+      near=[("what's the least common multiple of {a} and {b}?", "compute an lcm")],
+      res=lambda r, a: {"gcd": __import__("math").gcd(a["a"], a["b"])}, done="The gcd is {gcd}."),
+    T("nth_root", "math", "The n-th root of a number.",
+      [P("x", "number", "Radicand", ints(2, 1000)),
+       P("n", "integer", "Root degree, default 2", ints(2, 5), lo=1, default=2,
+         opt=[", degree {}"])],
+      ["compute the square root of {x}", "take the root of {x}"],
+      ["what is the square root of {x}?"],
+      gist="compute roots", near=[("what's {x} to the power of 3?", "compute powers")],
+      res=lambda r, a: {"root": round(a["x"] ** 0.5, 4)}, done="The root is {root}."),
+    T("describe_numbers", "math", "Mean, median and spread of a list of numbers.",
+      [P("values", "array", "Numbers", lambda r, s: (lambda v: (", ".join(map(str, v)), v))(
+          [r.randrange(1, 100) for _ in range(r.randint(3, 6))]), items={"type": "number"}),
+       P("stat", "string", "Which statistic", ["mean", "median", "stdev"],
+         enum=["mean", "median", "stdev"])],
+      ["give me the {stat} of {values}", "compute the {stat} for {values}"],
+      ["what's the {stat} of {values}?"],
+      gist="compute statistics", near=[("plot {values} as a bar chart", "draw charts")],
+      res=lambda r, a: {"result": round(sum(a["values"]) / len(a["values"]), 2)},
+      done="The {stat} is {result}."),
+    T("quadratic_roots", "math", "Real roots of ax^2+bx+c=0.",
+      [P("a", "number", "", ints(1, 9)), P("b", "number", "", ints(-20, 20)),
+       P("c", "number", "", ints(-30, 30))],
+      ["solve {a}x^2 + {b}x + {c} = 0", "find the roots with a={a}, b={b}, c={c}"],
+      gist="solve quadratics", near=[("integrate x^{a} from 0 to {a}", "integrate functions")],
+      res=lambda r, a: {"roots": _roots(a["a"], a["b"], a["c"])},
+      done="The roots are: {roots}."),
+    # -- science
+    T("convert_units", "science", "Convert a length, mass or volume.",
+      [P("value", "number", "Amount", nums(1, 500, 1)),
+       P("from_unit", "string", "", enum=list(_FACTOR)),
+       P("to_unit", "string", "", enum=list(_FACTOR))],
+      [("convert {value} km to miles", {"from_unit": "km", "to_unit": "mi"}),
+       ("convert {value} miles to kilometers", {"from_unit": "mi", "to_unit": "km"}),
+       ("convert {value} lb to kg", {"from_unit": "lb", "to_unit": "kg"}),
+       ("turn {value} liters into gallons", {"from_unit": "l", "to_unit": "gal"})],
+      [("how many pounds is {value} kg?", {"from_unit": "kg", "to_unit": "lb"}),
+       ("how many liters are in {value} gallons?", {"from_unit": "gal", "to_unit": "l"})],
+      gist="convert units", near=[("convert 5 tesla to gauss", "convert magnetic units")],
+      res=lambda r, a: {"result": round(a["value"] * _FACTOR[a["from_unit"]]
+                                        / _FACTOR[a["to_unit"]], 2)},
+      done="{value} {from_unit} is {result} {to_unit}."),
+    T("kinetic_energy", "science", "Kinetic energy 1/2 m v^2.",
+      [P("mass_kg", "number", "Mass in kg", ints(1, 2000), key=True),
+       P("speed_ms", "number", "Speed in m/s", ints(1, 60), key=True)],
+      ["compute the kinetic energy of a {mass_kg} kg object at {speed_ms} m/s"],
+      ["how much kinetic energy does {mass_kg} kg moving at {speed_ms} m/s have?"],
+      gist="compute kinetic energy",
+      near=[("what's the potential energy of {mass_kg} kg at 10 m?", "compute potential energy")],
+      res=lambda r, a: {"joules": a["mass_kg"] * a["speed_ms"] ** 2 / 2},
+      done="It's {joules} joules."),
+    T("molar_mass", "science", "Molar mass of a chemical formula in g/mol.",
+      [P("formula", "string", "e.g. H2O", ELEMENTS_FORMULAS)],
+      ["compute the molar mass of {formula}"],
+      ["what's the molar mass of {formula}?", "molar mass {formula}?"],
+      gist="compute molar masses",
+      near=[("balance the equation {formula} + O2", "balance equations")],
+      res=lambda r, a: {"g_per_mol": round(r.uniform(2, 200), 2)},
+      done="{formula} is {g_per_mol} g/mol.",
+      pair=["molar masses of {formula} and {formula2}?"]),
+    T("ohms_law", "science", "Current from voltage and resistance.",
+      [P("volts", "number", "Voltage", ints(1, 240)),
+       P("ohms", "number", "Resistance", ints(1, 1000))],
+      ["compute the current for {volts} volts across {ohms} ohms"],
+      ["what current flows with {volts} V and {ohms} ohm?"],
+      gist="apply Ohm's law", res=lambda r, a: {"amps": round(a["volts"] / a["ohms"], 3)},
+      done="The current is {amps} A."),
+    # -- geography
+    T("city_distance", "geo", "Distance between two cities.",
+      [P("city_a", "string", "", CITIES), P("city_b", "string", "", CITIES),
+       P("unit", "string", "default 'km'", ["km", "miles"], enum=["km", "miles"], default="km",
+         opt=[" in {}"])],
+      ["get the distance between {city_a} and {city_b}"], ["how far is {city_a} from {city_b}?"],
+      gist="measure distances",
+      near=[("give me driving directions to {city_b}", "give directions")],
+      res=lambda r, a: {"distance": r.randrange(100, 9000)},
+      done=lambda a: f"{a['city_a']} and {a['city_b']} are {a['distance']} "
+                     f"{a.get('unit', 'km')} apart."),
+    T("city_population", "geo", "Population of a city.",
+      [P("city", "string", "", CITIES)],
+      ["look up the population of {city}"],
+      ["how many people live in {city}?", "population of {city}?"],
+      gist="look up populations", near=[("what's the average rent in {city}?", "look up rents")],
+      res=lambda r, a: {"population": r.randrange(100000, 4000000)},
+      done="{city} has about {population} people.",
+      pair=["how many people live in {city} and in {city2}?"]),
+    T("timezone_of", "geo", "IANA time zone of a city.",
+      [P("city", "string", "", CITIES)],
+      ["find the time zone of {city}"], ["which time zone is {city} in?"],
+      gist="look up time zones", res=lambda r,
+      a: {"zone": f"UTC{r.choice(('+1', '-5', '+9', '+0', '-3', '+5:30'))}"},
+      done="{city} uses {zone}."),
+    # -- device
+    T("battery_status", "device", "Battery level of the phone.", [],
+      ["check my battery"], ["how much battery do I have?", "battery?", "what's my battery at?"],
+      gist="read the battery", near=[("turn on battery saver", "toggle battery saver")],
+      res=lambda r, a: {"percent": r.randrange(5, 100)}, done="Your battery is at {percent}%."),
+    T("toggle_wifi", "device", "Turn wifi on or off.",
+      [P("enabled", "boolean", "")],
+      [("turn wifi on", {"enabled": True}), ("turn off the wifi", {"enabled": False}),
+       ("disable wifi", {"enabled": False}), ("enable wi-fi", {"enabled": True})],
+      gist="toggle wifi", near=[("what's the wifi password?", "read the wifi password")],
+      done=lambda a: f"Wifi is {'on' if a['enabled'] else 'off'}."),
+    T("bluetooth_pair", "device", "Pair a bluetooth device.",
+      [P("device", "string", "Device name", ["Buds Pro", "car stereo", "JBL speaker", "keyboard",
+                                              "smartwatch", "headphones", "game controller",
+                                              "mouse"])],
+      ["pair my {device}", "connect the {device} over bluetooth"],
+      gist="pair bluetooth devices", near=[("forget all bluetooth devices", "forget devices")],
+      done="Your {device} is paired.", pair=["pair the {device} and the {device2}"]),
+    T("media_volume_level", "device", "Media volume.",
+      [P("level", "integer", "Volume 0-100, 0 mutes", ints(5, 95, 5), lo=0, hi=100, unit="percent",
+         key=True)],
+      ["set the volume to {level}", "volume {level}", "change volume to {level}"],
+      gist="change the volume", near=[("change my ringtone", "change ringtones")],
+      done="Volume is at {level}."),
+    T("set_brightness", "device", "Screen brightness.",
+      [P("percent", "integer", "0-100", ints(10, 90, 10), lo=0, hi=100, unit="percent", key=True),
+       P("auto", "boolean", "Adaptive brightness",
+         opt={True: [" and keep auto brightness on"], False: [" and turn off auto brightness"]})],
+      ["set screen brightness to {percent}", "brightness {percent}",
+       "make the screen {percent} bright"],
+      gist="set screen brightness", done="Brightness is at {percent}%."),
+    T("do_not_disturb", "device", "Do-not-disturb for a while.",
+      [P("minutes", "integer", "Duration in minutes", ints(15, 120, 15, "{} minutes"), lo=1,
+         unit="minutes", key=True)],
+      ["turn on do not disturb for {minutes}", "silence my phone for {minutes}",
+       "dnd for {minutes}"],
+      gist="silence the phone", done="Do not disturb is on for {minutes} minutes."),
+    # -- files
+    T("find_files", "files", "Search files by name.",
+      [P("query", "string", "Name or part of it",
+         ["invoice", "budget", "holiday", "resume", "notes", "contract"]),
+       P("folder", "string", "Where to look", FOLDERS, opt=[" in {}", " inside {}"])],
+      ["search for files named {query}", "find my {query} files"], ["where are my {query} files?"],
+      gist="search files", near=[("open the {query} file in the editor", "open files in apps")],
+      res=lambda r, a: {"matches": r.randrange(1, 9)}, done="I found {matches} matching files."),
+    T("move_file", "files", "Move a file to a folder.",
+      [P("path", "string", "File name", FILES), P("to_folder", "string", "Destination", FOLDERS)],
+      ["move {path} to {to_folder}", "put {path} into {to_folder}"],
+      gist="move files", near=[("rename {path} to final", "rename files")],
+      done="{path} is now in {to_folder}."),
+    T("zip_files", "files", "Compress files into a zip archive.",
+      [P("files", "array", "File names", some_of(FILES, 2, 3), items={"type": "string"}),
+       P("archive", "string", "Archive name", ["bundle.zip", "send.zip", "q3.zip", "old.zip"],
+         opt=[" as {}", " into {}"])],
+      ["zip {files}", "compress {files}"], gist="zip files",
+      near=[("unzip backup.zip", "extract archives")], done="The files are zipped."),
+    # -- web
+    T("search_internet", "web", "Search the web.",
+      [P("query", "string", "", TOPICS),
+       P("max_results", "integer", "default 5", ints(3, 10), lo=1, hi=20,
+                                           default=5,
+                                           opt=[", top {} results", ", give me {} results"])],
+      ["search the web for {query}", "look up {query} online", "google {query}"],
+      gist="search the web", res=lambda r, a: {"top": "an overview article"},
+      done="The top result for {query} is {top}."),
+    T("fetch_page", "web", "Download a web page's text.",
+      [P("url", "string", "Full URL", URLS)],
+      ["fetch {url}", "get the text of {url}", "open {url} and read it"],
+      gist="fetch web pages", near=[("bookmark {url}", "bookmark pages")],
+      res=lambda r, a: {"chars": r.randrange(800, 9000)},
+      done="The page has {chars} characters of text."),
+    T("translate_phrase", "web", "Translate text.",
+      [P("text", "string", "", PHRASES), P("target", "string", "Target language", LANGS)],
+      ["translate \"{text}\" into {target}", "say \"{text}\" in {target}"],
+      ["how do you say \"{text}\" in {target}?"],
+      gist="translate", near=[("what language is 'obrigado'?", "detect languages")],
+      res=lambda r,
+      a: {"translation": r.choice(("Bom dia", "Danke sehr", "Merci beaucoup", "Hasta mañana"))},
+      done="In {target} that is \"{translation}\".",
+      pair=["translate \"{text}\" into {target} and {target2}"]),
+    # -- health
+    T("log_workout", "health", "Log a workout.",
+      [P("activity", "string", "", EXERCISES),
+       P("duration_min", "integer", "Minutes", ints(10, 90, 5, "{} minutes"), lo=1,
+         unit="minutes", key=True),
+       P("calories", "integer", "Calories burned", ints(100, 900, 10),
+         opt=[", {} calories", " burning {} kcal"])],
+      ["log {duration_min} of {activity}", "record a {activity} workout, {duration_min}",
+       "I did {duration_min} of {activity}{+}, log it"],
+      gist="log workouts", near=[("make me a training plan for a 10k", "plan training")],
+      done="Logged {duration_min} minutes of {activity}."),
+    T("log_water", "health", "Log water intake.",
+      [P("ml", "integer", "Millilitres", ints(100, 1000, 50), lo=1, key=True)],
+      ["log {ml} ml of water", "I drank {ml} ml of water"], gist="log water",
+      done="Logged {ml} ml of water."),
+    T("bmi", "health", "Body mass index.",
+      [P("weight_kg", "number", "Weight in kg", nums(45, 120, 1), key=True),
+       P("height_cm", "number", "Height in cm", ints(150, 200), key=True)],
+      ["compute my BMI, {weight_kg} kg and {height_cm} cm"],
+      ["what's the BMI for {weight_kg} kg at {height_cm} cm?"],
+      gist="compute BMI", near=[("how many calories should I eat a day?", "plan a diet")],
+      res=lambda r, a: {"bmi": round(a["weight_kg"] / (a["height_cm"] / 100) ** 2, 1)},
+      done="The BMI is {bmi}."),
+    # -- cooking
+    T("lookup_recipe", "cooking", "Find recipes.",
+      [P("dish", "string", "", DISHES),
+       P("vegetarian", "boolean", "", opt={True: [", vegetarian"], False: [", meat is fine"]}),
+       P("max_minutes", "integer", "Max cooking time", ints(15, 90, 15, "{} minutes"),
+         unit="minutes",
+         opt=[" under {}", " that takes at most {}"])],
+      ["find a recipe for {dish}", "get me a recipe for {dish}"], ["how do I make {dish}?"],
+      gist="find recipes", res=lambda r, a: {"recipe": f"Easy {a['dish']}"},
+      done="Try \"{recipe}\"."),
+    T("recipe_with", "cooking", "Recipes that use given ingredients.",
+      [P("ingredients", "array", "", some_of(INGREDIENTS, 1, 3), items={"type": "string"})],
+      ["find something to cook with {ingredients}"], ["what can I make with {ingredients}?"],
+      gist="suggest recipes", res=lambda r, a: {"count": r.randrange(2, 20)},
+      done="I found {count} recipes."),
+    T("scale_recipe", "cooking", "Scale a recipe to a number of servings.",
+      [P("dish", "string", "", DISHES), P("servings", "integer", "", ints(2, 12), lo=1)],
+      ["scale the {dish} recipe to {servings} servings", "make the {dish} for {servings} people"],
+      gist="scale recipes", near=[("order {dish} for delivery", "order food")],
+      done="The {dish} recipe now serves {servings}."),
+    # -- sports
+    T("game_score", "sports", "Latest score of a team.",
+      [P("team", "string", "", TEAMS),
+       P("sport", "string", "", SPORTS, enum=SPORTS, opt=[" in {}"])],
+      ["get the score of the {team} game"], ["did the {team} win?", "what's the {team} score?"],
+      gist="check scores", near=[("buy tickets for the {team} game", "buy tickets")],
+      res=lambda r, a: {"score": f"{r.randrange(6)}-{r.randrange(6)}"},
+      done="The {team} game ended {score}.",
+      pair=["scores for the {team} and {team2} games?"]),
+    T("league_table", "sports", "League standings.",
+      [P("league", "string", "", ["premier", "east", "west", "north", "south", "central"]),
+       P("top", "integer", "default 5", ints(3, 10), lo=1, default=5, opt=[", top {}"])],
+      ["show the {league} league table"], ["who leads the {league} league?"],
+      gist="show standings", res=lambda r, a: {"leader": "The " + r.choice(TEAMS)},
+      done="{leader} lead the {league} league."),
+    # -- weather
+    T("weather_outlook", "weather", "Weather forecast for a city.",
+      [P("city", "string", "", CITIES),
+       P("days", "integer", "1-7, default 1", ints(2, 7), lo=1, hi=7, default=1,
+                                          opt=[" for the next {} days", ", {} days"]),
+       P("units", "string", "default 'celsius'", ["celsius", "fahrenheit"],
+         enum=["celsius", "fahrenheit"],
+         default="celsius", opt=[" in {}"])],
+      ["get the forecast for {city}", "weather in {city}"],
+      ["will it rain in {city}?", "how's the weather in {city}?"],
+      gist="forecast weather",
+      near=[("what was the weather in {city} last year?", "give past weather")],
+      res=lambda r, a: {"high": r.randrange(-5, 35), "sky": r.choice(["sunny", "cloudy", "rainy"])},
+      done="{city}: {sky}, high of {high}.",
+      pair=["weather in {city} and {city2}", "will it rain in {city} or {city2}?"]),
+    T("aqi_reading", "weather", "Air quality index.",
+      [P("city", "string", "", CITIES)],
+      ["check air quality in {city}"], ["is the air clean in {city} today?", "AQI in {city}?"],
+      gist="check air quality", res=lambda r, a: {"aqi": r.randrange(10, 180)},
+      done="The AQI in {city} is {aqi}.",
+      pair=["compare air quality in {city} and {city2}"]),
+    # -- notes
+    T("create_note", "notes", "Save a note.",
+      [P("content", "string", "", NOTES),
+       P("tags", "array", "", some_of(["home", "work", "todo", "ideas", "family"], 1, 2),
+                                            items={"type": "string"},
+                                            opt=[", tag it {}", " with tags {}"])],
+      ["note down: {content}", "save a note to {content}", "make a note: {content}"],
+      gist="take notes", near=[("read me my last note", "read notes")], done="Your note is saved."),
+    T("search_notes", "notes", "Search saved notes.",
+      [P("keyword", "string", "", ["plumber", "passport", "gift", "rent", "dentist", "ink"])],
+      ["search my notes for {keyword}"], ["did I write anything about {keyword}?"],
+      gist="search notes", res=lambda r, a: {"found": r.randrange(0, 4)},
+      done="{found} notes mention {keyword}."),
+]

@@ -1,0 +1,242 @@
+"""Train a LoRA adapter on tool-calling examples, on the CPU, resumable.
+
+An example (tune/data.py) is rendered exactly as the agent will meet it: FunctionGemma's
+declarations and turn (calls/formats.py), then the reply the model should give. Only the reply
+is scored: the call tokens through <end_function_call>, the <start_function_call> or
+<start_function_response> that follows (the agent's next decision), a text answer through
+<end_of_turn>. Tool results inside a follow-up are context, not targets.
+
+Every `checkpoint_every` steps the adapter, the optimizer and the step are written next to the
+output (OUT.ckpt, atomically); a run started again with the same settings and examples resumes
+there and ends with the same adapter as an uninterrupted run. The example order is a function of
+the seed alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import adapter as adapter_file
+from ..calls.formats import FunctionGemmaFormat, encode_segments
+from ..functiongemma import tokens as T
+from ..gguf import open_gguf
+from ..tokenizer import Tokenizer
+from . import model as M
+
+# The embedding rows the adapter trains: FunctionGemma's seven control tokens (unused slots in
+# the base model) and the turn markers.
+CONTROL_ROWS = tuple(sorted(T.FUNCTION_TOKENS.values())) + (T.START_TURN_ID, T.END_TURN_ID)
+IGNORE = -100
+
+
+@dataclass
+class Settings:
+    rank: int = 8
+    alpha: float = 16.0
+    lr: float = 3e-4
+    batch: int = 8            # examples per optimizer step
+    steps: int = 300
+    warmup: int = 10
+    seed: int = 0
+    bf16: bool = True         # the layers under bfloat16 autocast
+    max_len: int = 768        # longer examples are skipped
+    checkpoint_every: int = 10
+
+
+def encode(tok, example) -> tuple[list, list]:
+    """(ids, targets) of one example: targets hold the id where the model is scored, else
+    IGNORE. Control ids are placed by the format; every text goes through the tokenizer as
+    text."""
+    fmt = FunctionGemmaFormat(tok)
+    msgs = example["messages"]
+    first = next(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+    ids = encode_segments(tok, fmt.prefix(None, example["tools"])
+                          + fmt.turn(msgs[:first], {}), True)
+    targets = [IGNORE] * len(ids)
+
+    def add(segments, scored):
+        new = encode_segments(tok, segments, False)
+        ids.extend(new)
+        targets.extend(new if scored else [IGNORE] * len(new))
+
+    for i in range(first, len(msgs)):
+        m = msgs[i]
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            for c in m["tool_calls"]:
+                fn = c.get("function", c)
+                add([T.START_CALL_ID] + fmt.call_segments(fn["name"], fn["arguments"]), True)
+            add([T.START_RESP_ID], True)     # the decision: no more calls, results next
+        elif m["role"] == "assistant":
+            add([m["content"], T.END_TURN_ID], True)
+        elif m["role"] == "tool":
+            # the agent feeds the result after the decision token it has already placed
+            seg = fmt.results([{"name": m["name"], "result": m["content"]}])
+            assert seg[0] == T.START_RESP_ID
+            add(seg[1:], False)
+        else:
+            raise ValueError(f"unexpected {m['role']!r} message after the first reply")
+    return ids, targets
+
+
+def tokenizer_of(path) -> Tokenizer:
+    g = open_gguf(path)
+    return Tokenizer.from_gguf(g)
+
+
+def _file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _lr(s: Settings, step: int) -> float:
+    """Linear warm-up, then cosine down to a tenth."""
+    if step < s.warmup:
+        return s.lr * (step + 1) / s.warmup
+    t = (step - s.warmup) / max(1, s.steps - s.warmup)
+    return s.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _order(n: int, need: int, seed: int) -> list:
+    """Example indices for `need` draws: whole shuffled passes, the same for the same seed."""
+    r, out = random.Random(seed), []
+    while len(out) < need:
+        p = list(range(n))
+        r.shuffle(p)
+        out += p
+    return out[:need]
+
+
+def _save(path, obj):
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Progress:
+    """One line per report: step, loss, tokens/s, ETA (a bar on a terminal)."""
+
+    def __init__(self, total, stream=None):
+        self.total, self.stream = total, stream or sys.stderr
+        self.tty = self.stream.isatty()
+
+    def report(self, step, loss, tok_s, eta_s, extra=""):
+        eta = time.strftime("%H:%M:%S", time.gmtime(max(0, eta_s)))
+        width = 24
+        bar = "#" * int(width * step / self.total) + "." * (width - int(width * step / self.total))
+        line = (f"[{bar}] step {step}/{self.total}  loss {loss:.4f}  {tok_s:.0f} tok/s  "
+                f"ETA {eta}{extra}")
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n",
+              file=self.stream, flush=True)
+
+    def done(self):
+        if self.tty:
+            print(file=self.stream)
+
+
+def train(base_path, examples, out_path, settings: Settings = Settings(), *, minutes=None,
+          init=None, record=None, threads=None, log=None, on_step=None) -> dict | None:
+    """Train on examples (tune/data.py dicts) from the Gemma 3 GGUF at base_path and write the
+    adapter to out_path. init: an Adapter to start from. record: extra manifest fields (how the
+    data was made). on_step(step, loss) is called after each step (and its checkpoint).
+    minutes: stop by then; the adapter is written with the steps done (its manifest says
+    "complete": false) and the checkpoint holds the run: the same call goes on from there.
+    Returns the adapter's manifest."""
+    s = settings
+    t_start = time.time()
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(s.seed)
+    tok = tokenizer_of(base_path)
+    encoded = [encode(tok, ex) for ex in examples]
+    encoded = [e for e in encoded if len(e[0]) <= s.max_len]
+    if not encoded:
+        raise ValueError("no training example fits in max_len")
+    fingerprint = hashlib.sha256(json.dumps([e[0] for e in encoded]).encode()).hexdigest()
+    model = M.load(base_path, rank=s.rank, alpha=s.alpha, rows=CONTROL_ROWS, seed=s.seed)
+    if init is not None:
+        init.check_model(model.cfg)
+        model.load_adapter_tensors({k: np.asarray(v, np.float32) if v.dtype != np.int64 else v
+                                    for k, v in init.tensors.items()})
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
+    ckpt = f"{out_path}.ckpt"
+    step, seen_tokens, trained_s = 0, 0, 0.0
+    key = {"settings": dataclasses.asdict(s), "examples": fingerprint,
+           "init": init.sha256 if init is not None else None}
+    if os.path.exists(ckpt):
+        state = torch.load(ckpt, weights_only=False)
+        if state["key"] == key:
+            model.load_adapter_tensors(state["adapter"])
+            opt.load_state_dict(state["optimizer"])
+            step, seen_tokens, trained_s = state["step"], state["tokens"], state["seconds"]
+            (log or print)(f"resuming at step {step}/{s.steps} from {ckpt}")
+        else:
+            (log or print)(f"{ckpt} is from another run (settings or data differ): starting over")
+    order = _order(len(encoded), s.steps * s.batch, s.seed)
+    bar = Progress(s.steps)
+    t0, tokens0, first_step = time.time(), 0, step
+    ema = None
+
+    def checkpoint():
+        _save(ckpt, {"key": key, "adapter": model.adapter_tensors(),
+                     "optimizer": opt.state_dict(), "step": step,
+                     "tokens": seen_tokens + tokens0, "seconds": trained_s + time.time() - t0})
+
+    while step < s.steps:
+        if minutes is not None and time.time() - t_start > minutes * 60:
+            if step > first_step:
+                checkpoint()
+            break
+        for g in opt.param_groups:
+            g["lr"] = _lr(s, step)
+        batch = [encoded[i] for i in order[step * s.batch:(step + 1) * s.batch]]
+        n_target = sum(sum(t != IGNORE for t in tg) for _, tg in batch)
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for ids, tg in batch:
+            loss = model.loss(torch.tensor(ids), torch.tensor(tg), bf16=s.bf16) / n_target
+            loss.backward()
+            total += float(loss.detach())
+            tokens0 += len(ids)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        ema = total if ema is None else 0.9 * ema + 0.1 * total
+        el = time.time() - t0
+        rate = tokens0 / el if el > 0 else 0.0
+        bar.report(step, ema, rate, (s.steps - step) * el / (step - first_step))
+        if step % s.checkpoint_every == 0 or step == s.steps:
+            checkpoint()
+        if on_step is not None:
+            on_step(step, total)
+    bar.done()
+    elapsed = trained_s + time.time() - t0
+    c = model.cfg
+    manifest = {
+        "base": {"n_layer": c.n_layer, "n_embd": c.n_embd, "n_vocab": c.n_vocab,
+                 "n_head": c.n_head, "n_head_kv": c.n_head_kv, "head_dim": c.head_dim_k,
+                 "n_ff": c.n_ff, "file": os.path.basename(os.fspath(base_path)),
+                 "sha256": _file_sha256(base_path)},
+        "rank": s.rank, "alpha": s.alpha, "call_format": "functiongemma",
+        "training": dict(record or {}, settings=dataclasses.asdict(s), examples=len(encoded),
+                         example_fingerprint=fingerprint, tokens=seen_tokens + tokens0,
+                         seconds=round(elapsed, 1),
+                         init=init.sha256 if init is not None else None,
+                         steps_done=step, complete=step == s.steps,
+                         torch=torch.__version__, threads=torch.get_num_threads()),
+    }
+    adapter_file.write(out_path, model.adapter_tensors(), manifest)
+    return adapter_file.read(out_path).manifest

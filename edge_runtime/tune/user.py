@@ -1,0 +1,159 @@
+"""`edge-runtime tune`: teach the default model a user's own tools, on the CPU at hand.
+
+Examples for exactly those tools are generated from their schemas (tune/data.py
+examples_for_tools), the user's own examples (JSONL) are added, and a share of the general data
+keeps the rest from being forgotten. Training starts from the shipped adapter, so the result is
+a complete adapter for the base model. A fifth of the generated examples and a quarter of the
+user's are held out, and right calls on them are counted per tool before (the default model)
+and after (the base with the new adapter merged in).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .. import adapter as adapter_file
+from .. import models
+from ..calls.schema import normalize_tool, schema_from_callable, validate
+from ..errors import InvalidArgumentError
+from . import data
+from .train import Settings, train
+
+NO_CALL = "(no call)"
+GENERAL_SHARE = 0.25
+HELD_OUT = 40
+
+
+class ExamplesError(InvalidArgumentError):
+    """A line of the user's examples file that cannot be used (the message names the line)."""
+
+
+@dataclass
+class Report:
+    adapter: str
+    manifest: dict
+    before: dict = field(default_factory=dict)   # {tool name or NO_CALL: (right, total)}
+    after: dict = field(default_factory=dict)
+
+    def table(self) -> str:
+        rows = ["| tool | before | after |", "|---|---:|---:|"]
+        for k in sorted(set(self.before) | set(self.after)):
+            b, a = self.before.get(k, (0, 0)), self.after.get(k, (0, 0))
+            rows.append(f"| {k} | {b[0]}/{b[1]} | {a[0]}/{a[1]} |")
+        tb = [sum(v[i] for v in self.before.values()) for i in (0, 1)]
+        ta = [sum(v[i] for v in self.after.values()) for i in (0, 1)]
+        rows.append(f"| all | {tb[0]}/{tb[1]} | {ta[0]}/{ta[1]} |")
+        return "\n".join(rows)
+
+
+def _tool_dict(t) -> dict:
+    spec = schema_from_callable(t) if callable(t) else t
+    normalize_tool(spec)       # refuses what the agent could not declare
+    return spec
+
+
+def read_examples(path, tools) -> list:
+    """The user's JSONL examples as generator examples. Each line: {"request": "...",
+    "calls": [{"name": ..., "arguments": {...}}, ...]}; "calls": [] (or absent) means the
+    model should not call; "answer" gives the reply to say then (a short decline otherwise)."""
+    schemas = {normalize_tool(t)["name"]: normalize_tool(t)["parameters"] for t in tools}
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                if not isinstance(d, dict) or not isinstance(d.get("request"), str) \
+                        or not d["request"].strip():
+                    raise ValueError('a line is an object with a non-empty "request"')
+                calls = d.get("calls") or []
+                if not isinstance(calls, list):
+                    raise ValueError('"calls" must be a list')
+                for c in calls:
+                    if not isinstance(c, dict) or c.get("name") not in schemas:
+                        raise ValueError(f"call of an undeclared tool {c.get('name')!r}"
+                                         if isinstance(c, dict) else "a call must be an object")
+                    errors = validate(c.get("arguments", {}), schemas[c["name"]])
+                    if errors:
+                        raise ValueError(f"{c['name']}: " + "; ".join(errors))
+            except ValueError as e:   # json.JSONDecodeError is a ValueError
+                raise ExamplesError(f"{path} line {n}: {e}") from None
+            msgs = [{"role": "user", "content": d["request"].strip()}]
+            if calls:
+                msgs.append({"role": "assistant", "tool_calls": [
+                    {"type": "function", "function": {"name": c["name"],
+                                                      "arguments": c.get("arguments", {})}}
+                    for c in calls]})
+            else:
+                msgs.append({"role": "assistant", "content": d.get("answer") or
+                             "Sorry, I can't do that with the tools I have."})
+            out.append({"kind": "user", "tools": list(tools), "messages": msgs})
+    return out
+
+
+def _expected(ex) -> list:
+    reply = ex["messages"][1]
+    return [(c["function"]["name"], c["function"]["arguments"])
+            for c in reply.get("tool_calls") or []]
+
+
+def _same(got, want) -> bool:
+    """Calls equal as multisets; strings compared without case or surrounding space."""
+    def norm(v):
+        if isinstance(v, str):
+            return v.strip().lower()
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        return v
+    key = lambda c: json.dumps([c[0], norm(c[1])], sort_keys=True)  # noqa: E731
+    return sorted(map(key, got)) == sorted(map(key, want))
+
+
+def score(model_path, tools, held_out, threads=None) -> dict:
+    """{tool name (or NO_CALL): (right, total)} of the agent on model_path over held_out."""
+    import edge_runtime as er
+    model = er.Model.load(model_path, threads=threads)
+    agent = er.Agent(model, tools=tools, tool_choice="auto")
+    out = Counter(), Counter()
+    for ex in held_out:
+        want = _expected(ex)
+        turn = agent.respond([ex["messages"][0]], tool_choice="auto")
+        got = [(c["name"], c["arguments"]) for c in turn.calls]
+        for name in {w[0] for w in want} or {NO_CALL}:
+            out[1][name] += 1
+            out[0][name] += _same(got, want)
+    return {k: (out[0][k], out[1][k]) for k in out[1]}
+
+
+def tune(tools, out_path, examples_path=None, minutes=20.0, steps=120, seed=0,
+         n_generated=800, threads=None, log=print) -> Report:
+    """Train an adapter for `tools` (callables or OpenAI-style schemas) into out_path."""
+    tools = [_tool_dict(t) for t in tools]
+    if not tools:
+        raise InvalidArgumentError("tune needs at least one tool")
+    mine = read_examples(examples_path, tools) if examples_path else []
+    generated = data.examples_for_tools(tools, n_generated, seed)
+    held = generated[::5][:HELD_OUT] + mine[::4]
+    train_set = [e for i, e in enumerate(generated) if i % 5 or i // 5 >= HELD_OUT] + \
+        [e for i, e in enumerate(mine) if i % 4]
+    n_general = int(len(train_set) * GENERAL_SHARE / (1 - GENERAL_SHARE))
+    train_set += data.generate(n_general, seed, "train")
+    random.Random(seed).shuffle(train_set)
+    base = models.source()
+    shipped = adapter_file.read(models.DEFAULT_ADAPTER)
+    log(f"tune: {len(tools)} tools, {len(train_set)} training examples "
+        f"({len(mine)} of yours), {len(held)} held out")
+    before = score(models.default(), tools, held, threads)
+    manifest = train(base, train_set, out_path, Settings(steps=steps, lr=2e-4, warmup=5),
+                     minutes=minutes, init=shipped, threads=threads, log=log, record={
+                         "generator_version": data.GENERATOR_VERSION, "data_seed": seed,
+                         "tools": [normalize_tool(t)["name"] for t in tools],
+                         "user_examples": os.path.basename(examples_path or "") or None})
+    after = score(models.merged(base, out_path), tools, held, threads)
+    return Report(os.fspath(out_path), manifest, before, after)

@@ -1,0 +1,230 @@
+"""The training path: the torch forward against the float64 reference, what is scored, the
+adapter file, merging it into a GGUF, resuming, and the walls (the runtime never imports torch)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_runtime import adapter as adapter_file
+from edge_runtime.errors import AdapterError
+
+torch = pytest.importorskip("torch")
+
+from edge_runtime.functiongemma import tokens as T  # noqa: E402
+from edge_runtime.tune import model as M  # noqa: E402
+from edge_runtime.tune import train  # noqa: E402
+
+from reference_f64 import Reference  # noqa: E402
+
+TINY = dict(n_layer=2, n_embd=64, n_head=2, n_head_kv=1, head_dim=32, n_ff=128, n_vocab=512,
+            sliding_window=8, context_length=1024, weight_type="F32")
+
+LAMP = {"type": "function", "function": {"name": "lamp", "description": "Switch the lamp",
+        "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}},
+                       "required": ["on"]}}}
+FAN = {"type": "function", "function": {"name": "fan", "description": "Set the fan",
+       "parameters": {"type": "object", "properties": {
+           "speed": {"type": "string", "enum": ["low", "high"]}}, "required": ["speed"]}}}
+
+
+def _call(name, args):
+    return {"role": "assistant", "tool_calls": [{"type": "function",
+                                                 "function": {"name": name, "arguments": args}}]}
+
+
+def _example(request, reply):
+    return {"kind": "single", "tools": [LAMP, FAN],
+            "messages": [{"role": "user", "content": request}, reply]}
+
+
+def _tool_examples():
+    return [_example("lamp on", _call("lamp", {"on": True})),
+            _example("lamp off", _call("lamp", {"on": False})),
+            _example("fan low", _call("fan", {"speed": "low"})),
+            _example("fan high", _call("fan", {"speed": "high"})),
+            _example("hello", {"role": "assistant", "content": "hi"})]
+
+
+# ---- the forward pass ------------------------------------------------------------------------
+
+def _ref_vs_torch(path, ids):
+    ref = Reference(path).forward(ids)
+    m = M.load(path, rank=4, rows=train.CONTROL_ROWS)
+    with torch.no_grad():
+        got = m(torch.tensor(ids)).double().numpy()
+    return got, ref
+
+
+def test_forward_matches_the_float64_reference_on_a_tiny_model(tiny_gguf_factory):
+    path = tiny_gguf_factory(**TINY)
+    ids = [2, 105, 40, 300, 301, 302, 48, 52, 400, 49, 106, 1, 7, 8]   # past the window of 8
+    got, ref = _ref_vs_torch(path, ids)
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.model
+def test_forward_matches_the_float64_reference_on_the_real_weights():
+    """The base the shipped adapter is trained on: the Q4_K_M source, dequantized."""
+    from edge_runtime import models
+    from edge_runtime.tune.train import tokenizer_of
+
+    path = models.source()
+    ids = tokenizer_of(path).encode("Turn the kitchen lights off and set a timer for 5 minutes")
+    got, ref = _ref_vs_torch(path, ids)
+    # float32 against float64 over 18 layers: ~1e-6 of the logit range
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+    assert (got.argmax(-1) == ref.argmax(-1)).all()
+
+
+# ---- what is scored ---------------------------------------------------------------------------
+
+def test_only_the_reply_is_scored(tiny_gguf_factory):
+    tok = train.tokenizer_of(tiny_gguf_factory(**TINY))
+    ex = _example("lamp on", _call("lamp", {"on": True}))
+    ids, targets = train.encode(tok, ex)
+    scored = [i for i, t in enumerate(targets) if t != train.IGNORE]
+    assert scored == list(range(scored[0], len(ids)))       # one block at the end
+    assert targets[scored[0]:] == ids[scored[0]:]
+    assert T.decode(tok, ids[:scored[0]]).endswith("lamp on<end_of_turn>\n<start_of_turn>model\n")
+    reply = T.decode(tok, ids[scored[0]:])
+    assert reply == "<start_function_call>call:lamp{on:true}<end_function_call>" \
+                    "<start_function_response>"
+    answer = train.encode(tok, _example("hello", {"role": "assistant", "content": "hi"}))
+    scored_ids = [t for t in answer[1] if t != train.IGNORE]
+    assert scored_ids[-1] == T.END_TURN_ID and T.decode(tok, scored_ids[:-1]) == "hi"
+
+
+def test_a_tool_result_is_context_not_target(tiny_gguf_factory):
+    tok = train.tokenizer_of(tiny_gguf_factory(**TINY))
+    ex = {"kind": "followup", "tools": [LAMP], "messages": [
+        {"role": "user", "content": "lamp on"}, _call("lamp", {"on": True}),
+        {"role": "tool", "name": "lamp", "content": {"state": "on"}},
+        {"role": "assistant", "content": "the lamp is on"}]}
+    ids, targets = train.encode(tok, ex)
+    scored = T.decode(tok, [t for t in targets if t != train.IGNORE])
+    assert scored == ("<start_function_call>call:lamp{on:true}<end_function_call>"
+                      "<start_function_response>the lamp is on<end_of_turn>")
+    assert "response:lamp{state:<escape>on<escape>}<end_function_response>" in T.decode(tok, ids)
+
+
+# ---- training, the adapter file, merging ------------------------------------------------------
+
+QUICK = train.Settings(rank=4, alpha=8.0, lr=2e-2, batch=5, steps=4, warmup=1, bf16=False,
+                       checkpoint_every=2)
+
+
+def test_resume_gives_the_adapter_of_an_uninterrupted_run(tiny_gguf_factory, tmp_path):
+    path = tiny_gguf_factory(**TINY)
+    whole = tmp_path / "whole.adapter"
+    train.train(path, _tool_examples(), whole, QUICK, threads=1, log=lambda *a: None)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_2(step, loss):
+        if step == 2:
+            raise Stop
+
+    cut = tmp_path / "cut.adapter"
+    with pytest.raises(Stop):
+        train.train(path, _tool_examples(), cut, QUICK, threads=1, on_step=stop_at_2)
+    assert not cut.exists()
+    said = []
+    train.train(path, _tool_examples(), cut, QUICK, threads=1, log=said.append)
+    assert said and "resuming at step 2" in said[0]
+    a, b = adapter_file.read(whole), adapter_file.read(cut)
+    assert set(a.tensors) == set(b.tensors)
+    for k in a.tensors:
+        assert np.array_equal(a.tensors[k], b.tensors[k]), k
+    assert np.abs(a.tensors["blk.0.attn_q.lora_b"]).max() > 0       # it did train
+
+
+def _trained(tiny_gguf_factory, tmp_path):
+    path = tiny_gguf_factory(**TINY)
+    out = tmp_path / "a.adapter"
+    train.train(path, _tool_examples(), out, QUICK, threads=1, log=lambda *a: None)
+    return path, out
+
+
+def test_merging_adds_the_low_rank_product(tiny_gguf_factory, tmp_path):
+    """The merged Q8_0 weights are base + alpha/r * B @ A (and base rows + offsets), within
+    Q8_0's rounding of each 32-value block: checked with gguf's own dequantizer."""
+    from edge_runtime.convert import convert
+    path, out = _trained(tiny_gguf_factory, tmp_path)
+    a = adapter_file.read(out)
+    merged = tmp_path / "merged.gguf"
+    convert(path, merged, progress=False, adapter=a)
+    base, after = Reference(path).w, Reference(str(merged)).w
+    for name in ("blk.1.ffn_down.weight", "blk.0.attn_q.weight"):
+        stem = name[:-len(".weight")]
+        want = base[name] + a.scale * (a.tensors[stem + ".lora_b"].astype(np.float64)
+                                       @ a.tensors[stem + ".lora_a"].astype(np.float64))
+        blocks = want.reshape(-1, 32)
+        step = np.abs(blocks).max(axis=1, keepdims=True) / 127
+        # half a step, plus the fp16 rounding of the scale over |q| <= 127 (2^-11 relative)
+        assert (np.abs(after[name].reshape(-1, 32) - blocks) <= step * (0.5 + 127 / 2048)).all()
+        assert np.abs(want - base[name]).max() > 10 * step.max()   # the change is visible
+    rows = a.tensors["token_embd.rows"]
+    want = base["token_embd.weight"][rows] + a.tensors["token_embd.row_delta"]
+    assert np.abs(after["token_embd.weight"][rows] - want).max() <= np.abs(want).max() / 127
+    import edge_runtime as er
+    m = er.Model.load(str(merged))
+    from edge_runtime.calls.formats import get_format
+    assert get_format(None, m).name == "functiongemma"     # the adapter names its format
+
+
+def test_a_damaged_adapter_is_refused(tiny_gguf_factory, tmp_path):
+    _, out = _trained(tiny_gguf_factory, tmp_path)
+    raw = bytearray(out.read_bytes())
+    bad = tmp_path / "bad.adapter"
+    for damage in (lambda b: b[:len(b) // 2], lambda b: b[:200] + bytes([b[200] ^ 0xFF]) + b[201:],
+                   lambda b: b"not a zip at all"):
+        bad.write_bytes(bytes(damage(bytes(raw))))
+        with pytest.raises(AdapterError):
+            adapter_file.read(bad)
+
+
+def test_an_adapter_for_another_model_is_refused(tiny_gguf_factory, tmp_path):
+    from edge_runtime import models
+    _, out = _trained(tiny_gguf_factory, tmp_path)
+    other = tiny_gguf_factory(**dict(TINY, n_ff=256))
+    with pytest.raises(AdapterError, match="another base model.*n_ff 256"):
+        models.merged(other, out)
+
+
+def test_model_load_with_an_adapter_merges_once(tiny_gguf_factory, tmp_path, monkeypatch):
+    import edge_runtime as er
+    monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path / "cache"))
+    path, out = _trained(tiny_gguf_factory, tmp_path)
+    m = er.Model.load(path, adapter=str(out))
+    merged = list((tmp_path / "cache").glob("merged-*.gguf"))
+    assert len(merged) == 1 and m.gguf.metadata["edge_runtime.adapter_sha256"] == \
+        adapter_file.read(out).sha256
+    mtime = merged[0].stat().st_mtime_ns
+    er.Model.load(path, adapter=str(out))
+    assert merged[0].stat().st_mtime_ns == mtime               # cached, not rebuilt
+
+
+# ---- walls -----------------------------------------------------------------------------------
+
+def test_the_runtime_never_imports_torch_or_the_trainer():
+    code = ("import sys, edge_runtime, edge_runtime.agent, edge_runtime.models, "
+            "edge_runtime.adapter, edge_runtime.convert, edge_runtime.cli\n"
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith('edge_runtime.tune')]\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_shipped_adapter_is_small_and_says_how_it_was_made():
+    from edge_runtime import models
+    a = adapter_file.read(models.DEFAULT_ADAPTER)
+    assert models.DEFAULT_ADAPTER.stat().st_size <= 10 * 2**20
+    t = a.manifest["training"]
+    for key in ("generator_version", "data_seed", "settings", "examples", "tokens", "seconds",
+                "example_fingerprint", "command"):
+        assert key in t, key
+    assert a.manifest["base"]["n_layer"] == 18 and a.manifest["base"]["n_embd"] == 640
+    assert a.call_format == "functiongemma"

@@ -1,0 +1,223 @@
+"""The adapter's training-data generator: shape, validity, splits, and no benchmark overlap."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.calls.schema import normalize_tool, validate
+from edge_runtime.tune import data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def train():
+    return data.generate(3000, 7, "train")
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return data.generate(500, 7, "dev")
+
+
+def _calls(ex):
+    return [c["function"] for m in ex["messages"] for c in m.get("tool_calls", [])]
+
+
+def _base(name):
+    """A tool's template name whatever its style: "home.setLight" -> "setlight"."""
+    return name.split(".")[-1].replace("_", "").lower()
+
+
+def test_deterministic_per_seed_and_split():
+    assert data.generate(200, 3) == data.generate(200, 3)
+    assert data.generate(200, 3) != data.generate(200, 4)
+    assert data.generate(200, 3, "train") != data.generate(200, 3, "dev")
+    with pytest.raises(ValueError):
+        data.generate(1, 0, "test")
+
+
+def test_every_kind_present():
+    counts = Counter(e["kind"] for e in data.generate(2000, 11))
+    assert set(counts) == set(data.KINDS) == set(data.kinds())
+    assert all(counts[k] >= 100 for k in data.KINDS), counts
+
+
+def test_schemas_and_calls_validate(train, dev):
+    for ex in train + dev:
+        assert 1 <= len(ex["tools"]) <= 5
+        tools = {}
+        for t in ex["tools"]:
+            n = normalize_tool(t)
+            tools[n["name"]] = n
+        assert len(tools) == len(ex["tools"]), "a tool name appears twice"
+        assert ex["messages"][0]["role"] == "user" and ex["messages"][0]["content"].strip()
+        for call in _calls(ex):
+            assert call["name"] in tools
+            assert validate(call["arguments"], tools[call["name"]]["parameters"]) == [], ex
+
+
+def test_dev_tools_are_held_out(train, dev):
+    names = lambda exs: {_base(t["function"]["name"]) for e in exs for t in e["tools"]}
+    assert names(train) and names(dev) and not names(train) & names(dev)
+    requests = lambda exs: {e["messages"][0]["content"].lower() for e in exs}
+    assert len(requests(train) & requests(dev)) < 10      # only a few chit-chat lines repeat
+
+
+def test_kind_shapes(train):
+    by = {k: [e for e in train if e["kind"] == k] for k in data.KINDS}
+    for ex in by["none"]:
+        assert not _calls(ex)
+        assert [m["role"] for m in ex["messages"]] == ["user", "assistant"]
+        assert ex["messages"][1]["content"].strip()
+    for ex in by["parallel"]:
+        assert len(_calls(ex)) >= 2
+    for ex in by["single"]:
+        assert len(ex["tools"]) == 1 and len(_calls(ex)) == 1
+    for ex in by["choose"]:
+        assert len(ex["tools"]) >= 2 and len(_calls(ex)) == 1
+    for ex in by["followup"]:
+        roles = [m["role"] for m in ex["messages"]]
+        assert roles == ["user", "assistant", "tool", "assistant"]
+        assert ex["messages"][2]["name"] == _calls(ex)[0]["name"]
+        assert isinstance(ex["messages"][3]["content"], str) and ex["messages"][3]["content"]
+
+
+def test_parallel_has_same_tool_twice_and_mixed(train):
+    par = [[c["name"] for c in _calls(e)] for e in train if e["kind"] == "parallel"]
+    assert any(len(set(n)) == 1 for n in par) and any(len(set(n)) > 1 for n in par)
+
+
+def test_conversions_restate_values():
+    """A convert example's request does not contain some argument as written in the call."""
+    exs = [e for e in data.generate(1000, 5) if e["kind"] == "convert"]
+    assert len(exs) > 50
+
+    def times(v, text):
+        return len(re.findall(rf"(?<![\w.]){re.escape(str(v))}(?![\w.])", text))
+    for ex in exs:
+        text = ex["messages"][0]["content"]
+        values = [v for c in _calls(ex) for v in c["arguments"].values()
+                  if isinstance(v, (int, str)) and not isinstance(v, bool)]
+        assert not all(times(v, text) >= values.count(v) for v in values), text
+
+
+def test_spell():
+    assert [data.spell(v) for v in (0, 7, 13, 20, 22, 99)] == [
+        "zero", "seven", "thirteen", "twenty", "twenty two", "ninety nine"]
+
+
+def test_optional_arguments_only_when_mentioned(train):
+    """Some calls leave optional parameters out and some fill them in."""
+    left, given = 0, 0
+    for ex in train:
+        tools = {normalize_tool(t)["name"]: normalize_tool(t) for t in ex["tools"]}
+        for c in _calls(ex):
+            p = tools[c["name"]]["parameters"]
+            optional = set(p["properties"]) - set(p["required"])
+            given += bool(optional & set(c["arguments"]))
+            left += bool(optional - set(c["arguments"]))
+    assert left > 300 and given > 100
+
+
+def test_example_size(train):
+    sizes = sorted(len(json.dumps(e)) for e in train)
+    assert sizes[len(sizes) // 2] < 1400
+
+
+def test_no_benchmark_overlap(train, dev):
+    """No tool name equals a BFCL function name and no request equals a BFCL question."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from bench_tools import bfcl_root
+    try:
+        root = bfcl_root()
+    except Exception as e:       # offline: the check cannot run here
+        pytest.skip(f"BFCL data unavailable: {e}")
+    names, questions = set(), set()
+    for path in sorted((root / "bfcl_eval" / "data").glob("BFCL_v4_*.json")):
+        try:
+            cases = [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
+        except ValueError:       # one settings file is a single JSON document, not cases
+            continue
+        for case in cases:
+            fns = case.get("function") or []
+            names |= {f["name"] for f in fns if isinstance(f, dict) and "name" in f}
+            for turn in case.get("question") or []:
+                for m in turn if isinstance(turn, list) else [turn]:
+                    if isinstance(m, dict) and isinstance(m.get("content"), str):
+                        questions.add(m["content"].strip().lower())
+    assert names and questions
+    ours = {t["function"]["name"] for e in train + dev for t in e["tools"]}
+    asked = {e["messages"][0]["content"].strip().lower() for e in train + dev}
+    assert not ours & names, sorted(ours & names)
+    assert not asked & questions, sorted(asked & questions)[:5]
+
+
+TOY = [
+    {"name": "lookup_order", "description": "Returns an order's status",
+     "parameters": {"type": "object", "properties": {
+         "order_id": {"type": "string", "pattern": "^[A-Z]{2}[0-9]{4}$"},
+         "placed_on": {"type": "string", "description": "YYYY-MM-DD",
+                       "pattern": "^\\d{4}-\\d{2}-\\d{2}$"}}, "required": ["order_id"]}},
+    {"type": "function", "function": {
+        "name": "set_volume", "description": "Set the speaker volume.",
+        "parameters": {"type": "object", "properties": {
+            "level": {"type": "integer", "description": "0-100"}}, "required": ["level"]}}},
+    {"type": "function", "function": {
+        "name": "kitchen.startOven", "description": "Preheats the oven",
+        "parameters": {"type": "object", "properties": {
+            "temperatureC": {"type": "integer", "minimum": 50, "maximum": 250},
+            "mode": {"type": "string", "enum": ["bake", "grill", "fan"]},
+            "timer_minutes": {"type": "integer", "description": "Timer in minutes"},
+            "light": {"type": "boolean"}}, "required": ["temperatureC"]}}},
+]
+
+
+def test_examples_for_tools_cover_a_toy_toolset():
+    exs = data.examples_for_tools(TOY, 400, 1)
+    assert len(exs) == 400 and exs == data.examples_for_tools(TOY, 400, 1)
+    assert set(e["kind"] for e in exs) == {"choose", "parallel", "none", "convert", "followup"}
+    schemas = {normalize_tool(t)["name"]: normalize_tool(t)["parameters"] for t in TOY}
+    called = Counter()
+    for ex in exs:
+        assert {normalize_tool(t)["name"] for t in ex["tools"]} <= set(schemas)
+        for c in _calls(ex):
+            assert validate(c["arguments"], schemas[c["name"]]) == []
+            called[c["name"]] += 1
+        if ex["kind"] == "none":
+            assert not _calls(ex) and ex["messages"][-1]["content"]
+        if ex["kind"] == "parallel":
+            assert len(_calls(ex)) == 2
+    assert set(called) == set(schemas) and min(called.values()) > 50
+    # the oven is asked for in words taken from its description, and optional keys come and go
+    oven = [e for e in exs if any(c["name"] == "kitchen.startOven" for c in _calls(e))]
+    assert any("preheat the oven" in e["messages"][0]["content"].lower() for e in oven)
+    keysets = {frozenset(c["arguments"]) for e in oven for c in _calls(e)}
+    assert frozenset({"temperatureC"}) in keysets and len(keysets) > 4
+    spoken = [e for e in exs if e["kind"] == "convert"]
+    assert any("max" in e["messages"][0]["content"] or "half" in e["messages"][0]["content"]
+               for e in spoken)
+
+
+def test_examples_for_tools_without_unfit_and_unfillable():
+    exs = data.examples_for_tools(TOY[:1], 100, 2, extra_unfit=False)
+    assert all(e["kind"] != "none" and len(e["tools"]) == 1 for e in exs)
+    unfillable = {"name": "tag", "parameters": {"type": "object", "properties": {
+        "code": {"type": "string", "pattern": "^[^a-z ]{3}$"}}, "required": ["code"]}}
+    with pytest.raises(ValueError):
+        data.examples_for_tools([unfillable], 10, 0)
+
+
+def test_examples_for_tools_on_varied_schemas():
+    """Any of our own rendered toolsets, taken as a user's, yields valid calls."""
+    for i, seen in enumerate(data.generate(40, 13) + data.generate(20, 13, "dev")):
+        schemas = {normalize_tool(t)["name"]: normalize_tool(t)["parameters"]
+                   for t in seen["tools"]}
+        for ex in data.examples_for_tools(seen["tools"], 5, i):
+            for c in _calls(ex):
+                assert validate(c["arguments"], schemas[c["name"]]) == [], ex
