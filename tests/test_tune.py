@@ -228,3 +228,78 @@ def test_the_shipped_adapter_is_small_and_says_how_it_was_made():
         assert key in t, key
     assert a.manifest["base"]["n_layer"] == 18 and a.manifest["base"]["n_embd"] == 640
     assert a.call_format == "functiongemma"
+
+
+# ---- tune: a user's own tools -----------------------------------------------------------------
+
+def test_a_tiny_model_learns_a_two_tool_set(tiny_gguf_factory, tmp_path, monkeypatch):
+    """Generated examples for two tools teach a random tiny model to call them: right calls on
+    held-out requests after training, not before."""
+    import edge_runtime as er
+    from edge_runtime import models
+    from edge_runtime.tune import data, evaluate
+    monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path / "cache"))
+    # the tiny vocabulary spells most text a character a token: prompts of ~1,500 positions
+    path = tiny_gguf_factory(**dict(TINY, n_layer=2, n_embd=128, n_ff=256, context_length=4096))
+    tools = [LAMP, FAN]
+    examples = data.examples_for_tools(tools, 240, seed=3, extra_unfit=False)
+    held = [e for e in examples[::8] if evaluate.expected_calls(e)][:12]
+    train_set = [e for i, e in enumerate(examples) if i % 8]
+    before = evaluate.run(er.Model.load(path, max_inference_len=4096), held, grounding=False)
+    out = tmp_path / "two.adapter"
+    train.train(path, train_set, out, train.Settings(rank=8, alpha=16.0, lr=1e-2, batch=8,
+                                                       steps=60, warmup=5, bf16=False,
+                                                       max_len=4096, checkpoint_every=60),
+                threads=2)
+    after = evaluate.run(er.Model.load(models.merged(path, out), max_inference_len=4096), held,
+                         grounding=False)
+    right_before = sum(ok for _, _, ok in before)
+    right_after = sum(ok for _, _, ok in after)
+    assert right_before <= 2 and right_after >= 9, (right_before, right_after)
+
+
+def test_the_users_examples_file_is_checked_line_by_line(tmp_path):
+    from edge_runtime.tune.user import ExamplesError, read_examples
+    f = tmp_path / "mine.jsonl"
+    f.write_text('{"request": "lamp on", "calls": [{"name": "lamp", "arguments": {"on": true}}]}\n'
+                 '{"request": "how are you", "calls": []}\n')
+    got = read_examples(f, [LAMP, FAN])
+    assert [len(e["messages"]) for e in got] == [2, 2] and got[1]["messages"][1]["content"]
+    for bad, why in (('{"request": "fan", "calls": [{"name": "fan", "arguments": '
+                      '{"speed": "max"}}]}', "line 3: fan"),
+                     ('{"request": "x", "calls": [{"name": "oven"}]}', "line 3: call of an "
+                      "undeclared tool 'oven'"),
+                     ('not json', "line 3"), ('{"calls": []}', 'line 3: .*"request"')):
+        f.write_text('{"request": "lamp on", "calls": []}\n\n' + bad + "\n")
+        with pytest.raises(ExamplesError, match=why):
+            read_examples(f, [LAMP, FAN])
+
+
+def test_tune_without_torch_names_the_extra(tmp_path):
+    tools = tmp_path / "t.py"
+    tools.write_text("def lamp(on: bool) -> dict:\n    '''Switch the lamp.'''\n    return {}\n")
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from edge_runtime.cli import main\n"
+            f"sys.exit(main(['tune', '--tools', {str(tools)!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2 and 'pip install "edge_runtime[tune]"' in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_tune_refuses_a_module_without_tools(tmp_path):
+    from edge_runtime.cli import main
+    empty = tmp_path / "empty.py"
+    empty.write_text("X = 1\n")
+    assert main(["tune", "--tools", str(empty)]) == 2
+
+
+def test_merging_refuses_when_the_disk_is_too_small(tiny_gguf_factory, tmp_path, monkeypatch):
+    import collections
+    from edge_runtime import models
+    from edge_runtime.errors import ConversionError
+    monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path / "cache"))
+    path, out = _trained(tiny_gguf_factory, tmp_path)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(models.shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 1000))
+    with pytest.raises(ConversionError, match="not enough disk"):
+        models.merged(path, out)

@@ -278,7 +278,9 @@ class Grounding:
         elif f[0] == "num":
             good = self._number_ids(f[2], allowed, self._offered(constraint, st, written))
         elif f[0] == "words":
-            return self._words_bonus(constraint, f[1], bytes(f[2]), allowed)
+            # symbols (codes >= 256, e.g. FunctionGemma's <escape>) are tokens of their own
+            return self._words_bonus(constraint, f[1], bytes(c for c in f[2] if c < 256),
+                                     allowed)
         elif f[0] == "name" and len(set(self.relevance.values())) > 1:
             return self._name_bonus(constraint, f[1], allowed)
         else:
@@ -412,7 +414,7 @@ class Grounding:
     def _words_bonus(self, constraint, node, typed: bytes, allowed):
         """Enums: the values the request mentions; booleans: the request's polarity."""
         sx = constraint.g.sx
-        words = [bytes(w) for w in node.values if all(c < 256 for c in w)]
+        words = [bytes(c for c in w if c < 256) for w in node.values]
         if node.values == frozenset((tuple(sx.true), tuple(sx.false))):
             pos, neg = self.polarity
             wanted = [] if pos == neg else [sx.false if neg else sx.true]

@@ -12,17 +12,15 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections import Counter
 from dataclasses import dataclass, field
 
 from .. import adapter as adapter_file
 from .. import models
 from ..calls.schema import normalize_tool, schema_from_callable, validate
 from ..errors import InvalidArgumentError
-from . import data
+from . import data, evaluate
 from .train import Settings, train
 
-NO_CALL = "(no call)"
 GENERAL_SHARE = 0.25
 HELD_OUT = 40
 
@@ -39,6 +37,7 @@ class Report:
     after: dict = field(default_factory=dict)
 
     def table(self) -> str:
+        """Right calls per tool, before and after, as a markdown table."""
         rows = ["| tool | before | after |", "|---|---:|---:|"]
         for k in sorted(set(self.before) | set(self.after)):
             b, a = self.before.get(k, (0, 0)), self.after.get(k, (0, 0))
@@ -95,40 +94,11 @@ def read_examples(path, tools) -> list:
     return out
 
 
-def _expected(ex) -> list:
-    reply = ex["messages"][1]
-    return [(c["function"]["name"], c["function"]["arguments"])
-            for c in reply.get("tool_calls") or []]
-
-
-def _same(got, want) -> bool:
-    """Calls equal as multisets; strings compared without case or surrounding space."""
-    def norm(v):
-        if isinstance(v, str):
-            return v.strip().lower()
-        if isinstance(v, dict):
-            return {k: norm(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [norm(x) for x in v]
-        return v
-    key = lambda c: json.dumps([c[0], norm(c[1])], sort_keys=True)  # noqa: E731
-    return sorted(map(key, got)) == sorted(map(key, want))
-
-
 def score(model_path, tools, held_out, threads=None) -> dict:
     """{tool name (or NO_CALL): (right, total)} of the agent on model_path over held_out."""
     import edge_runtime as er
     model = er.Model.load(model_path, threads=threads)
-    agent = er.Agent(model, tools=tools, tool_choice="auto")
-    out = Counter(), Counter()
-    for ex in held_out:
-        want = _expected(ex)
-        turn = agent.respond([ex["messages"][0]], tool_choice="auto")
-        got = [(c["name"], c["arguments"]) for c in turn.calls]
-        for name in {w[0] for w in want} or {NO_CALL}:
-            out[1][name] += 1
-            out[0][name] += _same(got, want)
-    return {k: (out[0][k], out[1][k]) for k in out[1]}
+    return evaluate.by_tool(evaluate.run(model, [dict(ex, tools=tools) for ex in held_out]))
 
 
 def tune(tools, out_path, examples_path=None, minutes=20.0, steps=120, seed=0,

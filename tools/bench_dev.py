@@ -1,0 +1,54 @@
+"""Right calls on the generator's held-out dev split (tools no training example uses).
+
+    python tools/bench_dev.py [--n 200] [--seed 7] [--model P] [--no-grounding] [--format F]
+
+This is the data choices are made on (grounding kept or not, the call format): never a
+benchmark's. Prints accuracy per kind and overall, with the CPU, the date and the commit.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import edge_runtime as er  # noqa: E402
+from edge_runtime.tune import data, evaluate  # noqa: E402
+from bench_tools import cpu_name, git_commit  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--model", default=None, help="GGUF (default: the default model)")
+    ap.add_argument("--format", default=None)
+    ap.add_argument("--no-grounding", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--show-wrong", action="store_true")
+    args = ap.parse_args(argv)
+    path = args.model or er.models.default()
+    model = er.Model.load(path, max_inference_len=4096, threads=args.threads)
+    examples = data.generate(args.n, args.seed, "dev")
+    t0 = time.time()
+    results = evaluate.run(model, examples, format=args.format,
+                           grounding=not args.no_grounding)
+    kinds = evaluate.by_kind(results)
+    right = sum(ok for _, _, ok in results)
+    print(f"dev split, {len(results)} examples (seed {args.seed}), {Path(path).name}, format "
+          f"{args.format or 'auto'}, grounding {'off' if args.no_grounding else 'on'}: "
+          f"{right}/{len(results)} = {100 * right / len(results):.1f}%  "
+          f"({time.time() - t0:.0f} s; {cpu_name()}; {git_commit()})")
+    for k, (r, n) in sorted(kinds.items()):
+        print(f"  {k:10s} {r}/{n} = {100 * r / n:.1f}%")
+    if args.show_wrong:
+        for ex, got, ok in results:
+            if not ok:
+                print(f"- [{ex['kind']}] {ex['messages'][0]['content']!r}\n    want "
+                      f"{evaluate.expected_calls(ex)}\n    got  {got}")
+
+
+if __name__ == "__main__":
+    main()
