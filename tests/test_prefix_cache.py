@@ -43,7 +43,7 @@ TOOLS = [beep, note]
 
 
 def make_agent(model, **kw):
-    return Agent(model, TOOLS, system="use the tools", max_tokens=12, **kw)
+    return Agent(model, TOOLS, system="use the tools", max_tokens=12, tool_choice="required", **kw)
 
 
 def outcome(agent, request):

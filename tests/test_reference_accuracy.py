@@ -1,4 +1,8 @@
-"""The real default model's logits against an exact float64 forward pass (tests/reference_f64.py).
+"""The real base model's logits against an exact float64 forward pass (tests/reference_f64.py).
+
+The untaught base (models.base()), on which issue 14's target was set: on the taught default
+model one prompt (story~128) measured 0.134 for us against llama.cpp's 0.110 (2026-12-06,
+docs/PARITY.md), an open finding, not a target met.
 
 Both engines approximate the same computation; the question is whose logits are closer to it.
 Per prompt of tools/ref_accuracy.PROMPTS (short ones, ~128 tokens, past the 512-position window):
@@ -26,11 +30,16 @@ GAP = 0.1
 
 
 @pytest.fixture(scope="module")
-def results(default_model, tmp_path_factory):
+def results(tmp_path_factory):
+    from edge_runtime import models
     cache = tmp_path_factory.getbasetemp() / "ref_accuracy.npy"
     if cache.exists():
         return np.load(cache, allow_pickle=True).item()
-    out = ref_accuracy.measure(default_model)
+    try:
+        path = models.base()
+    except models.DefaultModelUnavailable as e:
+        pytest.skip(f"base model unavailable: {e}")
+    out = ref_accuracy.measure(path)
     print("\n" + ref_accuracy.table(out))
     np.save(cache, out, allow_pickle=True)
     return out
