@@ -59,7 +59,8 @@ def _fresh(model: Path, source_sha: str | None, adapter_sha: str | None = None) 
             and (source_sha is None or stamp.get("source_sha256") == source_sha))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path) -> str:
+    """sha256 of a file, read a MiB at a time."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -148,7 +149,7 @@ def _build(src, model: Path, adapter):
 
 
 def _write_stamp(model: Path, fields: dict):
-    stamp = dict(fields, size=model.stat().st_size, sha256=_sha256(model), recipe=RECIPE)
+    stamp = dict(fields, size=model.stat().st_size, sha256=file_sha256(model), recipe=RECIPE)
     tmp = model.with_name(_stamp_path(model).name + ".tmp")
     tmp.write_text(json.dumps(stamp, indent=1) + "\n")
     os.replace(tmp, _stamp_path(model))
@@ -162,7 +163,7 @@ def merged(path, adapter_path) -> str:
     from .convert import convert
 
     a = adapter_file.read(adapter_path)
-    base_sha = _sha256(Path(path))
+    base_sha = file_sha256(path)
     model = cache_dir() / f"merged-{base_sha[:12]}-{a.sha256[:12]}-q8_0.gguf"
     if _fresh(model, base_sha, a.sha256):
         return str(model)

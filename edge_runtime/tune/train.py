@@ -30,6 +30,7 @@ from .. import adapter as adapter_file
 from ..calls.formats import FunctionGemmaFormat, encode_segments
 from ..functiongemma import tokens as T
 from ..gguf import open_gguf
+from ..models import file_sha256
 from ..tokenizer import Tokenizer
 from . import model as M
 
@@ -91,14 +92,6 @@ def encode(tok, example) -> tuple[list, list]:
 def tokenizer_of(path) -> Tokenizer:
     g = open_gguf(path)
     return Tokenizer.from_gguf(g)
-
-
-def _file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _lr(s: Settings, step: int) -> float:
@@ -229,7 +222,7 @@ def train(base_path, examples, out_path, settings: Settings = Settings(), *, min
         "base": {"n_layer": c.n_layer, "n_embd": c.n_embd, "n_vocab": c.n_vocab,
                  "n_head": c.n_head, "n_head_kv": c.n_head_kv, "head_dim": c.head_dim_k,
                  "n_ff": c.n_ff, "file": os.path.basename(os.fspath(base_path)),
-                 "sha256": _file_sha256(base_path)},
+                 "sha256": file_sha256(base_path)},
         "rank": s.rank, "alpha": s.alpha, "call_format": "functiongemma",
         "training": dict(record or {}, settings=dataclasses.asdict(s), examples=len(encoded),
                          example_fingerprint=fingerprint, tokens=seen_tokens + tokens0,
