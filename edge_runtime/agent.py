@@ -119,15 +119,13 @@ class Agent:
     serves), "required" (the first reply is a call) or "none".
     demonstrations: the format's worked examples in the (cached) prefix.
     grounding: bias argument values toward the request's own spans and numbers.
-    calibrate: remove the model's preference for some tool names that it shows without any
-    request (contextual calibration), so the first-listed tool has no built-in advantage.
     A schema without a callable is declared to the model but has nothing to execute: its call
     is returned with result None and the run stops there, for the caller to carry out.
     """
 
     def __init__(self, model, tools, system=None, cache_dir=None, timeout=10.0,
                  tool_choice="auto", constrained=True, max_tokens=48, reuse_prefix=True,
-                 format=None, grounding=True, calibrate=False, demonstrations=True):
+                 format=None, grounding=True, demonstrations=True):
         if tool_choice not in TOOL_CHOICES:
             raise ValueError(f"tool_choice must be one of {', '.join(TOOL_CHOICES)}")
         self.model, self.system, self.timeout = model, system, timeout
@@ -150,8 +148,6 @@ class Agent:
         self._constraint = None
         self._prefix_ids = None    # the declarations' token ids (a prefix of every prompt)
         self.prefix_snapshot = None   # its KV state, once computed or read from cache_dir
-        self.calibrate = calibrate
-        self._calibration = None   # (first name-token ids, their log-prior) for this prefix
         check_agent_budget(model, self)   # MemoryBudgetError; maps the grammar's index now
 
     @property
@@ -246,26 +242,12 @@ class Agent:
         cached = 0
         if self.reuse_prefix and hasattr(session, "restore"):
             self._restore_prefix(session)
-            if self.calibrate and self._calibration is None and len(self.tools) > 1:
-                self._calibration = self._name_prior(session)
             cached = len(prefix)
         else:
             session.reset()
             rest = prefix + rest
         dec.feed(rest)
         return cached + len(rest), cached     # (prompt tokens, of which restored from cache)
-
-    def _name_prior(self, session):
-        """The model's log-probabilities for the first token of each tool name after a
-        content-free request, from the prefix state (which is restored afterwards)."""
-        tok = self.model.tokenizer
-        ids = encode_segments(tok, self.format.turn([{"role": "user", "content": "N/A"}], {})
-                              + self.format.open_call(), False)
-        rows = self.constraint.allowed(self.constraint.start())
-        logits = np.asarray(session.eval(ids, rows=rows), np.float64)
-        session.restore(self.prefix_snapshot)
-        logp = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
-        return rows, logp.astype(np.float32)
 
     # ---- executing calls --------------------------------------------------------------------
 
@@ -445,15 +427,9 @@ class Agent:
             dec.feed(forced)
             ids += forced
         written = bytearray(b"".join(c.v.pieces[t] for t in ids))
-        first = self._calibration is not None and not named
         while not self.grammar.done(st):
             allowed = c.allowed(st)
             bonus = ground.bonus(c, st, allowed, bytes(written)) if ground is not None else None
-            if first:
-                rows, prior = self._calibration
-                if np.array_equal(rows, allowed):
-                    bonus = -prior if bonus is None else bonus - prior
-                first = False
             t = dec.choose(allowed, bonus)
             st = c.advance(st, t)
             dec.feed([t])

@@ -50,10 +50,6 @@ class Config:
     def kv_dim(self) -> int:
         return self.n_head_kv * self.head_dim_k
 
-    @property
-    def global_layers(self) -> tuple:
-        return tuple(i for i in range(self.n_layer) if i not in self.swa_layers)
-
     def is_swa(self, il: int) -> bool:
         return il in self.swa_layers
 

@@ -138,7 +138,3 @@ class NumberSyntax:
         """Whether text is in the language, walking it as a decoder would."""
         return all(text[i] in self.allowed_next(text[:i]) for i in range(len(text))) \
             and self.can_end(text)
-
-    def max_length(self) -> int:
-        """Longest text of the language, in characters (sign, digits, dot)."""
-        return 1 + self.digits + (0 if self.integer else 1)

@@ -16,15 +16,12 @@ including the functions is the same for every request, so its KV state is cached
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 from .syntax import Syntax, format_call, format_value
 
 SYNTAX = Syntax(name="python", call_open=b"", args_open=b"(", args_close=b")", arg_kv=b"=",
                 sep=b", ", dict_kv=b": ", key_quoted=True, true=b"True", false=b"False",
                 null=b"None", str_open=34, str_close=34, escapes=True, forbidden=b"")
-# Results are shown to the model as JSON (what tools and APIs print).
-JSON_SYNTAX = replace(SYNTAX, true=b"true", false=b"false", null=b"null")
 
 REQUEST, CALL, RESULT, ANSWER = "Request:", "Call:", "Result:", "Answer:"
 

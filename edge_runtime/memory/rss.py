@@ -33,9 +33,6 @@ class Sample:
             return b if a is None else a if b is None else max(a, b)
         return Sample(*(pick(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)))
 
-    def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 def read_status(path=_STATUS) -> dict:
     """VmRSS/RssAnon/RssFile/VmHWM from a /proc status file, in bytes ({} where absent)."""
