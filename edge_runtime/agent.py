@@ -39,6 +39,7 @@ from .calls.grounding import Grounding
 from .calls.schema import normalize_tool, schema_from_callable, validate
 from .calls.syntax import END, ParseFailure
 from .calls.vocab import Vocab
+from .errors import InvalidArgumentError
 from .memory import check_agent_budget
 from .sampling import Sampler
 from .tool_exec import ToolRunner
@@ -282,8 +283,12 @@ class Agent:
             return self._run(session, request, max_steps, on_event)
 
     def _run(self, session, request, max_steps, on_event) -> AgentResult:
-        if not isinstance(request, str) or not request.strip():
-            raise ValueError("the request is empty")
+        _check_text(request, "the request")
+        if not request.strip():
+            raise InvalidArgumentError("the request is empty")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
+            raise InvalidArgumentError(f"max_steps must be an integer >= 0 (0: answer without "
+                                       f"calling), got {max_steps!r}")
         emit = on_event or (lambda event: None)
         runner = ToolRunner(self.functions, self.timeout)   # one per run: the timeout rule
         dec = _Decoder(session, Sampler())
@@ -320,16 +325,17 @@ class Agent:
         return out
 
     def respond(self, messages, tool_choice="auto", max_tokens=None, temperature=0.0,
-                top_p=1.0, seed=None, stop=None, on_text=None) -> Turn:
+                top_p=1.0, seed=None, stop=None, on_text=None,
+                parallel_tool_calls=True) -> Turn:
         """One model reply to an OpenAI-style conversation, without executing anything.
         tool_choice: "auto" | "required" | "none" | {"type": "function", "function":
-        {"name": N}}."""
+        {"name": N}}. parallel_tool_calls=False: at most one call."""
         with self._session() as session:
             return self._respond(session, messages, tool_choice, max_tokens, temperature,
-                                 top_p, seed, stop, on_text)
+                                 top_p, seed, stop, on_text, parallel_tool_calls)
 
     def _respond(self, session, messages, tool_choice, max_tokens, temperature, top_p, seed,
-                 stop, on_text) -> Turn:
+                 stop, on_text, parallel=True) -> Turn:
         named = None
         if isinstance(tool_choice, dict):
             named = (tool_choice.get("function") or {}).get("name")
@@ -341,7 +347,14 @@ class Agent:
                              "named function")
         names = {}
         convo = []
-        for m in messages:
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                raise InvalidArgumentError(f"messages[{i}] must be a dict")
+            parts = m.get("content")
+            for part in parts if isinstance(parts, list) else [parts]:
+                text = part.get("text") if isinstance(part, dict) else part
+                if isinstance(text, str):
+                    _check_text(text, f"messages[{i}].content")
             role = m.get("role")
             if role in ("system", "developer"):
                 continue     # the system text is part of the cached prefix (Agent(system=))
@@ -355,7 +368,8 @@ class Agent:
             if self.grounding and request else None
         limit = self.max_tokens if max_tokens is None else max_tokens
         calls, text, finish = self._reply(dec, tool_choice, ground, None, named=named,
-                                          max_tokens=limit, stop=stop, on_text=on_text)
+                                          max_tokens=limit, stop=stop, on_text=on_text,
+                                          most=MAX_PARALLEL if parallel else 1)
         usage = {"prompt_tokens": n_prompt, "cached_tokens": cached,
                  "completion_tokens": max(0, dec.evaluated + len(dec.pending) - (n_prompt - cached))}
         bad = [c for c in calls if "error" in c]
@@ -377,9 +391,9 @@ class Agent:
         return labels[int(np.flatnonzero(ids == pick)[0])]
 
     def _reply(self, dec, choice, ground, emit, named=None, max_tokens=None, stop=None,
-               on_text=None):
-        """Decode one model reply: ([calls], text, finish_reason). A call is
-        {"name", "arguments"} or {"error"} when it could not be read."""
+               on_text=None, most=MAX_PARALLEL):
+        """Decode one model reply: ([calls], text, finish_reason), at most `most` calls. A call
+        is {"name", "arguments"} or {"error"} when it could not be read."""
         fmt = self.format
         wants_call = choice == "required"
         if choice == "auto":
@@ -397,7 +411,7 @@ class Agent:
         while True:
             calls.append(self._call(dec, ground, named))
             dec.feed(encode_segments(self.model.tokenizer, fmt.close_call(), False))
-            if named or len(calls) >= MAX_PARALLEL or "error" in calls[-1]:
+            if named or len(calls) >= most or "error" in calls[-1]:
                 break
             if self._decide(dec, {"call": fmt.call_id, "results": fmt.result_id}) != "call":
                 break
@@ -477,6 +491,15 @@ class Agent:
         for x in stops:
             s = s.split(x)[0]
         return s.strip(), finish
+
+
+def _check_text(s, where):
+    if not isinstance(s, str):
+        raise InvalidArgumentError(f"{where} must be a str, got {type(s).__name__}")
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"{where} is not valid Unicode (a lone surrogate)") from None
 
 
 def _repeats(s: str) -> bool:

@@ -45,10 +45,11 @@ class ScriptedAgent:
         self.tools = [normalize_tool(t) for t in tools]   # ValueError outside the subset
 
     def respond(self, messages, tool_choice="auto", max_tokens=None, temperature=0.0, top_p=1.0,
-                seed=None, stop=None, on_text=None):
+                seed=None, stop=None, on_text=None, parallel_tool_calls=True):
         ScriptedAgent.log.append({"system": self.system, "messages": messages, "tool_choice": tool_choice,
                                   "max_tokens": max_tokens, "temperature": temperature,
-                                  "top_p": top_p, "seed": seed, "stop": stop})
+                                  "top_p": top_p, "seed": seed, "stop": stop,
+                                  "parallel_tool_calls": parallel_tool_calls})
         if ScriptedAgent.gate is not None:
             assert ScriptedAgent.gate.wait(30)
         last = messages[-1]
@@ -58,7 +59,7 @@ class ScriptedAgent:
             (tool_choice == "auto" and "call" in last["content"])
         if last["role"] != "tool" and wants and self.tools:
             calls = [{"name": named or self.tools[0]["name"], "arguments": {"city": "Paris"}}]
-            if "two" in last["content"]:
+            if "two" in last["content"] and parallel_tool_calls:
                 calls.append({"name": self.tools[-1]["name"], "arguments": {"minutes": 3}})
             return SimpleNamespace(text="", calls=calls, finish_reason="tool_calls",
                                    usage={"prompt_tokens": 40, "completion_tokens": 9,
@@ -248,6 +249,15 @@ def test_tool_choice_reaches_the_agent(srv, client, choice, names):
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
      400, "messages[0].content"),
     ({"messages": [{"role": "tool", "content": "x"}]}, 400, "messages[0]"),
+    ({"seed": -1}, 400, "seed"),
+    ({"top_p": 0}, 400, "top_p"),
+    ({"logit_bias": {"42": 5}}, 400, "logit_bias"),
+    ({"presence_penalty": 0.5}, 400, "presence_penalty"),
+    ({"frequency_penalty": 1}, 400, "frequency_penalty"),
+    ({"response_format": {"type": "json_object"}}, 400, "response_format"),
+    ({"parallel_tool_calls": "no", "tools": [WEATHER]}, 400, "parallel_tool_calls"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameter": {
+        "type": "object", "properties": {"x": {"type": "string"}}}}}]}, 400, "tools"),
 ])
 def test_bad_chat_requests_get_openai_errors(srv, client, kw, status, param):
     body = {"model": _name(srv), "messages": [{"role": "user", "content": "hi"}], **kw}
@@ -258,6 +268,54 @@ def test_bad_chat_requests_get_openai_errors(srv, client, kw, status, param):
     with pytest.raises(err_cls):
         client.chat.completions.create(**body)
     assert not ScriptedAgent.log   # refused before reaching the model
+
+
+def test_unknown_fields_are_refused_and_neutral_ones_accepted(srv, client):
+    body = {"model": _name(srv), "messages": [{"role": "user", "content": "hi"}]}
+    status, err = _error(_raw(srv, "/v1/chat/completions", {**body, "top_k": 5}))
+    assert (status, err["param"], err["code"]) == (400, "top_k", "unsupported_parameter")
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(**body, extra_body={"repetition_penalty": 1.1})
+    assert not ScriptedAgent.log
+    r = client.chat.completions.create(**body, tools=[WEATHER], logit_bias={}, user="u1",
+                                       presence_penalty=0, response_format={"type": "text"})
+    assert r.choices[0].message.content == "hi"
+
+
+def test_parallel_tool_calls_false_gives_at_most_one_call(srv, client):
+    kw = dict(model=_name(srv), messages=[{"role": "user", "content": "call two tools"}],
+              tools=[WEATHER, TIMER])
+    assert len(client.chat.completions.create(**kw).choices[0].message.tool_calls) == 2
+    one = client.chat.completions.create(parallel_tool_calls=False, **kw)
+    assert [c.function.name for c in one.choices[0].message.tool_calls] == ["get_weather"]
+    assert ScriptedAgent.log[-1]["parallel_tool_calls"] is False
+
+
+def test_chat_without_tools_or_max_tokens_runs_to_the_context(srv, client, tiny_model):
+    """What the openai client sends by default: no max_tokens means until the context's room
+    (as OpenAI), never a 500."""
+    r = client.chat.completions.create(model=_name(srv), temperature=0,
+                                       messages=[{"role": "user", "content": "hello"}])
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.prompt_tokens + r.usage.completion_tokens <= tiny_model.max_inference_len
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=_name(srv), messages=[
+            {"role": "user", "content": "hello world " * 60}])
+    assert e.value.code == "context_length_exceeded"
+
+
+def test_bodies_that_are_not_json_objects_or_nest_too_deep(srv):
+    req = urllib.request.Request(srv.url + "/chat/completions", method="POST",
+                                 data=json.dumps({"model": _name(srv), "messages": [
+                                     {"role": "user", "content": "hi"}]}).encode(),
+                                 headers={"Content-Type": "text/plain"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=60)
+    assert e.value.code == 415
+    deep = b'{"model": "m", "messages": ' + b"[" * 100000 + b"]" * 100000 + b"}"
+    status, err = _error(_raw(srv, "/v1/chat/completions", deep))
+    assert status == 400 and "deep" in err["message"]
+    assert not ScriptedAgent.log
 
 
 def test_malformed_bodies_and_unknown_routes(srv):

@@ -94,6 +94,10 @@ def _err(where, msg):
 
 # ---- normalising ---------------------------------------------------------------------------
 
+# "strict" asks for exactly what the agent always does: calls that match the schema.
+TOOL_FIELDS = {"name", "description", "parameters", "strict"}
+
+
 def normalize_tool(tool) -> dict:
     """An OpenAI-style tool ({"type": "function", "function": {...}} or the inner dict),
     checked, as {"name", "description", "parameters": canonical schema}."""
@@ -102,6 +106,10 @@ def normalize_tool(tool) -> dict:
     fn = tool.get("function", tool) if tool.get("type", "function") == "function" else None
     if not isinstance(fn, dict):
         raise ValueError(f"tool has unsupported type {tool.get('type')!r}")
+    unknown = sorted(map(str, set(fn) - TOOL_FIELDS - ({"type", "function"} if fn is tool else set())))
+    if unknown:    # a misspelled "parameter" would declare a tool that takes nothing
+        raise ValueError(f"tool {fn.get('name')!r}: unknown field {unknown[0]!r} (a tool has "
+                         f"{', '.join(sorted(TOOL_FIELDS))})")
     name = fn.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError(f"tool name {name!r} must match {NAME_RE.pattern[:-2]}")

@@ -157,7 +157,16 @@ def format_value(syntax: Syntax, v, esc: str = "") -> str:
 
 
 def format_call(syntax: Syntax, name: str, arguments: dict, esc: str = "") -> str:
-    """NAME ARGS_OPEN k=v, ... ARGS_CLOSE (without the format's END symbol)."""
+    """NAME ARGS_OPEN k=v, ... ARGS_CLOSE (without the format's END symbol). A name or key
+    that the parser would not read back (a newline in it, say) is refused: written raw, it
+    could end the call and forge lines of the conversation."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"tool call name {name!r} cannot be written in the {syntax.name} "
+                         "call format")
+    bad = next((k for k in arguments if not isinstance(k, str) or not bare_key_ok(k)), None)
+    if bad is not None:
+        raise ValueError(f"tool call {name}: argument name {bad!r} cannot be written in the "
+                         f"{syntax.name} call format (its keys are bare words)")
     kv, sep = syntax.arg_kv.decode(), syntax.sep.decode()
     pairs = arguments.items()
     if syntax.sort_keys:

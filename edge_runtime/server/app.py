@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from starlette.applications import Starlette
@@ -265,6 +267,10 @@ def _busy(e: Busy) -> JSONResponse:
 
 
 async def _json_body(request: Request):
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":   # a form or text/plain post from a web page: not ours
+        raise S.RequestError(f"the request body must be application/json, not "
+                             f"{ctype or 'untyped'}", 415, code="unsupported_media_type")
     raw, size = bytearray(), 0
     async for part in request.stream():
         size += len(part)
@@ -278,6 +284,8 @@ async def _json_body(request: Request):
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise S.RequestError(f"the request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise S.RequestError("the request body is nested too deeply") from None
 
 
 async def _http_error(request, exc):
@@ -287,5 +295,11 @@ async def _http_error(request, exc):
 
 
 async def _internal_error(request, exc):
-    return JSONResponse(S.error_body(f"internal error: {type(exc).__name__}: {exc}",
+    """A bug of ours: the client gets a reference, the log gets the traceback (the exception
+    text may hold what another request sent)."""
+    ref = uuid.uuid4().hex[:12]
+    logging.getLogger("edge_runtime.server").error("internal error %s on %s %s", ref,
+                                                    request.method, request.url.path,
+                                                    exc_info=exc)
+    return JSONResponse(S.error_body(f"internal error {ref} (the server log has the details)",
                                      "server_error"), 500)

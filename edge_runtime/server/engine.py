@@ -60,6 +60,7 @@ class Engine:
         out = TrimmedText(p["stop"], on_text) if on_text is not None else None
         turn = agent.respond(   # the agent holds a session of the pool for the turn
             p["messages"], tool_choice=p["tool_choice"], max_tokens=p["max_tokens"],
+            parallel_tool_calls=p["parallel_tool_calls"],
             temperature=p["temperature"], top_p=p["top_p"], seed=p["seed"], stop=p["stop"],
             on_text=out.add if out is not None else None)
         if out is not None:
@@ -81,17 +82,24 @@ class Engine:
         return self._generate(ids, p, on_text)
 
     def _generate(self, ids, p, on_text):
+        limit = p["max_tokens"]
+        if limit is None:      # as OpenAI: until the context is full
+            limit = self.model.max_inference_len - len(ids)
+            if limit < 1:
+                raise RequestError(f"the prompt is {len(ids)} tokens: no room left in the "
+                                   f"context of {self.model.max_inference_len}",
+                                   param="messages", code="context_length_exceeded")
         out = TextOut(self.model.tokenizer, p["stop"], on_text)
         with self.session() as session:
             cached = min(_common_prefix(session.history, ids), len(ids) - 1)
             n = 0
-            for t in session.generate(ids, max_tokens=p["max_tokens"],
+            for t in session.generate(ids, max_tokens=limit,
                                       temperature=p["temperature"], top_p=p["top_p"],
                                       seed=p["seed"], stop=p["stop"]):
                 n += 1
                 out.add(t)
         stopped = out.finish()
-        reason = "length" if n == p["max_tokens"] and not stopped else "stop"
+        reason = "length" if n == limit and not stopped else "stop"
         u = {"prompt_tokens": len(ids), "completion_tokens": n, "cached_tokens": cached}
         self._count(u)
         return out.text, reason, u

@@ -1,8 +1,11 @@
 """The OpenAI wire format: request bodies checked and reduced to plain parameters, results and
 errors built as the official client parses them. Pure functions over dicts; no HTTP, no model.
 
-Only what the runtime can honour is accepted: `n` other than 1, logprobs, non-text content
-parts or an unknown role are refused with a 400 naming the field, never silently ignored.
+Only what the runtime can honour is accepted: `n` other than 1, logprobs, a logit bias,
+presence or frequency penalties, a response format other than text, non-text content parts, an
+unknown role or a field this server does not know are refused with a 400 naming the field,
+never silently ignored. `user` (an end-user id for the provider's abuse checks) is the one
+field accepted and not used: there is nothing here for it to do.
 """
 from __future__ import annotations
 
@@ -58,6 +61,24 @@ def _stop(body):
     return stop
 
 
+CHAT_FIELDS = {"model", "messages", "tools", "tool_choice", "parallel_tool_calls", "stream",
+               "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+               "seed", "stop", "n", "logprobs", "top_logprobs", "logit_bias", "presence_penalty",
+               "frequency_penalty", "response_format", "user"}
+COMPLETION_FIELDS = {"model", "prompt", "stream", "stream_options", "max_tokens", "temperature",
+                     "top_p", "seed", "stop", "n", "best_of", "logprobs", "echo", "suffix",
+                     "logit_bias", "presence_penalty", "frequency_penalty", "user"}
+# Values that ask for nothing: a field absent or set to these is honoured by doing nothing.
+_NEUTRAL = {"logit_bias": (None, {}), "presence_penalty": (None, 0), "frequency_penalty": (None, 0)}
+
+
+def _known(body, fields):
+    for key in body:
+        if key not in fields:
+            raise RequestError(f"unknown field {key!r}: this server does not know it",
+                               param=str(key), code="unsupported_parameter")
+
+
 def _unsupported(body, fields):
     for key, ok in fields.items():
         if key in body and body[key] not in ok:
@@ -71,10 +92,18 @@ def _sampling(body, max_tokens_default):
     return {
         "max_tokens": _number({key: max_tokens}, key, max_tokens_default, 1, 1 << 20, True),
         "temperature": float(_number(body, "temperature", 1.0, 0.0, 2.0)),
-        "top_p": float(_number(body, "top_p", 1.0, 0.0, 1.0)),
-        "seed": _number(body, "seed", None, -(1 << 63), (1 << 64) - 1, True),
+        "top_p": _top_p(body),
+        "seed": _number(body, "seed", None, 0, (1 << 64) - 1, True),
         "stop": _stop(body),
     }
+
+
+def _top_p(body):
+    v = float(_number(body, "top_p", 1.0, 0.0, 1.0))
+    if v == 0.0:     # no token has mass within 0: ask for temperature 0 to decode greedily
+        raise RequestError("'top_p' must be above 0 (for greedy decoding set 'temperature' to "
+                           "0)", param="top_p")
+    return v
 
 
 def _stream(body):
@@ -178,25 +207,32 @@ def _tool_choice(body, tools):
 
 
 def parse_chat(body) -> dict:
-    """A /v1/chat/completions body -> {model, messages, tools, tool_choice, stream,
-    include_usage, max_tokens, temperature, top_p, seed, stop}."""
+    """A /v1/chat/completions body -> {model, messages, tools, tool_choice,
+    parallel_tool_calls, stream, include_usage, max_tokens, temperature, top_p, seed, stop}."""
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object")
+    _known(body, CHAT_FIELDS)
     _unsupported(body, {"n": (1, None), "logprobs": (False, None), "top_logprobs": (None, 0),
-                        "parallel_tool_calls": (True, False, None)})
+                        "response_format": (None, {"type": "text"}), **_NEUTRAL})
+    parallel = body.get("parallel_tool_calls", True)
+    if parallel is None:
+        parallel = True
+    if not isinstance(parallel, bool):
+        raise RequestError("'parallel_tool_calls' must be a boolean", param="parallel_tool_calls")
     tools = _tools(body)
     stream, include_usage = _stream(body)
     return {"model": _model(body), "messages": _messages(body), "tools": tools,
-            "tool_choice": _tool_choice(body, tools), "stream": stream,
-            "include_usage": include_usage, **_sampling(body, None)}
+            "tool_choice": _tool_choice(body, tools), "parallel_tool_calls": parallel,
+            "stream": stream, "include_usage": include_usage, **_sampling(body, None)}
 
 
 def parse_completion(body) -> dict:
     """A /v1/completions body -> {model, prompt, stream, include_usage, max_tokens, ...}."""
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object")
+    _known(body, COMPLETION_FIELDS)
     _unsupported(body, {"n": (1, None), "best_of": (1, None), "logprobs": (None, 0),
-                        "echo": (False, None), "suffix": (None, "")})
+                        "echo": (False, None), "suffix": (None, ""), **_NEUTRAL})
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1:
         prompt = prompt[0]
