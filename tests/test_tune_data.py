@@ -50,7 +50,7 @@ def test_every_kind_present():
 
 def test_schemas_and_calls_validate(train, dev):
     for ex in train + dev:
-        assert 1 <= len(ex["tools"]) <= 5
+        assert 1 <= len(ex["tools"]) <= max(data.RECIPES[data.GENERATOR_VERSION].sizes[0])
         tools = {}
         for t in ex["tools"]:
             n = normalize_tool(t)
@@ -67,6 +67,40 @@ def test_dev_tools_are_held_out(train, dev):
     assert names(train) and names(dev) and not names(train) & names(dev)
     requests = lambda exs: {e["messages"][0]["content"].lower() for e in exs}
     assert len(requests(train) & requests(dev)) < 10      # only a few chit-chat lines repeat
+
+
+def _templates(ex):
+    return {_base(t.name) for t in data._POOLS["train"] + data._POOLS["dev"]} >= {
+        _base(t["function"]["name"]) for t in ex["tools"]}
+
+
+def test_made_up_tools_by_version():
+    """Version 4 draws about half its examples from made-up tools; the versions that made
+    the shipped adapter's earlier stages draw none, and version 2 declares at most five."""
+    made = [not _templates(e) for e in data.generate(400, 2, "train", version=4)]
+    assert 0.3 < sum(made) / len(made) < 0.7
+    for v in (2, 3):
+        exs = data.generate(300, 2, "train", version=v)
+        assert all(_templates(e) for e in exs)
+        assert max(len(e["tools"]) for e in exs) == (5 if v == 2 else 12)
+    with pytest.raises(ValueError):
+        data.generate(1, 0, version=1)
+
+
+def test_made_up_tools_are_read_from_their_schema():
+    """A made-up tool's call uses the declared (restyled) names and values from the request;
+    no toolset holds two tools for the same thing and action."""
+    ids = 0
+    for ex in data.generate(600, 5, "train", version=4):
+        text = ex["messages"][0]["content"]
+        for c in _calls(ex):
+            for v in c["arguments"].values():
+                if isinstance(v, str) and re.fullmatch(r"[A-Z]+-\d+", v):
+                    assert v in text, (v, text)          # an id is copied as said
+                    ids += 1
+        words = [tuple(sorted(data._words(t["function"]["name"]).split())) for t in ex["tools"]]
+        assert len(set(words)) == len(words), words     # start_pump beside pump_start: no
+    assert ids > 20
 
 
 def test_kind_shapes(train):
@@ -127,7 +161,7 @@ def test_optional_arguments_only_when_mentioned(train):
 
 def test_example_size(train):
     sizes = sorted(len(json.dumps(e)) for e in train)
-    assert sizes[len(sizes) // 2] < 1400
+    assert sizes[len(sizes) // 2] < 2000     # up to twelve tools (data.RECIPES)
 
 
 def test_no_benchmark_overlap(train, dev):

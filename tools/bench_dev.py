@@ -1,6 +1,7 @@
 """Right calls on the generator's held-out dev split (tools no training example uses).
 
-    python tools/bench_dev.py [--n 200] [--seed 7] [--model P] [--no-grounding] [--format F]
+    python tools/bench_dev.py [--n 200] [--seed 7] [--generator-version V] [--model P]
+                              [--no-grounding] [--format F]
 
 This is the data choices are made on (grounding kept or not, the call format): never a
 benchmark's. Prints accuracy per kind and overall, with the CPU, the date and the commit.
@@ -23,6 +24,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--generator-version", type=int, default=data.GENERATOR_VERSION)
     ap.add_argument("--model", default=None, help="GGUF (default: the default model)")
     ap.add_argument("--format", default=None)
     ap.add_argument("--no-grounding", action="store_true")
@@ -31,13 +33,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     path = args.model or er.models.default()
     model = er.Model.load(path, max_inference_len=4096, threads=args.threads)
-    examples = data.generate(args.n, args.seed, "dev")
+    examples = data.generate(args.n, args.seed, "dev", args.generator_version)
     t0 = time.time()
     results = evaluate.run(model, examples, format=args.format,
                            grounding=not args.no_grounding)
     kinds = evaluate.by_kind(results)
     right = sum(ok for _, _, ok in results)
-    print(f"dev split, {len(results)} examples (seed {args.seed}), {Path(path).name}, format "
+    print(f"dev split, {len(results)} examples (seed {args.seed}, generator version "
+          f"{args.generator_version}), {Path(path).name}, format "
           f"{args.format or 'auto'}, grounding {'off' if args.no_grounding else 'on'}: "
           f"{right}/{len(results)} = {100 * right / len(results):.1f}%  "
           f"({time.time() - t0:.0f} s; {cpu_name()}; {git_commit()})")
