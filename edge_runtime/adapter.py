@@ -23,6 +23,7 @@ import zlib
 import numpy as np
 
 from .errors import AdapterError
+from .files import replacing
 
 __all__ = ["Adapter", "AdapterError", "FORMAT", "read", "write"]
 
@@ -102,18 +103,12 @@ def write(path, tensors: dict, manifest: dict) -> str:
                              for k, v in sorted(stored.items())})
     manifest["sha256"] = hashlib.sha256(json.dumps(manifest["tensors"], sort_keys=True)
                                         .encode()).hexdigest()
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
-            for k, v in sorted(stored.items()):
-                buf = io.BytesIO()
-                np.save(buf, v, allow_pickle=False)
-                z.writestr(k + ".npy", buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+        for k, v in sorted(stored.items()):
+            buf = io.BytesIO()
+            np.save(buf, v, allow_pickle=False)
+            z.writestr(k + ".npy", buf.getvalue())
     return manifest["sha256"]
 
 

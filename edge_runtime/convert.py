@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from .errors import ConversionError
+from .files import replacing
 from .calls.formats import CALL_FORMAT_KEY
 from .gguf import GGML_TYPE_IDS, GGML_TYPES, open_gguf
 
@@ -230,43 +231,38 @@ def convert(in_path, out_path, type="q8_0", progress=True, rename_function_token
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"output directory {out_dir} does not exist")
     src = open_gguf(in_path)
-    if adapter is not None:
-        from .config import from_gguf
-        try:
-            adapter.check_model(from_gguf(src))
-        except BaseException:
-            src.close()
-            raise
-    plan = _plan(src)
-    out_path = os.fspath(out_path)
-    tmp = f"{out_path}.tmp{os.getpid()}"
-    writer = gguf.GGUFWriter(tmp, arch=src.metadata.get("general.architecture", "unknown"))
     try:
-        if "general.alignment" in src.metadata:
-            writer.add_custom_alignment(src.alignment)
-        _copy_metadata(src, writer, rename_function_tokens, adapter)
-        for t, out in plan:
-            shape = tuple(reversed(t.shape))  # the writer wants numpy order
-            nbytes = t.n_elements // (QK8_0 if out == "Q8_0" else 1) * (34 if out == "Q8_0" else 4)
-            writer.add_tensor_info(t.name, shape, np.dtype(np.float32), nbytes,
-                                   raw_dtype=gguf.GGMLQuantizationType[out])
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        bar = _Progress(sum(t.n_elements for t, _ in plan), progress)
-        for t, out in plan:
-            writer.write_tensor_data(_convert_tensor(src, t, out, adapter))
-            bar.update(t.n_elements)
-        bar.close()
-        writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        writer.close()
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        if adapter is not None:
+            from .config import from_gguf
+            adapter.check_model(from_gguf(src))
+        plan = _plan(src)
+        with replacing(out_path) as tmp:
+            writer = gguf.GGUFWriter(tmp, arch=src.metadata.get("general.architecture", "unknown"))
+            try:
+                _write(gguf, src, plan, writer, rename_function_tokens, adapter, progress)
+            finally:
+                writer.close()
     finally:
         src.close()
     return {"tensors": len(plan), "bytes": os.path.getsize(out_path),
             "seconds": time.perf_counter() - t0,
             "source_types": sorted({t.type for t, _ in plan})}
+
+
+def _write(gguf, src, plan, writer, rename_function_tokens, adapter, progress):
+    if "general.alignment" in src.metadata:
+        writer.add_custom_alignment(src.alignment)
+    _copy_metadata(src, writer, rename_function_tokens, adapter)
+    for t, out in plan:
+        shape = tuple(reversed(t.shape))  # the writer wants numpy order
+        nbytes = t.n_elements // (QK8_0 if out == "Q8_0" else 1) * (34 if out == "Q8_0" else 4)
+        writer.add_tensor_info(t.name, shape, np.dtype(np.float32), nbytes,
+                               raw_dtype=gguf.GGMLQuantizationType[out])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    bar = _Progress(sum(t.n_elements for t, _ in plan), progress)
+    for t, out in plan:
+        writer.write_tensor_data(_convert_tensor(src, t, out, adapter))
+        bar.update(t.n_elements)
+    bar.close()

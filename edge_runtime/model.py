@@ -578,13 +578,14 @@ class Session:
             raise InvalidArgumentError("empty prompt: nothing to evaluate")
         if snapshot is not None and len(snapshot.ids) < len(ids) and \
                 tuple(ids[:len(snapshot.ids)]) == snapshot.ids and \
-                self._common_prefix(ids) < len(snapshot.ids):
+                self.common_prefix(ids) < len(snapshot.ids):
             self._restore(snapshot)
         # at least one token must run to give logits
-        self._truncate(min(self._common_prefix(ids), len(ids) - 1))
+        self._truncate(min(self.common_prefix(ids), len(ids) - 1))
         return self._eval(ids[self.n_past:])
 
-    def _common_prefix(self, ids) -> int:
+    def common_prefix(self, ids) -> int:
+        """How many of ids the session's state already holds, from the start."""
         n = 0
         for a, b in zip(self.history, ids):
             if a != b:

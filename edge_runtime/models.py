@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConversionError
+from .files import replacing, write_atomically
 
 __all__ = ["default", "base", "merged", "source", "cache_dir", "DefaultModelUnavailable",
            "MODEL_FILE", "BASE_FILE", "DEFAULT_ADAPTER"]
@@ -92,9 +93,8 @@ def source() -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _lock(path.parent):
             if not path.exists():
-                tmp = path.with_name(path.name + ".part")
-                src.assemble(tmp, overwrite=True)
-                os.replace(tmp, path)
+                with replacing(path) as tmp:
+                    src.assemble(tmp, overwrite=True)
     return str(path)
 
 
@@ -133,7 +133,7 @@ def _build(src, model: Path, adapter):
     from .convert import convert
 
     print(f"edge_runtime: building {model.name} at {model} (once)", file=sys.stderr)
-    for stale in model.parent.glob(model.name + ".tmp*"):
+    for stale in model.parent.glob(".tmp-*" + model.suffix):
         stale.unlink()  # left by a build that was killed; we hold the lock, so none is running
     q4 = model.with_name(src.MODEL_NAME + ".part")
     try:
@@ -150,9 +150,7 @@ def _build(src, model: Path, adapter):
 
 def _write_stamp(model: Path, fields: dict):
     stamp = dict(fields, size=model.stat().st_size, sha256=file_sha256(model), recipe=RECIPE)
-    tmp = model.with_name(_stamp_path(model).name + ".tmp")
-    tmp.write_text(json.dumps(stamp, indent=1) + "\n")
-    os.replace(tmp, _stamp_path(model))
+    write_atomically(_stamp_path(model), [(json.dumps(stamp, indent=1) + "\n").encode()])
 
 
 def merged(path, adapter_path) -> str:

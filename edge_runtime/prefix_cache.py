@@ -45,7 +45,6 @@ import os
 import re
 import stat
 import struct
-import tempfile
 import time
 import warnings
 import zlib
@@ -55,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _native
+from .files import write_atomically
 from .memory.plan import snapshot_bytes
 
 MAGIC = b"ERKVPFX\0"
@@ -173,31 +173,10 @@ def _read_hashes(path) -> dict:
 def _write_hashes(path, hashes):
     """Best effort: a sidecar that cannot be written only means hashing again next time."""
     try:
-        _write_atomically(path, [json.dumps({k: v.hex() for k, v in hashes.items()}).encode()],
+        write_atomically(path, [json.dumps({k: v.hex() for k, v in hashes.items()}).encode()],
                           ".json")
     except OSError:
         pass
-
-
-def _write_atomically(path, parts, suffix):
-    """parts: byte strings to write in order (no joined copy of a multi-MB state), or a
-    function that writes the file itself (given it open for writing and reading)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            if callable(parts):
-                parts(f)
-            else:
-                for part in parts:
-                    f.write(part)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _writer_gone(pid) -> bool:
@@ -402,7 +381,7 @@ class PrefixCache:
         MAX_SNAPSHOTS; the path, or None (with a warning)."""
         clean_stale_temps(self.directory)
         try:
-            _write_atomically(path, parts, SUFFIX)
+            write_atomically(path, parts, SUFFIX)
         except OSError as e:
             warnings.warn(f"cannot write prefix snapshot {path}: {e}", PrefixCacheWarning,
                           stacklevel=4)

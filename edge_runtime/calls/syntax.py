@@ -144,16 +144,19 @@ def format_value(syntax: Syntax, v, esc: str = "") -> str:
     if isinstance(v, dict):
         kv = syntax.dict_kv.decode()
         items = []
-        pairs = v.items()
-        if syntax.sort_keys:
-            pairs = sorted(pairs, key=lambda kv: str(kv[0]).lower())
-        for k, x in pairs:
+        for k, x in dictsort(v) if syntax.sort_keys else v.items():
             key = format_value(syntax, str(k), esc) if syntax.key_quoted else str(k)
             items.append(key + kv + format_value(syntax, x, esc))
         return "{" + sep.join(items) + "}"
     if isinstance(v, (list, tuple)):
         return "[" + sep.join(format_value(syntax, x, esc) for x in v) + "]"
     raise TypeError(f"{type(v).__name__} has no notation in call format {syntax.name}")
+
+
+def dictsort(d: dict) -> list:
+    """d's items in Jinja's dictsort order (keys compared case-insensitively), as FunctionGemma's
+    chat template writes every mapping."""
+    return sorted(d.items(), key=lambda kv: str(kv[0]).lower())
 
 
 def format_call(syntax: Syntax, name: str, arguments: dict, esc: str = "") -> str:
@@ -168,9 +171,7 @@ def format_call(syntax: Syntax, name: str, arguments: dict, esc: str = "") -> st
         raise ValueError(f"tool call {name}: argument name {bad!r} cannot be written in the "
                          f"{syntax.name} call format (its keys are bare words)")
     kv, sep = syntax.arg_kv.decode(), syntax.sep.decode()
-    pairs = arguments.items()
-    if syntax.sort_keys:
-        pairs = sorted(pairs, key=lambda kv: str(kv[0]).lower())
+    pairs = dictsort(arguments) if syntax.sort_keys else arguments.items()
     args = sep.join(f"{k}{kv}{format_value(syntax, v, esc)}" for k, v in pairs)
     return (syntax.call_open.decode() + name + syntax.args_open.decode() + args
             + syntax.args_close.decode())

@@ -37,7 +37,6 @@ import os
 import re
 import struct
 import sys
-import tempfile
 import warnings
 import weakref
 import zlib
@@ -45,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import write_atomically
 from ..functiongemma import tokens as T
 
 _CONTROL = re.compile(rb"<[A-Za-z0-9_]+>|\[[a-z_]+\]")
@@ -406,20 +406,10 @@ def _write(path, key, arrays):
 def _write_file(path, head, body, quiet=False):
     """head + body to path atomically (temporary name, then rename); the path, or None (with a
     warning unless quiet: a cache that cannot be written only costs time)."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(head)
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, [head, body])
         return path
     except OSError as e:
-        if tmp is not None:
-            _unlink(tmp)
         if not quiet:
             warnings.warn(f"cannot write vocabulary index {path}: {e}; keeping it in memory",
                           VocabIndexWarning, stacklevel=4)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from ..calls.schema import normalize_tool
-from ..calls.syntax import format_call
+from ..calls.syntax import dictsort, format_call
 from ..calls.syntax import format_value as _fmt
 from .syntax import DECLARATION_SYNTAX, SYNTAX
 from .tokens import (END_CALL, END_DECL, END_RESP, ESCAPE, START_CALL, START_DECL,
@@ -25,10 +25,6 @@ DEFAULT_SYSTEM = "You are a model that can do function calling with the followin
 
 def _esc(s: str) -> str:
     return ESCAPE + s + ESCAPE
-
-
-def _dictsort(d: dict):
-    return sorted(d.items(), key=lambda kv: str(kv[0]).lower())
 
 
 def format_value(v, escape_keys: bool = False) -> str:
@@ -50,7 +46,7 @@ _TEMPLATE_WORDS = frozenset(("description", "type", "properties", "required", "n
 
 def _properties(props: dict) -> str:
     parts = []
-    for key, s in _dictsort(props):
+    for key, s in dictsort(props):
         t = s.get("type", "").upper()
         name = _esc(key) if key in _TEMPLATE_WORDS or not key.isidentifier() else key
         p = f"{name}:{{description:{_esc(s.get('description', ''))}"
@@ -68,7 +64,7 @@ def _properties(props: dict) -> str:
 
 def _items(items: dict) -> str:
     parts = []
-    for k, v in _dictsort(items):
+    for k, v in dictsort(items):
         if v is None:
             continue
         if k == "properties":

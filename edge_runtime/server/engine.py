@@ -91,7 +91,7 @@ class Engine:
                                    param="messages", code="context_length_exceeded")
         out = TextOut(self.model.tokenizer, p["stop"], on_text)
         with self.session() as session:
-            cached = min(_common_prefix(session.history, ids), len(ids) - 1)
+            cached = min(session.common_prefix(ids), len(ids) - 1)
             n = 0
             for t in session.generate(ids, max_tokens=limit,
                                       temperature=p["temperature"], top_p=p["top_p"],
@@ -152,12 +152,3 @@ def chat_prompt_ids(tok, messages) -> list:
         role = "model" if m["role"] == "assistant" else "user"
         ids += [sot] + text(f"{role}\n{body}") + [eot] + text("\n")
     return ids + [sot] + text("model\n")
-
-
-def _common_prefix(a, b) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n

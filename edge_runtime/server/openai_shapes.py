@@ -14,6 +14,8 @@ import math
 import time
 import uuid
 
+from ..agent import TOOL_CHOICES
+
 
 class RequestError(Exception):
     """A request the server refuses: becomes an OpenAI error object with this HTTP status."""
@@ -31,7 +33,6 @@ def error_body(message, type="invalid_request_error", param=None, code=None) -> 
 
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
-TOOL_CHOICES = ("auto", "required", "none")
 MAX_STOP = 4   # as the OpenAI API
 
 

@@ -28,6 +28,7 @@ import torch
 
 from .. import adapter as adapter_file
 from ..calls.formats import FunctionGemmaFormat, encode_segments
+from ..files import replacing
 from ..functiongemma import tokens as T
 from ..gguf import open_gguf
 from ..models import file_sha256
@@ -113,9 +114,8 @@ def _order(n: int, need: int, seed: int) -> list:
 
 
 def _save(path, obj):
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class Progress:
