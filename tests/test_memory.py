@@ -344,7 +344,7 @@ def test_advise_dontneed_drops_a_mapped_files_pages(tmp_path):
         mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     view = np.frombuffer(mm, dtype=np.uint8)
     before = read_status()["file"]
-    assert int(view[::PAGE_SIZE].sum()) >= 0   # touch every page
+    int(view[::PAGE_SIZE].sum())   # touch every page
     touched = read_status()["file"]
     assert touched - before >= 15 * MIB
     assert advise(view.ctypes.data, view.nbytes, "dontneed")
