@@ -47,6 +47,10 @@ from .tool_exec import ToolRunner
 MAX_PARALLEL = 4          # calls in one model reply
 MAX_CALL_TOKENS = 1024    # unconstrained call bodies are cut here (constrained ones are bounded)
 TOOL_CHOICES = ("required", "auto", "none")
+# Added to the call token's logit where tool_choice "auto" decides between a call and an
+# answer. Chosen on the generator's dev split (tools/bench_dev.py --sweep-call-bias, never a
+# benchmark): the taught model leans to declining once many tools are declared.
+DEFAULT_CALL_BIAS = 0.0
 
 # The preamble's KV state per model, shared by the agents of that model and format. It is kept
 # only once a second toolset needs it: a single agent holds its whole prefix anyway, and a board
@@ -120,18 +124,22 @@ class Agent:
     serves), "required" (the first reply is a call) or "none".
     demonstrations: the format's worked examples in the (cached) prefix.
     grounding: bias argument values toward the request's own spans and numbers.
+    call_bias: added to the call token's logit where "auto" decides between a call and an
+    answer (call_margin() shows the model's own lean).
     A schema without a callable is declared to the model but has nothing to execute: its call
     is returned with result None and the run stops there, for the caller to carry out.
     """
 
     def __init__(self, model, tools, system=None, cache_dir=None, timeout=10.0,
                  tool_choice="auto", constrained=True, max_tokens=48, reuse_prefix=True,
-                 format=None, grounding=True, demonstrations=True):
+                 format=None, grounding=True, demonstrations=True,
+                 call_bias=DEFAULT_CALL_BIAS):
         if tool_choice not in TOOL_CHOICES:
             raise ValueError(f"tool_choice must be one of {', '.join(TOOL_CHOICES)}")
         self.model, self.system, self.timeout = model, system, timeout
         self.tool_choice, self.constrained, self.max_tokens = tool_choice, constrained, max_tokens
         self.cache_dir, self.reuse_prefix, self.grounding = cache_dir, reuse_prefix, grounding
+        self.call_bias = float(call_bias)
         self.format = get_format(format, model, demonstrations)
         self.tools, self.schemas, self.functions = [], {}, {}
         for t in tools or []:
@@ -382,13 +390,35 @@ class Agent:
 
     # ---- one model reply ----------------------------------------------------------------
 
-    def _decide(self, dec, options):
-        """Which of the marker tokens in options {label: id} the model prefers."""
+    def _decide(self, dec, options, bias=None):
+        """Which of the marker tokens in options {label: id} the model prefers; bias:
+        {label: logit bonus}."""
         labels = list(options)
         ids = np.asarray([options[k] for k in labels], np.int32)
         order = np.argsort(ids)
-        pick = dec.choose(ids[order])
+        bonus = None if not bias else \
+            np.asarray([bias.get(labels[i], 0.0) for i in order], np.float32)
+        pick = dec.choose(ids[order], bonus)
         return labels[int(np.flatnonzero(ids == pick)[0])]
+
+    def call_margin(self, messages) -> float:
+        """How strongly the model leans to a call as its first reply to messages (OpenAI-style,
+        as respond() takes them): the call token's logit minus the best alternative's (the
+        answer marker in the python format, any other token in FunctionGemma's), before
+        call_bias. For choosing call_bias on one's own data."""
+        convo = [m for m in messages if m.get("role") not in ("system", "developer")]
+        fmt = self.format
+        with self._session() as session:
+            dec = _Decoder(session, Sampler())
+            self._start(session, dec, fmt.turn(convo, {}))
+            if fmt.answer_id is not None:
+                rows = np.asarray(sorted((fmt.call_id, fmt.answer_id)), np.int32)
+                got = dict(zip(rows.tolist(), dec.logits(rows).tolist()))
+                return got[fmt.call_id] - got[fmt.answer_id]
+            logits = dec.logits()
+            call = float(logits[fmt.call_id])
+            logits[fmt.call_id] = -np.inf
+            return call - float(logits.max())
 
     def _reply(self, dec, choice, ground, emit, named=None, max_tokens=None, stop=None,
                on_text=None, most=MAX_PARALLEL):
@@ -398,10 +428,11 @@ class Agent:
         wants_call = choice == "required"
         if choice == "auto":
             if fmt.answer_id is not None:
-                wants_call = self._decide(dec, {"call": fmt.call_id,
-                                                "answer": fmt.answer_id}) == "call"
+                wants_call = self._decide(dec, {"call": fmt.call_id, "answer": fmt.answer_id},
+                                          {"call": self.call_bias}) == "call"
             else:   # FunctionGemma: a call starts with its own token, anything else is text
                 logits = dec.logits()
+                logits[fmt.call_id] += self.call_bias
                 wants_call = int(np.argmax(logits)) == fmt.call_id
                 if not wants_call:     # these logits start the text answer
                     return [], *self._answer(dec, max_tokens, stop, on_text, emit, logits)

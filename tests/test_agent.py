@@ -244,6 +244,28 @@ def test_respond_auto_returns_a_call_without_running_it():
     assert u["completion_tokens"] == len(model.history) - u["prompt_tokens"]
 
 
+@pytest.mark.parametrize("fmt", ["python", FG])
+def test_call_bias_moves_the_auto_decision_by_the_call_margin(fmt):
+    """call_margin is the model's own lean (the fake prefers its scripted token by ~50 logits);
+    call_bias shifts the decision: past the margin a scripted call becomes an answer and a
+    scripted answer a call."""
+    rec = Recorder()
+    call = 'Call: get_weather(city="Paris")\nResult' if fmt == "python" else \
+        "<start_function_call>call:get_weather{city:<escape>Paris<escape>}<end_function_call>"
+    answer = "Answer: It is sunny\n" if fmt == "python" else "It is sunny<end_of_turn>"
+    fake = (lambda s: _py(s)) if fmt == "python" else (lambda s: ScriptedModel(s))
+    lean_call = Agent(fake([call]), rec.tools(), format=fmt).call_margin(_messages())
+    lean_answer = Agent(fake([answer]), rec.tools(), format=fmt).call_margin(_messages())
+    assert lean_call > 10 and lean_answer < -10
+    assert Agent(fake([call]), rec.tools(), format=fmt).respond(_messages()).calls
+    assert not Agent(fake([call]), rec.tools(), format=fmt,
+                     call_bias=-lean_call - 1).respond(_messages()).calls
+    assert not Agent(fake([answer]), rec.tools(), format=fmt).respond(_messages()).calls
+    assert Agent(fake([answer]), rec.tools(), format=fmt,
+                 call_bias=-lean_answer + 1).respond(_messages()).calls
+    assert rec.log == []
+
+
 def test_respond_auto_and_none_answer_in_text():
     rec = Recorder()
     agent = Agent(_py(["Answer: Hello there\n"]), rec.tools(), format="python")

@@ -255,3 +255,13 @@ def test_examples_for_tools_on_varied_schemas():
         for ex in data.examples_for_tools(seen["tools"], 5, i):
             for c in _calls(ex):
                 assert validate(c["arguments"], schemas[c["name"]]) == [], ex
+
+
+def test_the_call_bias_sweep_counts_what_the_auto_decision_would_get():
+    from edge_runtime.tune import evaluate
+    # (example, margin, forced calls right; None: the example expects text)
+    rows = [(None, 2.0, True), (None, -1.0, True), (None, -3.0, False), (None, 1.0, None),
+            (None, -2.0, None)]
+    # -2.5: only the two text rows; 0: row 1 and row 5; 1.5: rows 1, 2, 5; 3.5: rows 1, 2
+    assert evaluate.sweep(rows, [-2.5, 0.0, 1.5, 3.5]) == [(-2.5, 2), (0.0, 2), (1.5, 3),
+                                                             (3.5, 2)]

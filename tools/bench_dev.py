@@ -1,7 +1,12 @@
 """Right calls on the generator's held-out dev split (tools no training example uses).
 
     python tools/bench_dev.py [--n 200] [--seed 7] [--generator-version V] [--model P]
-                              [--no-grounding] [--format F]
+                              [--no-grounding] [--format F] [--call-bias B]
+    python tools/bench_dev.py --sweep-call-bias [...]
+
+--sweep-call-bias measures each example's call margin and forced calls once, then prints the
+accuracy the auto decision would have at each call bias from -2 to 6 (Agent(call_bias=)): the
+data agent.DEFAULT_CALL_BIAS is chosen on.
 
 This is the data choices are made on (grounding kept or not, the call format): never a
 benchmark's. Prints accuracy per kind and overall, with the CPU, the date and the commit.
@@ -30,18 +35,32 @@ def main(argv=None):
     ap.add_argument("--no-grounding", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--show-wrong", action="store_true")
+    ap.add_argument("--call-bias", type=float, default=None)
+    ap.add_argument("--sweep-call-bias", action="store_true")
     args = ap.parse_args(argv)
     path = args.model or er.models.default()
     model = er.Model.load(path, max_inference_len=4096, threads=args.threads)
     examples = data.generate(args.n, args.seed, "dev", args.generator_version)
     t0 = time.time()
-    results = evaluate.run(model, examples, format=args.format,
-                           grounding=not args.no_grounding)
+    kw = dict(format=args.format, grounding=not args.no_grounding,
+              **({} if args.call_bias is None else {"call_bias": args.call_bias}))
+    if args.sweep_call_bias:
+        rows = evaluate.margins(model, examples, **kw)
+        table = evaluate.sweep(rows, [b / 4 for b in range(-8, 25)])
+        best = max(table, key=lambda bt: (bt[1], -abs(bt[0])))
+        print(f"call bias sweep, dev split, {len(rows)} examples (seed {args.seed}, generator "
+              f"version {args.generator_version}), {Path(path).name}: best {best[0]:+.2f} "
+              f"({best[1]}/{len(rows)}) ({time.time() - t0:.0f} s; {cpu_name()}; {git_commit()})")
+        for b, right in table:
+            print(f"  {b:+6.2f}  {right}/{len(rows)} = {100 * right / len(rows):.1f}%")
+        return
+    results = evaluate.run(model, examples, **kw)
     kinds = evaluate.by_kind(results)
     right = sum(ok for _, _, ok in results)
     print(f"dev split, {len(results)} examples (seed {args.seed}, generator version "
           f"{args.generator_version}), {Path(path).name}, format "
-          f"{args.format or 'auto'}, grounding {'off' if args.no_grounding else 'on'}: "
+          f"{args.format or 'auto'}, grounding {'off' if args.no_grounding else 'on'}, call bias "
+          f"{args.call_bias if args.call_bias is not None else 'default'}: "
           f"{right}/{len(results)} = {100 * right / len(results):.1f}%  "
           f"({time.time() - t0:.0f} s; {cpu_name()}; {git_commit()})")
     for k, (r, n) in sorted(kinds.items()):

@@ -1,16 +1,16 @@
 """Train the shipped tool-calling adapter (torch: pip install "edge_runtime[tune]").
 
+    python tools/train_adapter.py --shipped [--out edge_runtime/adapters/default.adapter]
     python tools/train_adapter.py [--examples 4000] [--steps 300] [--seed 1]
-                                  [--generator-version 3] [--init ADAPTER]
-                                  [--out edge_runtime/adapters/default.adapter]
+                                  [--generator-version 4] [--init ADAPTER] [--out OUT]
 
-The shipped adapter was made in two stages (docs/TOOL_CALLING.md has both commands): one
-from scratch on generator version 2, then one from that adapter (--init) on version 3.
-
-The base is the default model's own source, the Q4_K_M Gemma 3 270M of the [model] extra,
-dequantized; the examples come from edge_runtime.tune.data (our generator, train split only).
-Interrupted, the same command resumes from OUT.ckpt. The adapter's manifest records the
-generator version, seed, steps, hashes and this command.
+--shipped runs the stages the shipped adapter was made in (SHIPPED below: each starts from the
+one before), writing OUT.stage1, OUT.stage2, ... and the last to OUT. Without it, one stage with
+the settings given. The base is the default model's own source, the Q4_K_M Gemma 3 270M of the
+[model] extra, dequantized; the examples come from edge_runtime.tune.data (our generator, train
+split only). Interrupted, the same command resumes from the stage's OUT.ckpt. Each adapter's
+manifest records the generator version, seed, settings, the adapter it started from (sha256)
+and the command.
 """
 from __future__ import annotations
 
@@ -26,10 +26,30 @@ sys.path.insert(0, str(ROOT))
 from edge_runtime import adapter, models  # noqa: E402
 from edge_runtime.tune import data, train  # noqa: E402
 
+# The shipped adapter's stages (docs/TOOL_CALLING.md says what each changed and measured).
+SHIPPED = [
+    dict(generator_version=2, examples=4000, steps=300, lr=4e-4, seed=1),
+    dict(generator_version=3, examples=1600, steps=160, lr=2e-4, warmup=5, seed=2, max_len=1280),
+    dict(generator_version=4, examples=1600, steps=160, lr=2e-4, warmup=5, seed=3, max_len=1280),
+]
+
+
+def stage(out, examples, generator_version, init=None, threads=None, command="", **settings):
+    s = train.Settings(**settings)
+    found = data.generate(examples, s.seed, "train", generator_version)
+    t0 = time.time()
+    manifest = train.train(models.source(), found, out, s, init=init, threads=threads, record={
+        "generator_version": generator_version, "data_seed": s.seed, "split": "train",
+        "command": command})
+    print(f"wrote {out} in {time.time() - t0:.0f} s: {manifest['training']['tokens']} tokens, "
+          f"{manifest['training']['examples']} examples")
+    return adapter.read(out)
+
 
 def main(argv=None):
     s = train.Settings()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shipped", action="store_true", help="all the shipped adapter's stages")
     ap.add_argument("--examples", type=int, default=4000)
     ap.add_argument("--out", default=str(ROOT / "edge_runtime" / "adapters" / "default.adapter"))
     for f in dataclasses.fields(s):
@@ -39,18 +59,18 @@ def main(argv=None):
     ap.add_argument("--init", default=None, help="an adapter to start from")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
-    settings = train.Settings(**{f.name: type(f.default)(getattr(args, f.name))
-                                 for f in dataclasses.fields(s)})
-    base = models.source()
-    examples = data.generate(args.examples, settings.seed, "train", args.generator_version)
-    init = adapter.read(args.init) if args.init else None
-    t0 = time.time()
-    manifest = train.train(base, examples, args.out, settings, init=init, threads=args.threads,
-                           record={
-        "generator_version": args.generator_version, "data_seed": settings.seed,
-        "split": "train", "command": "python tools/train_adapter.py " + " ".join(argv or sys.argv[1:])})
-    print(f"wrote {args.out} in {time.time() - t0:.0f} s: {manifest['training']['tokens']} tokens, "
-          f"{manifest['training']['examples']} examples")
+    command = "python tools/train_adapter.py " + " ".join(argv or sys.argv[1:])
+    if args.shipped:
+        init = None
+        for i, st in enumerate(SHIPPED, 1):
+            out = args.out if i == len(SHIPPED) else f"{args.out}.stage{i}"
+            init = stage(out, init=init, threads=args.threads, command=f"{command} (stage {i})",
+                         **st)
+        return
+    settings = {f.name: type(f.default)(getattr(args, f.name)) for f in dataclasses.fields(s)}
+    stage(args.out, args.examples, args.generator_version,
+          init=adapter.read(args.init) if args.init else None, threads=args.threads,
+          command=command, **settings)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,32 @@ def run(model, examples, **agent_kw) -> list:
     return out
 
 
+def margins(model, examples, **agent_kw) -> list:
+    """[(example, call margin, forced calls right)] for each example: Agent.call_margin of its
+    request, and whether the calls made with tool_choice="required" are the expected ones (for
+    an example whose reply is text: whether it expects no call). With these, the auto decision
+    at any call_bias is known without decoding again (sweep)."""
+    import edge_runtime as er
+    agents, out = {}, []
+    for ex in examples:
+        key = json.dumps(ex["tools"], sort_keys=True)
+        if key not in agents:
+            agents = {key: er.Agent(model, tools=ex["tools"], **agent_kw)}
+        agent, msg, want = agents[key], [ex["messages"][0]], expected_calls(ex)
+        forced = want and same_calls([(c["name"], c["arguments"]) for c in agent.respond(
+            msg, tool_choice="required").calls], want)
+        out.append((ex, agent.call_margin(msg), bool(forced) if want else None))
+    return out
+
+
+def sweep(rows, biases) -> list:
+    """[(bias, right)] for each bias: an example expecting calls is right when margin + bias
+    decides for a call (>= 0) and the forced calls were right; one expecting text when it
+    decides against."""
+    return [(b, sum((m + b >= 0 and ok) if ok is not None else (m + b < 0)
+                    for _, m, ok in rows)) for b in biases]
+
+
 def by_tool(results) -> dict:
     """{tool name, or NO_CALL: (right, total)}: an example counts for each tool it calls."""
     right, total = Counter(), Counter()
