@@ -50,7 +50,7 @@ TOOL_CHOICES = ("required", "auto", "none")
 # Added to the call token's logit where tool_choice "auto" decides between a call and an
 # answer. Chosen on the generator's dev split (tools/bench_dev.py --sweep-call-bias, never a
 # benchmark): the taught model leans to declining once many tools are declared.
-DEFAULT_CALL_BIAS = 0.0
+DEFAULT_CALL_BIAS = -1.5
 
 # The preamble's KV state per model, shared by the agents of that model and format. It is kept
 # only once a second toolset needs it: a single agent holds its whole prefix anyway, and a board
