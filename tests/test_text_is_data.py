@@ -147,8 +147,9 @@ def _run_ids(model, fmt_name, result_text, request):
         """
         return {"stored": result_text, "note": note}
 
-    r = Agent(spy, [fetch, store], format=fmt_name, max_tokens=4,
-              tool_choice="required").run(request, max_steps=3)
+    # the spy's scored rows tie: a call bias makes each later "auto" decision a call
+    r = Agent(spy, [fetch, store], format=fmt_name, max_tokens=4, tool_choice="required",
+              call_bias=1.0).run(request, max_steps=3)
     assert len(spy.fed) == 1 and len(r.calls) >= 2       # results went back, more calls came
     return spy.fed[0]
 
