@@ -168,7 +168,7 @@ def cmd_serve(args):
         from . import server
     except ImportError as e:
         raise UserError(f"the server needs the [server] extra (pip install "
-                        f"'edge_runtime[server]'): {e}") from None
+                        f"'.[server]' in the edge_runtime clone): {e}") from None
     model = _load_model(args, board=args.board,
                         agent=AgentSpec(snapshot_file=args.cache_dir is not None))
     print(f"edge-runtime serve: http://{args.host}:{args.port}/v1 ({server.model_id(model)}, "
