@@ -100,7 +100,7 @@ class _Decoder:
         rows = np.asarray(allowed, np.int32)
         logits = self.logits(rows)
         if bonus is not None:
-            logits = logits + bonus
+            logits = np.add(logits, bonus, out=logits if logits.flags.writeable else None)
         return self.sampler.sample(logits, rows)
 
 

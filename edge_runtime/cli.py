@@ -58,7 +58,24 @@ def _context_arg(text):
 def _load_model(args, **kw):
     return Model.load(_model_path(args), threads=args.threads,
                       max_inference_len=getattr(args, "max_inference_len", None),
-                      adapter=getattr(args, "adapter", None), **kw)
+                      board=args.board, pages=args.pages, adapter=getattr(args, "adapter", None),
+                      **kw)
+
+
+_CONTEXT_HELP = ("context cap: positions, or 'auto' (with --board: the longest whose plan fits "
+                 "the budget); default 4096, or with --board the longest up to 4096 that fits")
+_PAGES_HELP = ("weight pages: keep (read once), release (dropped after each layer, read again "
+               "every token), auto (default: keep unless only release fits --board's budget)")
+
+
+def _memory_args(p, agent=False):
+    """The options every command that loads a model shares: --board, context and pages."""
+    p.add_argument("--board", help="board profile: memory budget and threads "
+                   "(see `edge-runtime boards`)")
+    p.add_argument("--max-inference-len", type=_context_arg, help=_CONTEXT_HELP +
+                   ("; the agent's rows included" if agent else ""))
+    p.add_argument("--pages", choices=("keep", "release", "auto"), default="auto",
+                   help=_PAGES_HELP)
 
 
 def _format_stats(st):
@@ -132,7 +149,7 @@ def cmd_agent(args):
     spec = AgentSpec(tools=tuple(tools), format=args.format,
                      snapshot_file=args.cache_dir is not None)
     try:   # bad tool declarations or format: ValueError (from the plan's prefix or the agent)
-        model = _load_model(args, board=args.board, agent=spec)
+        model = _load_model(args, agent=spec)
         agent = Agent(model, tools, cache_dir=args.cache_dir, format=args.format,
                       tool_choice=args.tool_choice, grounding=not args.no_grounding)
     except ValueError as e:
@@ -169,14 +186,26 @@ def cmd_serve(args):
     except ImportError as e:
         raise UserError(f"the server needs the [server] extra (pip install "
                         f"'.[server]' in the edge_runtime clone): {e}") from None
-    model = _load_model(args, board=args.board,
-                        agent=AgentSpec(snapshot_file=args.cache_dir is not None))
+    model = _load_model(args, agent=AgentSpec(snapshot_file=args.cache_dir is not None))
     print(f"edge-runtime serve: http://{args.host}:{args.port}/v1 ({server.model_id(model)}, "
-          f"max_inference_len {model.max_inference_len})", file=sys.stderr)
+          f"max_inference_len {model.max_inference_len}, pages {model.pages})", file=sys.stderr)
     budget = boards.get(args.board).budget if args.board else None
+    key = os.environ.get("EDGE_RUNTIME_API_KEY") or None
+    if key is None and not _loopback(args.host):
+        print("edge-runtime serve: listening beyond this machine without an API key: anyone "
+              "who can reach the port can use it (set EDGE_RUNTIME_API_KEY)", file=sys.stderr)
     server.serve(model, host=args.host, port=args.port, queue=args.queue,
-                 cache_dir=args.cache_dir, budget=budget)
+                 cache_dir=args.cache_dir, budget=budget, api_key=key,
+                 hosts=server.LOOPBACK_NAMES + tuple(args.allow_host))
     return 0
+
+
+def _loopback(host) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def cmd_tune(args):
@@ -209,10 +238,6 @@ def cmd_tune(args):
 def cmd_plan(args):
     board = boards.get(args.board) if args.board else None
     n = args.max_inference_len
-    if n is not None and n != "auto":
-        if not n.isdigit() or int(n) < 1:
-            raise UserError(f"--max-inference-len must be a positive integer or 'auto', not {n!r}")
-        n = int(n)
     if n == "auto" and board is None:
         raise UserError("--max-inference-len auto needs --board")
     path = _model_path(args)
@@ -220,7 +245,7 @@ def cmd_plan(args):
     budget = board.budget if board else None
     if args.snapshot_tokens is not None and args.snapshot_tokens < 0:
         raise UserError(f"--snapshot-tokens must be >= 0, not {args.snapshot_tokens}")
-    p = plan_for_model(path, n, threads=threads, budget=budget,
+    p = plan_for_model(path, n, threads=threads, budget=budget, pages=args.pages,
                        snapshot_tokens=args.snapshot_tokens or 0, agent=args.agent,
                        snapshot_file=args.snapshot_file)
     if args.json:
@@ -228,7 +253,7 @@ def cmd_plan(args):
         return 0
     where = f" on {board.description}" if board else ""
     print(f"memory plan for {os.path.basename(str(path))}{where}, "
-          f"max_inference_len {p.max_inference_len}")
+          f"max_inference_len {p.max_inference_len}, pages {p.settings['pages']}")
     print(p.table(budget))
     return 0
 
@@ -293,7 +318,7 @@ def build_parser():
     r.add_argument("--model")
     r.add_argument("--max-tokens", type=int, default=128)
     r.add_argument("--threads", type=int, help="at most the CPUs (more are clamped)")
-    r.add_argument("--max-inference-len", type=int)
+    _memory_args(r)
     r.add_argument("--temperature", type=float, default=0.0)
     r.add_argument("--seed", type=int)
     r.add_argument("--stats", action="store_true")
@@ -310,13 +335,9 @@ def build_parser():
     a.add_argument("--model", help="a Gemma 3 GGUF (default: the default model)")
     a.add_argument("--tools", help="a Python file: its TOOLS list, else its public functions "
                    "(type hints and docstrings become the schemas)")
-    a.add_argument("--board", help="board profile: memory budget and threads "
-                   "(see `edge-runtime boards`)")
+    _memory_args(a, agent=True)
     a.add_argument("--threads", type=int, help="decoder threads (default: the CPUs, or the "
                    "board's; more than the CPUs are clamped)")
-    a.add_argument("--max-inference-len", type=_context_arg,
-                   help="context cap: positions, or 'auto' (with --board: the longest whose "
-                   "plan, the agent included, fits the budget)")
     a.add_argument("--max-steps", type=int, default=4,
                    help="rounds of calls before the agent must answer (default 4)")
     a.add_argument("--format", choices=FORMATS, default=None,
@@ -337,16 +358,22 @@ def build_parser():
                    "(name, arguments, result) and text")
     a.set_defaults(func=cmd_agent)
 
-    s = sub.add_parser("serve", help="serve the OpenAI chat/completions API over HTTP")
+    s = sub.add_parser("serve", help="serve the OpenAI chat/completions API over HTTP",
+                       description="Serve /v1/chat/completions (tools, streaming), "
+                       "/v1/completions and /v1/models on --host:--port. With "
+                       "EDGE_RUNTIME_API_KEY set in the environment, every route but /health "
+                       "needs \"Authorization: Bearer <key>\" (the openai client's api_key).")
     s.add_argument("--model")
-    s.add_argument("--board")
+    _memory_args(s, agent=True)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--max-inference-len", type=int)
     s.add_argument("--threads", type=int)
     s.add_argument("--cache-dir", help=f"keep each toolset's prefix KV snapshot here (the "
                    f"{MAX_SNAPSHOTS} newest)")
     s.add_argument("--adapter", help="an adapter file (edge-runtime tune) merged into the model")
+    s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a name clients may reach the server by (the Host header), besides "
+                   "localhost and IP addresses; repeatable")
     s.add_argument("--queue", type=int, default=8,
                    help="requests that may wait for a session; more get 503 (default 8)")
     s.set_defaults(func=cmd_serve)
@@ -369,8 +396,7 @@ def build_parser():
 
     pl = sub.add_parser("plan", help="print the memory plan")
     pl.add_argument("--model")
-    pl.add_argument("--board")
-    pl.add_argument("--max-inference-len")
+    _memory_args(pl, agent=True)
     pl.add_argument("--snapshot-tokens", type=int,
                     help="length of a prefix whose KV snapshot is kept (default: none; with "
                          "--agent, the built-in toolset's prefix rendered for the model)")

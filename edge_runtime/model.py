@@ -148,8 +148,8 @@ class Model:
     @classmethod
     def _load(cls, path, max_inference_len, threads, budget, board, pages, kv_dtype,
               prefill_chunk, snapshot_tokens, sessions, tracker, agent=None):
-        if pages not in ("keep", "release"):
-            raise InvalidArgumentError(f"pages must be 'keep' or 'release', got {pages!r}")
+        if pages not in ("keep", "release", "auto"):
+            raise InvalidArgumentError(f"pages must be 'keep', 'release' or 'auto', got {pages!r}")
         if kv_dtype not in ("f16", "f32"):
             raise InvalidArgumentError(f"kv_dtype must be 'f16' or 'f32', got {kv_dtype!r}")
         explicit = threads is not None
@@ -171,11 +171,15 @@ class Model:
             tok = Tokenizer.from_gguf(g)
             extra = dict(agent=True, snapshot_file=spec.snapshot_file,
                          snapshot_tokens=memory.agent_prefix_tokens(g, tok, spec))
-        plan = memory.plan(cfg, max_inference_len, prefill_chunk=int(prefill_chunk),
-                           threads=int(threads), kv_dtype=kv_dtype, pages=pages, weights=g,
-                           budget=budget, **{"snapshot_tokens": snapshot_tokens, **extra})
-        if budget is not None:   # MemoryBudgetError before the session is allocated
-            plan.check(budget, what="the agent's memory plan" if extra else "memory plan")
+        kw = dict(prefill_chunk=int(prefill_chunk), threads=int(threads), kv_dtype=kv_dtype,
+                  weights=g, **{"snapshot_tokens": snapshot_tokens, **extra})
+        try:     # MemoryBudgetError before the session is allocated
+            plan = memory.plan(cfg, max_inference_len, pages=pages, budget=budget, **kw)
+            if budget is not None:
+                plan.check(budget, what="the agent's memory plan" if extra else "memory plan")
+        except MemoryBudgetError as e:
+            raise MemoryBudgetError(f"{e}. {_what_fits(cfg, budget, **kw)}") from None
+        pages = plan.settings["pages"]
         if extra and plan.max_inference_len <= extra["snapshot_tokens"]:
             raise MemoryBudgetError(
                 f"the agent's prefix is {extra['snapshot_tokens']} tokens, but "
@@ -284,6 +288,21 @@ class Model:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _what_fits(cfg, budget, **plan_kw) -> str:
+    """Where a refused plan would run: its cheapest form (pages released, the shortest
+    context), and the budget or smallest shipped board that holds that."""
+    least = memory.smallest_fit(cfg, **plan_kw)
+    need = least.total_resident
+    at = f"pages=\"release\" and max_inference_len {least.max_inference_len}"
+    if need <= budget:
+        return f"It fits with {at} ({need / 2**20:.1f} MiB)"
+    fits = sorted((b for b in boards.all_boards().values() if b.budget >= need),
+                  key=lambda b: b.budget)
+    where = (f"; the smallest shipped board with that budget is {fits[0].name} "
+             f"({fits[0].budget / 2**20:.0f} MiB)") if fits else ""
+    return f"Even with {at} it needs {need / 2**20:.1f} MiB{where}"
 
 
 def _pool_size(plan, budget, sessions) -> int:
@@ -654,6 +673,7 @@ class Session:
         st["kernel"] = self.model.kernel
         st["threads"] = self.model.threads
         st["max_inference_len"] = self.model.max_inference_len
+        st["pages"] = self.model.pages
         st.update(self.native_bytes())
         self.model.tracker.mark(self._last_kind)
         st.update(self.model.tracker.summary())

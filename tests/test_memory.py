@@ -129,7 +129,7 @@ def test_agent_rows():
         "prefix snapshot: 713 tokens": (snapshot_bytes(agent.ring_lens, REAL, 713), "anon"),
         "agent: grammar vocabulary index (mapped file)": (25 * V, "file"),
         "agent: string-content masks (32 states)": (32 * V // 8, "anon"),
-        "agent: per-step allowed ids and their logits": (22 * V, "anon"),
+        "agent: per-step allowed ids and their logits": (13 * V, "anon"),
         "agent: allowed sets kept by grammar state": (4 * 65536 + 2048 * 256, "anon")}
     # local layers hold at most their 512-position window, global ones every position
     assert row(agent, "prefix snapshot: 713") == 16 + 4 * 18 + 2 * (15 * 512 + 3 * 713) * 256 * 2
@@ -226,9 +226,10 @@ def test_cli_plan(tiny_gguf_factory, capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["max_inference_len"] == 256 and d["board"] == "sl2610" and d["fits"]
     assert d["budget"] == boards.get("sl2610").budget
-    for argv in (["--max-inference-len", "auto"], ["--max-inference-len", "0"],
-                 ["--board", "nope"]):
+    for argv in (["--max-inference-len", "auto"], ["--board", "nope"]):
         assert cli.main(["plan", "--model", path] + argv) == 2
+    with pytest.raises(SystemExit, match="2"):      # argparse's usage error
+        cli.main(["plan", "--model", path, "--max-inference-len", "0"])
     assert cli.main(["plan", "--model", path + ".missing"]) == 2
     assert cli.main(["plan", "--model", path, "--agent", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
@@ -533,39 +534,80 @@ def _evict(paths):
             os.close(fd)
 
 
-@pytest.mark.model
-def test_agent_runs_inside_an_emulated_rpi_zero_2w(default_model, tmp_path, capfd, monkeypatch,
-                                                   request):
-    """A private copy of the model, its pages evicted, so the group is charged for every page
-    the agent reads: with the board's budget and max_inference_len auto the agent completes
-    without touching the limit; with a context whose plan does not fit it is refused (exit 2,
-    the rows named), never killed."""
-    _group_or_skip()
-    model = tmp_path / "model.gguf"
+@pytest.fixture(scope="module")
+def private_model(default_model, tmp_path_factory):
+    """A private copy of the default model and a cache of its own (index, masks, snapshots,
+    built by a first run), so a test can evict their pages and be charged for every one."""
+    d = tmp_path_factory.mktemp("private")
+    model = d / "model.gguf"
     shutil.copyfile(default_model, model)
-    request.addfinalizer(model.unlink)           # pytest keeps tmp dirs: not 278 MB of them
-    monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path / "cache"))
-    agent = [sys.executable, "-m", "edge_runtime", "agent", "--model", str(model), "--board",
-             "rpi-zero-2w", "--cache-dir", str(tmp_path / "kv"), "--max-steps", "1", "--json",
-             "--max-inference-len", "auto", "turn on the kitchen lights"]
-    board = boards.get("rpi-zero-2w")
-    first = subprocess.run(agent, capture_output=True, text=True, timeout=1800)   # the files
+    env = {**os.environ, "EDGE_RUNTIME_CACHE": str(d / "cache")}
+    first = subprocess.run(_agent_cmd(model, d, "x86-generic"), capture_output=True, text=True,
+                           timeout=1800, env=env)
     assert first.returncode == 0, first.stderr
-    _evict([model, *(tmp_path / "cache").iterdir(), *(tmp_path / "kv").glob("*.kvs")])
+    yield model, d, json.loads(first.stdout)["calls"]
+    model.unlink()                               # pytest keeps tmp dirs: not 278 MB of them
+
+
+def _agent_cmd(model, d, board, *extra):
+    return [sys.executable, "-m", "edge_runtime", "agent", "--model", str(model), "--board",
+            board, "--cache-dir", str(d / "kv"), "--max-steps", "1", "--json", "--stats",
+            *extra, "turn on the kitchen lights"]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", sorted(boards.all_boards()))
+def test_agent_runs_inside_every_board_with_default_settings(private_model, name, capfd,
+                                                             monkeypatch):
+    """Under each shipped profile's budget, its pages evicted so the group pays for every one
+    it reads, the agent with default settings makes the right call without touching the
+    limit; the plan it chose is within 5% of the group's peak (the run's own positions; the
+    rest of the KV cache is never touched). The 512 MB board gets at least 1024 positions."""
+    _group_or_skip()
+    model, d, calls = private_model
+    monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(d / "cache"))
+    board = boards.get(name)
+    _evict([model, *(d / "cache").iterdir(), *(d / "kv").glob("*.kvs")])
     capfd.readouterr()
-    r = emulate.run_board(board, agent)
+    r = emulate.run_board(board, _agent_cmd(model, d, name))
     out = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
     assert r.returncode == 0 and r.oom_kills == 0, r
-    assert out["calls"] == json.loads(first.stdout)["calls"] and out["calls"]
+    assert out["calls"] == calls and [c["name"] for c in calls] == ["toggle_light"]
     assert r.failcnt == 0 and not r.limit_hit, r
+    st = out["stats"]
     assert os.path.getsize(model) < r.peak <= board.budget    # the model's pages were charged
-    refused = agent[:]
-    refused[refused.index("auto")] = "4096"
-    r = emulate.run_board(board, refused)
+    if name == "rpi-zero-2w":
+        assert st["max_inference_len"] >= 1024 and st["pages"] == "keep"
+    else:
+        assert st["max_inference_len"] == 4096 and st["pages"] == "keep"
+    used = plan_for_model(str(model), st["prefill_tokens"] + st["decode_tokens"],
+                          threads=st["threads"], agent=True, snapshot_file=True)
+    assert abs(r.peak - used.total_resident) <= 0.05 * r.peak, (r.peak, used.total_resident)
+
+
+@pytest.mark.model
+def test_agent_refused_on_the_smallest_board_names_what_fits(private_model, capfd,
+                                                               monkeypatch):
+    """A context whose plan does not fit the 512 MB board with pages kept is refused (exit 2,
+    the rows and the least it runs in named), never killed; with pages auto the same context
+    runs, its pages released."""
+    _group_or_skip()
+    model, d, calls = private_model
+    monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(d / "cache"))
+    board = boards.get("rpi-zero-2w")
+    capfd.readouterr()
+    r = emulate.run_board(board, _agent_cmd(model, d, board.name, "--max-inference-len", "4096",
+                                            "--pages", "keep"))
     assert r.returncode == 2 and r.oom_kills == 0, r
     err = capfd.readouterr().err
     assert "the agent's memory plan for max_inference_len 4096 needs" in err
     assert "but the budget is 352.0 MiB" in err
+    assert 'It fits with pages="release" and max_inference_len 4096' not in err
+    assert 'It fits with pages="release" and max_inference_len 512' in err
+    r = emulate.run_board(board, _agent_cmd(model, d, board.name, "--max-inference-len", "4096"))
+    out = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert r.returncode == 0 and r.oom_kills == 0 and out["calls"] == calls, r
+    assert out["stats"]["pages"] == "release" and out["stats"]["max_inference_len"] == 4096
 
 
 def agent_probe(model, n, cache):

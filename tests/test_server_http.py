@@ -399,16 +399,18 @@ def test_requests_in_flight_past_the_limit_get_the_same_503(tiny_model):
         try:
             for _ in range(held):
                 sock = socket.create_connection((s.host, s.port), timeout=60)
-                sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
                              b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
                 stalled.append(sock)
             for _ in range(3000):
                 if guard.active == held:
                     break
                 threading.Event().wait(0.01)
-            status, headers, body = _raw(s, "/health")
+            assert guard.active == held
+            status, headers, body = _raw(s, "/v1/models")
             assert status == 503 and body["error"]["code"] == "server_busy"
             assert int(headers["Retry-After"]) >= 1
+            assert _raw(s, "/health")[0] == 200          # a monitor still sees it up
         finally:
             for sock in stalled:
                 sock.close()
@@ -466,3 +468,73 @@ def test_the_server_plan_counts_the_agent_once_with_its_real_prefix(tiny_gguf_fa
         assert len(more) == 1
         if agent:
             assert f"({m.plan.settings['snapshot_tokens']} tokens each)" in more[0]
+
+
+def _raw_headers(srv, path, headers, body=None):
+    """(status, parsed JSON) of a request with exactly these extra headers."""
+    req = urllib.request.Request(srv.url.removesuffix("/v1") + path, data=body,
+                                 headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_an_api_key_is_required_when_set(tiny_model):
+    """With api_key, the official client with the key is served; without it, or with another,
+    401 before anything runs; /health stays open for monitors."""
+    with _start(tiny_model, api_key="s3cret") as s:
+        ok = openai.OpenAI(base_url=s.url, api_key="s3cret", max_retries=0, timeout=60)
+        assert [m.id for m in ok.models.list().data] == [_name(s)]
+        for key in ("wrong", "s3cre"):
+            bad = openai.OpenAI(base_url=s.url, api_key=key, max_retries=0, timeout=60)
+            with pytest.raises(openai.AuthenticationError) as e:
+                bad.chat.completions.create(model=_name(s), messages=[
+                    {"role": "user", "content": "hello"}])
+            assert e.value.status_code == 401 and e.value.code == "invalid_api_key"
+        status, body = _raw_headers(s, "/v1/models", {})
+        assert status == 401 and body["error"]["code"] == "invalid_api_key"
+        assert _raw_headers(s, "/health", {})[0] == 200
+    with pytest.raises(ValueError):
+        server.Server(tiny_model, api_key=" ")
+
+
+def test_a_host_header_it_does_not_know_is_refused(srv):
+    """DNS rebinding: a page whose own name resolves to this machine sends that name as
+    Host; only loopback names, IP literals and the names given are served."""
+    for host, want in (("evil.example", 421), ("evil.example:80", 421),
+                       ("localhost:1234", 200), ("127.0.0.1", 200), ("[::1]:9", 200),
+                       ("10.0.0.7:8080", 200)):
+        status, body = _raw_headers(srv, "/v1/models", {"Host": host})
+        assert status == want, (host, body)
+        if want == 421:
+            assert body["error"]["code"] == "host_not_allowed"
+
+
+def test_a_half_sent_body_is_cut_off(srv, monkeypatch):
+    """Bodies that stop arriving get 408 once BODY_SECONDS pass, and their places in flight
+    are free again."""
+    from edge_runtime.server import app
+    monkeypatch.setattr(app, "BODY_SECONDS", 1.0)
+    host, port = srv.host, srv.port
+    n = srv.server.admission.slots + srv.server.admission.queue + app._InFlightLimit.ROOM
+    socks = []
+    for _ in range(n):
+        c = socket.create_connection((host, port), timeout=30)
+        c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"mo")
+        socks.append(c)
+    try:
+        for c in socks:
+            reply = b""
+            while b"request_timeout" not in reply:
+                got = c.recv(4096)
+                if not got:
+                    break
+                reply += got
+            assert reply.startswith(b"HTTP/1.1 408") and b"request_timeout" in reply, reply
+    finally:
+        for c in socks:
+            c.close()
+    assert _raw(srv, "/v1/models")[0] == 200

@@ -31,6 +31,7 @@ SHIPPED = [
     dict(generator_version=2, examples=4000, steps=300, lr=4e-4, seed=1),
     dict(generator_version=3, examples=1600, steps=160, lr=2e-4, warmup=5, seed=2, max_len=1280),
     dict(generator_version=4, examples=1600, steps=160, lr=2e-4, warmup=5, seed=3, max_len=1280),
+    dict(generator_version=5, examples=1600, steps=160, lr=2e-4, warmup=5, seed=4, max_len=1280),
 ]
 
 

@@ -467,19 +467,15 @@ class TokenConstraint:
         content = None
         if syms is ANY:
             _, node, _, count, state, _, _ = st[-1]
-            content = self.v.content_ids(self.g.sx.string_automaton, state, node.max - count)
+            content = (self.g.sx.string_automaton, state, node.max - count)
             syms = {self.g.sx.str_close}
         found = []
         self._walk(st, syms, 0, len(self.v.keys), b"", found, False)
         found += [i for s, i in self.symbol_ids.items()
                   if s in syms and self.g.step(st, s) is not None]
-        few = np.unique(np.asarray(found, np.int32))
-        if content is None or len(content) == 0:
-            return few
-        # content ids are sorted and many: insert the few others instead of sorting them all
-        at = np.searchsorted(content, few)
-        new = (at == len(content)) | (content[np.minimum(at, len(content) - 1)] != few)
-        return np.insert(content, at[new], few[new])
+        if content is None:
+            return np.unique(np.asarray(found, np.int32))
+        return self.v.content_ids(*content, also=found)
 
     def _walk(self, st, syms, lo, hi, prefix, out, opened):
         """Ids of the tokens in keys[lo:hi] (all starting with prefix) that may come after

@@ -260,16 +260,26 @@ class Vocab:
 
     # ---- string content ------------------------------------------------------------------
 
-    def content_ids(self, automaton, state: int, room: int):
+    def content_ids(self, automaton, state: int, room: int, also=()):
         """Sorted int32 ids of tokens that may continue string content entered in automaton
-        state `state` and add at most `room` characters. `automaton` is (name, table,
-        boundary): table[state, byte] -> next state or -1 (dead), boundary[state] true where
-        a character is complete. The set per (automaton, state) is built on first use."""
+        state `state` and add at most `room` characters, merged with the ids `also` (the
+        string's closing and other symbols). `automaton` is (name, table, boundary):
+        table[state, byte] -> next state or -1 (dead), boundary[state] true where a character
+        is complete. The set per (automaton, state) is built on first use. Built chunk by chunk
+        into its int32 result: this runs at every step inside a string, and the whole
+        vocabulary's int64 positions would be 2 MiB more of the agent's peak (memory/plan.py)."""
         mask, longest = self._content_mask(automaton, state)
         ok = np.unpackbits(mask, count=self.n, bitorder="little").view(bool)
-        if room < longest:
-            ok &= self.chars <= room
-        return np.flatnonzero(ok).astype(np.int32)
+        for lo in range(0, self.n, _CHUNK) if room < longest else ():
+            ok[lo:lo + _CHUNK] &= self.chars[lo:lo + _CHUNK] <= room
+        ok[np.asarray(also, np.int64)] = True
+        out = np.empty(np.count_nonzero(ok), np.int32)
+        at = 0
+        for lo in range(0, self.n, _CHUNK):
+            got = np.flatnonzero(ok[lo:lo + _CHUNK])
+            out[at:at + len(got)] = got + lo
+            at += len(got)
+        return out
 
     def _content_mask(self, automaton, state):
         name, table, boundary = automaton

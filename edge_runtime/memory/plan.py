@@ -53,9 +53,11 @@ VOCAB_INDEX_BYTES_PER_TOKEN = 25
 # - per string-automaton state, a packed mask (1 bit per token), read from the masks file
 #   beside the index or computed: at most the FunctionGemma string automaton's 32 states;
 CONTENT_MASK_STATES = 32
-# - per constrained step: the allowed ids (unpacked mask, the id list in int64 then int32, the
-#   copy with <escape> inserted) and their logits; glibc keeps these freed blocks in its heap;
-STEP_BYTES_PER_TOKEN = 22
+# - per constrained step inside a string, where nearly the whole vocabulary is allowed: the
+#   unpacked mask (1 B), the allowed ids (int32, built in chunks: Vocab.content_ids), their
+#   logits and the grounding bonus added to them in place (float32); glibc keeps these freed
+#   blocks in its heap;
+STEP_BYTES_PER_TOKEN = 13
 # - the small allowed sets TokenConstraint keeps (calls/grammar.py): their int32 ids, and per set
 #   the array object, the dict slot and the state tuple it is keyed by (at most 1.5 KB over the
 #   built-in tools' 32 states, by sys.getsizeof; 2 KiB planned);
@@ -239,8 +241,9 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
     cache at each restore: a page-cache row, not resident in the process."""
     if kv_dtype not in KV_BYTES:
         raise InvalidArgumentError(f"kv_dtype must be one of {', '.join(KV_BYTES)}, not {kv_dtype!r}")
-    if pages not in PAGE_POLICIES:
-        raise InvalidArgumentError(f"pages must be one of {', '.join(PAGE_POLICIES)}, not {pages!r}")
+    if pages not in PAGE_POLICIES + ("auto",):
+        raise InvalidArgumentError(f"pages must be one of {', '.join(PAGE_POLICIES)} or auto, "
+                                   f"not {pages!r}")
     if prefill_chunk < 1 or threads < 1:
         raise InvalidArgumentError("prefill_chunk and threads must be >= 1")
     if isinstance(snapshot_tokens, bool) or not isinstance(snapshot_tokens, int) \
@@ -250,9 +253,12 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
         raise InvalidArgumentError("an agent's plan needs snapshot_tokens, the length of its "
                                    "prefix (memory.agent.agent_prefix_tokens)")
     layout = _layout(config, weights)
-    kw = dict(prefill_chunk=prefill_chunk, threads=threads, kv_dtype=kv_dtype, pages=pages,
+    kw = dict(prefill_chunk=prefill_chunk, threads=threads, kv_dtype=kv_dtype,
               weights=layout, n_vocab=n_vocab, snapshot_tokens=snapshot_tokens, agent=agent,
               snapshot_file=snapshot_file)
+    if pages == "auto":
+        pages = choose_pages(config, max_inference_len, budget, **kw)
+    kw["pages"] = pages
     C = resolve_max_inference_len(config, max_inference_len, budget, **kw)
     c, V = config, n_vocab or config.n_vocab
     kvb = KV_BYTES[kv_dtype]
@@ -319,12 +325,16 @@ def _layout(config, weights) -> WeightLayout:
 
 
 def resolve_max_inference_len(config, requested=None, budget=None, **plan_kw) -> int:
-    """The effective context cap: default min(context_length, 4096); larger values are clamped
-    to the model's context_length with a warning; "auto" picks the largest multiple of 256 whose
-    plan fits `budget`."""
+    """The effective context cap. None: min(context_length, 4096), or with a budget the
+    longest up to that which fits it (a small board still runs, on a shorter context); larger
+    values are clamped to the model's context_length with a warning; "auto" picks the largest
+    multiple of 256 whose plan fits `budget`."""
     n_ctx = config.context_length
     if requested is None:
-        return min(n_ctx, DEFAULT_MAX_INFERENCE_LEN)
+        default = min(n_ctx, DEFAULT_MAX_INFERENCE_LEN)
+        if budget is None or plan(config, default, **plan_kw).fits(budget):
+            return default
+        return auto_max_inference_len(config, budget, cap=default, **plan_kw)
     if requested == "auto":
         if budget is None:
             raise InvalidArgumentError('max_inference_len="auto" needs a budget or a board')
@@ -339,14 +349,26 @@ def resolve_max_inference_len(config, requested=None, budget=None, **plan_kw) ->
     return requested
 
 
-def auto_max_inference_len(config, budget: int, **plan_kw) -> int:
-    """Largest multiple of 256 <= context_length whose plan fits `budget` (memory grows
-    monotonically with context, so a binary search over the multiples is exact)."""
-    lo, hi = 1, config.context_length // AUTO_STEP   # candidates lo*256 .. hi*256
-    if hi < 1:  # a model shorter than one step: all of it or nothing
-        plan(config, config.context_length, **plan_kw).check(budget)
-        return config.context_length
-    plan(config, AUTO_STEP, **plan_kw).check(budget)   # not even the smallest step fits: say why
+def _shortest(config, **plan_kw) -> int:
+    """The shortest context worth planning: one step of 256 positions, and for an agent the
+    first step past its prefix (a context the prefix fills leaves no room for a request)."""
+    floor = AUTO_STEP * (plan_kw.get("snapshot_tokens", 0) // AUTO_STEP + 1) \
+        if plan_kw.get("agent") else AUTO_STEP
+    return min(floor, config.context_length)
+
+
+def auto_max_inference_len(config, budget: int, cap=None, **plan_kw) -> int:
+    """Largest multiple of 256 <= cap (default: context_length) whose plan fits `budget`
+    (memory grows monotonically with context, so a binary search over the multiples is
+    exact); not below _shortest. When even that does not fit, MemoryBudgetError says what it
+    needs."""
+    top = min(cap or config.context_length, config.context_length)
+    shortest = _shortest(config, **plan_kw)
+    lo, hi = shortest // AUTO_STEP, top // AUTO_STEP   # candidates lo*256 .. hi*256
+    if hi < 1 or lo > hi:  # a model shorter than one step: all of it or nothing
+        plan(config, top, **plan_kw).check(budget)
+        return top
+    plan(config, shortest, **plan_kw).check(budget)   # not even the shortest fits: say why
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if plan(config, mid * AUTO_STEP, **plan_kw).fits(budget):
@@ -354,6 +376,25 @@ def auto_max_inference_len(config, budget: int, **plan_kw) -> int:
         else:
             hi = mid - 1
     return lo * AUTO_STEP
+
+
+def choose_pages(config, max_inference_len, budget, **plan_kw) -> str:
+    """pages="auto": "keep" (no weight page read twice) wherever that fits the budget at the
+    shortest context worth running, else "release" (each layer's pages dropped once it has
+    run: slower, as they are read again every token, but the weights' pages no longer all
+    count). A fixed max_inference_len is tried as given."""
+    if budget is None:
+        return "keep"
+    n = max_inference_len if isinstance(max_inference_len, int) else _shortest(config, **plan_kw)
+    keep = plan(config, n, pages="keep", **plan_kw)
+    if keep.fits(budget) or not plan(config, n, pages="release", **plan_kw).fits(budget):
+        return "keep"
+    return "release"
+
+
+def smallest_fit(config, **plan_kw) -> "MemoryPlan":
+    """The cheapest workable plan: pages released, the shortest context."""
+    return plan(config, _shortest(config, **plan_kw), **{**plan_kw, "pages": "release"})
 
 
 def plan_for_model(path, max_inference_len=None, **kw) -> MemoryPlan:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import threading
 import time
 
-from .app import Server, model_id
+from .app import LOOPBACK_NAMES, Server, model_id
 
-__all__ = ["Server", "serve", "start", "Running", "model_id"]
+__all__ = ["LOOPBACK_NAMES", "Server", "serve", "start", "Running", "model_id"]
 
 
 def _uvicorn_server(model, host, port, **kw):
@@ -29,7 +29,8 @@ def _uvicorn_server(model, host, port, **kw):
 
 
 def serve(model, host="127.0.0.1", port=8080, **kw):
-    """Serve until interrupted (Ctrl-C). kw: queue, cache_dir, budget, engine (see Server)."""
+    """Serve until interrupted (Ctrl-C). kw: queue, cache_dir, budget, engine, api_key, hosts
+    (see Server)."""
     _srv, server = _uvicorn_server(model, host, port, **kw)
     server.run()
 

@@ -10,6 +10,8 @@ error event in the stream, never a silently cut connection.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -30,7 +32,9 @@ from .plan import server_plan
 
 MAX_BODY = 1 << 20          # bytes of a request body
 DRAIN_LIMIT = 16 * MAX_BODY
+BODY_SECONDS = 10.0         # to send a whole request body: a half-sent one must not hold a place
 DEFAULT_QUEUE = 8
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def model_id(model) -> str:
@@ -46,9 +50,15 @@ class Server:
     """The application state: engine, admission, counters. `app` is the ASGI app."""
 
     def __init__(self, model, queue=DEFAULT_QUEUE, cache_dir=None, engine=None, name=None,
-                 budget=None):
+                 budget=None, api_key=None, hosts=LOOPBACK_NAMES):
         """budget: bytes the whole server may use (a board's); the plan is checked against
-        it here, before anything is served (MemoryBudgetError)."""
+        it here, before anything is served (MemoryBudgetError).
+        api_key: when set, every route but /health needs "Authorization: Bearer <api_key>".
+        hosts: the names the Host header may give (any IP address literal is also accepted),
+        or None for any: a page on another site whose name is made to resolve to this
+        machine (DNS rebinding) sends its own name, and is refused."""
+        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+            raise ValueError("api_key must be a non-empty string")
         self.model = model
         self.name = name or model_id(model)
         self.engine = engine or Engine(model, cache_dir=cache_dir)
@@ -74,7 +84,7 @@ class Server:
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
         ], exception_handlers={HTTPException: _http_error, Exception: _internal_error}),
-            self.admission)
+            self.admission, api_key, hosts)
 
     # ---- simple routes ---------------------------------------------------------------------
 
@@ -239,16 +249,25 @@ def _sse(obj) -> bytes:
 
 
 class _InFlightLimit:
-    """Bounds the requests being read or answered at once (each may hold a body of up to
-    MAX_BODY): past slots + queue + ROOM (room for /health and stats) a request is answered
-    at once, before its body is read, with the same 503 + Retry-After as a full queue."""
+    """In front of the routes: the Host and API key checks (before anything is read), then a
+    bound on the requests being read or answered at once (each may hold a body of up to
+    MAX_BODY): past slots + queue + ROOM a request is answered at once, before its body is
+    read, with the same 503 + Retry-After as a full queue. /health is answered whatever the
+    load, so a monitor sees a busy server as up."""
     ROOM = 8
 
-    def __init__(self, app, admission):
+    def __init__(self, app, admission, api_key=None, hosts=LOOPBACK_NAMES):
         self.app, self.admission, self.active = app, admission, 0
+        self.key = None if api_key is None else api_key.encode()
+        self.hosts = None if hosts is None else {h.lower() for h in hosts}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        refused = self._refused(scope)
+        if refused is not None:
+            return await refused(scope, receive, send)
+        if scope["path"] == "/health":
             return await self.app(scope, receive, send)
         if self.active >= self.admission.slots + self.admission.queue + self.ROOM:
             self.admission.rejected += 1
@@ -259,6 +278,37 @@ class _InFlightLimit:
             await self.app(scope, receive, send)
         finally:
             self.active -= 1
+
+    def _refused(self, scope):
+        headers = dict(scope["headers"])
+        if self.hosts is not None and not _host_ok(headers.get(b"host", b""), self.hosts):
+            return JSONResponse(S.error_body(
+                "the Host header names none of this server's hosts (serve --allow-host adds "
+                "one)", "invalid_request_error", None, "host_not_allowed"), 421)
+        if self.key is None or scope["path"] == "/health":
+            return None
+        given = headers.get(b"authorization", b"")
+        if not hmac.compare_digest(given, b"Bearer " + self.key):
+            return JSONResponse(S.error_body(
+                "a valid API key is needed (Authorization: Bearer <key>)",
+                "invalid_request_error", None, "invalid_api_key"), 401,
+                headers={"WWW-Authenticate": "Bearer"})
+        return None
+
+
+def _host_ok(raw: bytes, hosts) -> bool:
+    """The Host header's name (port dropped) is an IP address literal or one of hosts."""
+    try:
+        host = raw.decode("ascii").strip().lower()
+    except UnicodeDecodeError:
+        return False
+    name = host[1:host.index("]")] if host.startswith("[") and "]" in host else \
+        host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return name in hosts
 
 
 def _busy(e: Busy) -> JSONResponse:
@@ -272,12 +322,20 @@ async def _json_body(request: Request):
         raise S.RequestError(f"the request body must be application/json, not "
                              f"{ctype or 'untyped'}", 415, code="unsupported_media_type")
     raw, size = bytearray(), 0
-    async for part in request.stream():
-        size += len(part)
-        if size <= MAX_BODY:
-            raw += part
-        elif size > DRAIN_LIMIT:   # not worth reading on to answer politely
-            break
+
+    async def read():
+        nonlocal size
+        async for part in request.stream():
+            size += len(part)
+            if size <= MAX_BODY:
+                raw.extend(part)
+            elif size > DRAIN_LIMIT:   # not worth reading on to answer politely
+                break
+    try:
+        await asyncio.wait_for(read(), BODY_SECONDS)
+    except asyncio.TimeoutError:
+        raise S.RequestError(f"the request body did not arrive within {BODY_SECONDS:.0f} s",
+                             408, code="request_timeout") from None
     if size > MAX_BODY:   # read to the end (up to DRAIN_LIMIT) so the client sees the 413
         raise S.RequestError(f"request body over {MAX_BODY} bytes", 413)
     try:
