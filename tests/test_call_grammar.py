@@ -549,6 +549,37 @@ def test_allowed_ids_match_brute_force(sx, tool, seed):
         state = c.advance(state, rng.choice(sorted(allowed)))
 
 
+@pytest.mark.parametrize("sx", SYNTAXES)
+@pytest.mark.parametrize("pattern", [r"^[^<>]*$", "a", r"^[a-z]{1,8}$", r'^[a-z "\\\n]*$',
+                                     r"^\d{3}-\d{4}$"])
+def test_pattern_content_ids_match_brute_force(sx, pattern):
+    """Inside a string with a pattern the allowed ids come from one vectorised pass over the
+    vocabulary (Vocab.pattern_ids): at every step of random values they are the tokens the
+    grammar, stepped byte by byte, accepts (less the deliberate gaps described above)."""
+    tool = {"name": "f", "parameters": {"type": "object", "properties": {
+        "s": {"type": "string", "pattern": pattern, "maxLength": 12}}, "required": ["s"]}}
+    c = _constraint([tool], sx)
+    for seed in range(3):
+        rng = random.Random(seed)
+        state, steps = c.start(), 0
+        while not c.g.done(state) and steps < 40:
+            allowed = set(c.allowed(state).tolist())
+            top = state[-1]
+            if top[0] == "str" and top[2]:
+                brute = {i for i in range(VOCAB.n) if _accepted_by_grammar(c, state, i)}
+                assert allowed <= brute
+                for i in brute - allowed:
+                    # the gaps: a token finishing the content and closing the string; near
+                    # maxLength, one whose written characters exceed the room, or that holds
+                    # an escape (two written characters for one of the value's)
+                    piece = VOCAB.pieces[i]
+                    assert (sx is PY and piece[:1] != b'"' and b'"' in piece) or \
+                        c.v.chars[i] > top[1].max - top[3] or \
+                        (sx.escapes and b"\\" in piece), piece
+            state = c.advance(state, rng.choice(sorted(allowed)))
+            steps += 1
+
+
 def test_a_token_never_opens_and_closes_a_string():
     """`","` and `""` are common tokens, and a small model takes them where a string value
     starts: `function=","` instead of the request's formula. A token may open a string or
@@ -593,3 +624,24 @@ def test_kept_allowed_sets_are_the_computed_ones_and_bounded(limits, monkeypatch
                 assert len(kept._known) <= grammar.ALLOWED_CACHE_SETS
                 state = kept.advance(state, rng.choice(got.tolist()))
         assert kept._known
+
+
+def test_long_enums_and_names_cost_memory_in_proportion():
+    """The words of enums, property and tool names are kept once, sorted (not every prefix
+    with every word under it): the largest schema the subset allows - 1024 enum values of
+    900 characters, a 12,000-character property name - builds in a few MiB, and its values
+    still decode."""
+    import tracemalloc
+    values = ["v" * 890 + f"{i:04d}" for i in range(1024)]
+    tool = {"name": "f", "parameters": {"type": "object", "properties": {
+        "x": {"type": "string", "enum": values}, "k" * 12000: {"type": "integer"}},
+        "required": ["x"]}}
+    tracemalloc.start()
+    try:
+        g = CallGrammar([tool], FG)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, peak       # the words as symbol tuples: ~8 MiB
+    text = _render(FG, "f", {"x": values[517]})
+    assert _accepts(g, FG, text) and not _accepts(g, FG, text.replace("0517", "1517"))

@@ -45,13 +45,26 @@ _UNESCAPED = {ord("n"): 10, ord("r"): 13, ord("t"): 9}
 OPEN, FIRST, KEY, NEXT, AFTER = range(5)
 
 
-def _prefixes(words):
-    """{prefix: frozenset(words with that prefix)} for symbol tuples."""
-    out = {(): set()}
-    for w in words:
-        for i in range(len(w) + 1):
-            out.setdefault(w[:i], set()).add(w)
-    return {p: frozenset(s) for p, s in out.items()}
+class _Prefixes:
+    """The words (symbol tuples) by prefix: `p in prefixes` (some word starts with p; the
+    empty prefix always), `prefixes[p]` (the set of those words). One sorted list, bisected:
+    a table of every prefix would grow with the words' lengths times their number (1024 enum
+    values of 900 characters: gigabytes) before any budget check."""
+
+    def __init__(self, words):
+        self.words = sorted(set(words))
+
+    def _range(self, p):
+        lo = bisect_left(self.words, p)
+        return lo, bisect_left(self.words, p + (1 << 30,), lo)
+
+    def __contains__(self, p):
+        lo, hi = self._range(p)
+        return lo < hi or p == ()
+
+    def __getitem__(self, p):
+        lo, hi = self._range(p)
+        return frozenset(self.words[lo:hi])
 
 
 class _Str:
@@ -67,6 +80,24 @@ class _Str:
         if self.dfa is not None:
             t, acc = self.dfa.table, self.dfa.accept
             self.free = {q for q in range(len(t)) if acc[q] and (t[q] == q).all()}
+            # states where a backslash may start an escape: some escape's byte can follow
+            self.escape_ok = (t[:, [_UNESCAPED.get(e, e) for e in b'"\\/nrt']] >= 0).any(1)
+            self.need = fewest_bytes(t, acc)
+
+
+def fewest_bytes(table, goal) -> np.ndarray:
+    """Per state of an automaton over bytes, the fewest bytes to a goal state (a large number
+    where none leads there). With a pattern's DFA and its accepting states: a value that could
+    no longer match within maxLength is cut off early instead of leaving the call with nothing
+    allowed."""
+    far = np.int64(1 << 30)
+    need = np.where(goal, 0, far)
+    while True:
+        via = np.where(table >= 0, need[np.maximum(table, 0)], far).min(axis=1) + 1
+        new = np.minimum(need, via)
+        if (new == need).all():
+            return need
+        need = new
 
 
 class _Words:
@@ -74,7 +105,7 @@ class _Words:
 
     def __init__(self, words):
         self.values = frozenset(words)
-        self.prefixes = _prefixes(words)
+        self.prefixes = _Prefixes(words)
 
 
 class _Num:
@@ -99,7 +130,7 @@ class _Obj:
         self.props = props                      # {key word (symbol tuple): node}
         self.keys = frozenset(props)
         self.required = frozenset(required)
-        self.prefixes = _prefixes(props)
+        self.prefixes = _Prefixes(props)
         self.free, self.value = free, value
 
 
@@ -187,11 +218,13 @@ class CallGrammar:
                     b.obj(t["parameters"], True)
             except ValueError as e:
                 raise ValueError(f"tool {t['name']}: {e}") from None
-        self.name_prefixes = _prefixes(self.tools)
+        self.name_prefixes = _Prefixes(self.tools)
         self.free_key = b.free_key
         self._str_table, self._str_boundary = syntax.string_automaton[1:]
         F = max(1, len(syntax.forbidden))     # see Syntax.string_automaton's state numbering
         self._str_escaping = (np.arange(len(self._str_boundary)) // F) % 2 == 1
+        # bytes still to come in the character being written (its count is already taken)
+        self.str_to_char_end = fewest_bytes(self._str_table, self._str_boundary)
 
     def start(self):
         """The state where the call's text begins."""
@@ -262,13 +295,14 @@ class CallGrammar:
                     q = int(node.dfa.table[q, _UNESCAPED.get(c, c)])
                 elif not self._str_escaping[nxt]:
                     q = int(node.dfa.table[q, c])
-                elif not any(node.dfa.table[q, _UNESCAPED.get(e, e)] >= 0 for e in b'"\\/nrt'):
+                elif not node.escape_ok[q]:
                     return None     # a backslash would start an escape the pattern refuses
                 if q < 0:
                     return None
             count += bool(self._str_boundary[state])   # a character counts where it starts
-            if count > node.max:
-                return None
+            if count > node.max or (node.dfa is not None and count + max(
+                    0, node.need[q] - self.str_to_char_end[nxt]) > node.max):
+                return None     # (the pattern could no longer match in the characters left)
             return st[:-1] + (("str", node, True, count, nxt, text + bytes((c,)), q),)
         if k == "num":
             _, node, text = f
@@ -464,18 +498,24 @@ class TokenConstraint:
 
     def _allowed(self, st) -> np.ndarray:
         syms = self.g.next_symbols(st)
-        content = None
-        if syms is ANY:
-            _, node, _, count, state, _, _ = st[-1]
-            content = (self.g.sx.string_automaton, state, node.max - count)
-            syms = {self.g.sx.str_close}
+        f = st[-1]
+        in_content = f[0] == "str" and f[2]
+        if in_content:      # string content: vectorised over the vocabulary; the walk below
+            close = self.g.sx.str_close    # only finds the tokens that close the string
+            syms = {close} if syms is ANY or close in syms else set()
         found = []
         self._walk(st, syms, 0, len(self.v.keys), b"", found, False)
         found += [i for s, i in self.symbol_ids.items()
                   if s in syms and self.g.step(st, s) is not None]
-        if content is None:
+        if not in_content:
             return np.unique(np.asarray(found, np.int32))
-        return self.v.content_ids(*content, also=found)
+        _, node, _, count, state, _, q = f
+        auto, room = self.g.sx.string_automaton, node.max - count
+        if node.dfa is None or q in node.free:
+            return self.v.content_ids(auto, state, room, also=found)
+        return self.v.pattern_ids(auto, self.g._str_escaping, state,
+                                  (node.dfa.table, node.escape_ok,
+                                   node.need, self.g.str_to_char_end), q, room, also=found)
 
     def _walk(self, st, syms, lo, hi, prefix, out, opened):
         """Ids of the tokens in keys[lo:hi] (all starting with prefix) that may come after
