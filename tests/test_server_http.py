@@ -538,3 +538,35 @@ def test_a_half_sent_body_is_cut_off(srv, monkeypatch):
         for c in socks:
             c.close()
     assert _raw(srv, "/v1/models")[0] == 200
+
+
+def test_a_client_that_gives_up_on_a_non_streamed_reply_stops_its_decode(tiny_model):
+    """A non-streamed request whose client times out is noticed while it waits: the decode
+    stops at its next piece of text (the turn is never finished nor counted) and the slot
+    comes back for the next request."""
+    ScriptedAgent.gate = threading.Event()
+    try:
+        with _start(tiny_model, queue=0) as s:
+            quick = openai.OpenAI(base_url=s.url, api_key="x", max_retries=0, timeout=0.5)
+            with pytest.raises(openai.APITimeoutError):
+                quick.chat.completions.create(model=s.server.name, tools=[WEATHER], messages=[
+                    {"role": "user", "content": "a long answer nobody will read"}])
+            for _ in range(3000):       # the server notices the client has gone
+                if s.server.abandoned == 1:
+                    break
+                threading.Event().wait(0.01)
+            ScriptedAgent.gate.set()
+            for _ in range(3000):
+                if s.server.admission.active == 0:
+                    break
+                threading.Event().wait(0.01)
+            assert s.server.engine.counters["requests"] == 0     # the turn never finished
+            c = openai.OpenAI(base_url=s.url, api_key="x", max_retries=0, timeout=60)
+            r = c.chat.completions.create(model=s.server.name, tools=[WEATHER],
+                                          messages=[{"role": "user", "content": "next"}])
+            assert r.choices[0].message.content == "next"
+            assert s.server.engine.counters["requests"] == 1
+            assert _raw(s, "/v1/edge/stats")[2]["abandoned"] == 1
+    finally:
+        ScriptedAgent.gate = None
+

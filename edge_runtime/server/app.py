@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import openai_shapes as S
@@ -75,6 +75,7 @@ class Server:
         if budget is not None:
             self.plan.check(budget)
         self.admission = Admission(sessions, queue)
+        self.abandoned = 0      # non-streamed requests whose client left before the reply
         self.started = S.now()
         self._pool = ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="er-decode")
         self.app = _InFlightLimit(Starlette(routes=[
@@ -97,9 +98,13 @@ class Server:
     async def stats(self, request):
         self.model.tracker.mark("serve")   # vm_hwm: the process's peak since it started
         body = {"model": self.name, "admission": self.admission.snapshot(),
+                "abandoned": self.abandoned,
                 "prefix_reuse": self.engine.stats(), "rss": self.model.tracker.summary()}
         body["memory_plan"] = self.plan.to_dict(self.budget)
         return JSONResponse(body)
+
+    def _gone(self):
+        self.abandoned += 1
 
     # ---- completions -----------------------------------------------------------------------
 
@@ -121,7 +126,7 @@ class Server:
             return JSONResponse(e.body(), e.status)
         except Busy as e:
             return _busy(e)
-        run = _Run(asyncio.get_running_loop())
+        run = _Run(asyncio.get_running_loop(), request, self._gone)
         fut = run.start(self._pool, work, p)
         fut.add_done_callback(lambda f: self.admission.release(since))
         return await reply(p, run)
@@ -130,9 +135,12 @@ class Server:
         cid, created = S.new_id("chatcmpl"), S.now()
         if not p["stream"]:
             try:
-                text, calls, reason, u = await run.result()
+                res = await run.result()
             except S.RequestError as e:
                 return JSONResponse(e.body(), e.status)
+            if res is None:         # the client went away: nobody to answer
+                return Response(status_code=499)
+            text, calls, reason, u = res
             return JSONResponse(S.chat_completion(cid, self.name, created, text,
                                                   S.wire_calls(calls), reason, u))
 
@@ -156,9 +164,12 @@ class Server:
         cid, created = S.new_id("cmpl"), S.now()
         if not p["stream"]:
             try:
-                text, reason, u = await run.result()
+                res = await run.result()
             except S.RequestError as e:
                 return JSONResponse(e.body(), e.status)
+            if res is None:
+                return Response(status_code=499)
+            text, reason, u = res
             return JSONResponse(S.text_completion(cid, self.name, created, text, reason, u))
 
         def tail(res):
@@ -174,8 +185,10 @@ class Server:
 class _Run:
     """One request's work in a worker thread, with its text pieces passed to the event loop."""
 
-    def __init__(self, loop):
-        self.loop = loop
+    WATCH_SECONDS = 0.25     # how often a waiting non-streamed request looks for its client
+
+    def __init__(self, loop, request, on_gone):
+        self.loop, self.request, self.on_gone = loop, request, on_gone
         self.events: asyncio.Queue = asyncio.Queue()
         self.cancelled = threading.Event()
         self.fut = None
@@ -191,6 +204,14 @@ class _Run:
         return self.fut
 
     async def result(self):
+        """The work's result; None if the client went away first (the decode then stops at
+        its next piece of text instead of running to max_tokens for nobody)."""
+        while not self.fut.done():
+            await asyncio.wait({self.fut}, timeout=self.WATCH_SECONDS)
+            if not self.fut.done() and await self.request.is_disconnected():
+                self.cancelled.set()
+                self.on_gone()
+                break
         return await self.fut
 
     async def stream(self, head, piece_chunk, tail):
