@@ -542,10 +542,10 @@ def test_allowed_ids_match_brute_force(sx, tool, seed):
                 piece = VOCAB.pieces[i]
                 top = state[-1]
                 assert sx is PY, piece
-                if top[0] == "str" and top[2]:
+                if c.g.in_content(state):
                     assert piece[:1] != b'"' and b'"' in piece, piece
                 else:
-                    assert piece.count(b'"') >= 2, (piece, top[0])
+                    assert piece.count(b'"') >= 2, (piece, top.kind)
         state = c.advance(state, rng.choice(sorted(allowed)))
 
 
@@ -565,7 +565,7 @@ def test_pattern_content_ids_match_brute_force(sx, pattern):
         while not c.g.done(state) and steps < 40:
             allowed = set(c.allowed(state).tolist())
             top = state[-1]
-            if top[0] == "str" and top[2]:
+            if c.g.in_content(state):
                 brute = {i for i in range(VOCAB.n) if _accepted_by_grammar(c, state, i)}
                 assert allowed <= brute
                 for i in brute - allowed:
@@ -574,7 +574,7 @@ def test_pattern_content_ids_match_brute_force(sx, pattern):
                     # an escape (two written characters for one of the value's)
                     piece = VOCAB.pieces[i]
                     assert (sx is PY and piece[:1] != b'"' and b'"' in piece) or \
-                        c.v.chars[i] > top[1].max - top[3] or \
+                        c.v.chars[i] > top.node.max - top.count or \
                         (sx.escapes and b"\\" in piece), piece
             state = c.advance(state, rng.choice(sorted(allowed)))
             steps += 1

@@ -25,6 +25,7 @@ in a bounded number of tokens.
 from __future__ import annotations
 
 from bisect import bisect_left
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,6 +44,76 @@ _UNESCAPED = {ord("n"): 10, ord("r"): 13, ord("t"): 9}
 
 # object phases
 OPEN, FIRST, KEY, NEXT, AFTER = range(5)
+
+
+# ---- frames: a grammar state is a tuple of these, outermost first ----------------------------
+# Each ends in its kind, so frames of different kinds never compare equal as state keys.
+
+class EndFrame(NamedTuple):
+    """Below the call: what may follow it (the syntax's end symbol, if any)."""
+    kind: str = "end"
+
+
+class DoneFrame(NamedTuple):
+    kind: str = "done"
+
+
+class NameFrame(NamedTuple):
+    prefix: tuple                    # the tool name's symbols so far
+    kind: str = "name"
+
+
+class LitFrame(NamedTuple):
+    word: tuple                      # a literal to read, from index i
+    i: int
+    kind: str = "lit"
+
+
+class StrFrame(NamedTuple):
+    node: object
+    opened: bool                     # its opening quote has been read
+    count: int                       # characters so far
+    state: int                       # of the syntax's string-content automaton
+    text: bytes                      # the content's bytes so far, as written
+    q: int                           # of the pattern's DFA (0 without one)
+    kind: str = "str"
+
+
+class NumFrame(NamedTuple):
+    node: object
+    text: bytes
+    kind: str = "num"
+
+
+class WordsFrame(NamedTuple):
+    node: object
+    prefix: tuple                    # the enum word's symbols so far
+    kind: str = "words"
+
+
+class ArrFrame(NamedTuple):
+    node: object
+    count: int
+    phase: int
+    kind: str = "arr"
+
+
+class AltFrame(NamedTuple):
+    node: object
+    kind: str = "alt"
+
+
+class ObjFrame(NamedTuple):
+    node: object
+    used: frozenset                  # the keys written
+    phase: int
+    prefix: tuple                    # the key's symbols so far (phase KEY)
+    kind: str = "obj"
+
+
+class KeyFrame(NamedTuple):
+    text: bytes                      # a free-form object's bare key so far
+    kind: str = "key"
 
 
 class _Prefixes:
@@ -228,14 +299,19 @@ class CallGrammar:
 
     def start(self):
         """The state where the call's text begins."""
-        st = (("end",), ("name", ()))
+        st = (EndFrame(), NameFrame(()))
         if self.sx.call_open:
-            st += (("lit", tuple(self.sx.call_open), 0),)
+            st += (LitFrame(tuple(self.sx.call_open), 0),)
         return st
 
     @staticmethod
     def done(st) -> bool:
-        return st[-1][0] == "done"
+        return st[-1].kind == "done"
+
+    @staticmethod
+    def in_content(st) -> bool:
+        """Inside a string value's content (its opening quote read)."""
+        return st[-1].kind == "str" and st[-1].opened
 
     # ---- frames --------------------------------------------------------------------------
 
@@ -243,45 +319,45 @@ class CallGrammar:
     def _fresh(node):
         """The frame that reads one value of node."""
         if isinstance(node, _Str):
-            return ("str", node, False, 0, 0, b"", node.dfa.start if node.dfa else 0)
+            return StrFrame(node, False, 0, 0, b"", node.dfa.start if node.dfa else 0)
         if isinstance(node, _Words):
-            return ("words", node, ())
+            return WordsFrame(node, ())
         if isinstance(node, _Num):
-            return ("num", node, b"")
+            return NumFrame(node, b"")
         if isinstance(node, _Arr):
-            return ("arr", node, 0, OPEN)
+            return ArrFrame(node, 0, OPEN)
         if isinstance(node, _Alt):
-            return ("alt", node)
-        return ("obj", node, frozenset(), OPEN, ())
+            return AltFrame(node)
+        return ObjFrame(node, frozenset(), OPEN, ())
 
     def _finish(self, st):
         """st with its top value frame removed and the parent moved past that value."""
         st = st[:-1]
         f = st[-1]
-        if f[0] == "obj":
-            return st[:-1] + (("obj", f[1], f[2], AFTER, ()),)
-        if f[0] == "arr":
-            return st[:-1] + (("arr", f[1], f[2] + 1, AFTER),)
-        if f[0] == "end" and self.sx.end is None:
-            return (("done",),)
+        if f.kind == "obj":
+            return st[:-1] + (f._replace(phase=AFTER, prefix=()),)
+        if f.kind == "arr":
+            return st[:-1] + (f._replace(count=f.count + 1, phase=AFTER),)
+        if f.kind == "end" and self.sx.end is None:
+            return (DoneFrame(),)
         return st
 
     @staticmethod
     def _lit(st, word, i=0):
         """st with the rest of literal word (from index i) to be read first."""
-        return st + (("lit", word, i),) if i < len(word) else st
+        return st + (LitFrame(word, i),) if i < len(word) else st
 
     # ---- stepping ------------------------------------------------------------------------
 
     def step(self, st, c):
         """The state after symbol c, or None if c cannot come next."""
         f = st[-1]
-        k = f[0]
+        k = f.kind
         sx = self.sx
         if k == "str":
-            _, node, opened, count, state, text, q = f
+            node, opened, count, state, text, q, _ = f
             if not opened:
-                return st[:-1] + (f[:2] + (True,) + f[3:],) if c == sx.str_open else None
+                return st[:-1] + (f._replace(opened=True),) if c == sx.str_open else None
             if c == sx.str_close and self._str_boundary[state]:
                 ok = count >= node.min and (node.dfa is None or node.dfa.accept[q])
                 return self._finish(st) if ok else None
@@ -303,24 +379,24 @@ class CallGrammar:
             if count > node.max or (node.dfa is not None and count + max(
                     0, node.need[q] - self.str_to_char_end[nxt]) > node.max):
                 return None     # (the pattern could no longer match in the characters left)
-            return st[:-1] + (("str", node, True, count, nxt, text + bytes((c,)), q),)
+            return st[:-1] + (StrFrame(node, True, count, nxt, text + bytes((c,)), q),)
         if k == "num":
-            _, node, text = f
+            node, text, _ = f
             if c < 256 and chr(c) in node.syntax.allowed_next(text.decode()):
-                return st[:-1] + (("num", node, text + bytes((c,))),)
+                return st[:-1] + (NumFrame(node, text + bytes((c,))),)
             if node.syntax.can_end(text.decode()):
                 return self.step(self._finish(st), c)
             return None
         if k == "words":
-            _, node, p = f
+            node, p, _ = f
             p2 = p + (c,)
             if p2 in node.prefixes:
-                return st[:-1] + (("words", node, p2),)
+                return st[:-1] + (WordsFrame(node, p2),)
             if p in node.values:
                 return self.step(self._finish(st), c)
             return None
         if k == "alt":
-            for opt in f[1].options:
+            for opt in f.node.options:
                 nst = self.step(st[:-1] + (self._fresh(opt),), c)
                 if nst is not None:
                     return nst
@@ -328,46 +404,46 @@ class CallGrammar:
         if k == "obj":
             return self._step_obj(st, f, c)
         if k == "arr":
-            _, node, count, phase = f
+            node, count, phase, _ = f
             if phase == OPEN:
-                return st[:-1] + (("arr", node, 0, FIRST),) if c == 91 else None
+                return st[:-1] + (ArrFrame(node, 0, FIRST),) if c == 91 else None
             if phase == AFTER:
                 if c == sx.sep[0] and count < node.max:
-                    return self._lit(st[:-1] + (("arr", node, count, NEXT),), sx.sep, 1)
+                    return self._lit(st[:-1] + (ArrFrame(node, count, NEXT),), sx.sep, 1)
                 return self._finish(st) if c == 93 and count >= node.min else None
             if phase == FIRST and c == 93:
                 return self._finish(st) if node.min == 0 else None
             return self.step(st + (self._fresh(node.item),), c)
         if k == "key":      # a bare identifier key of a free-form object
-            p = f[1] + bytes((c,)) if c < 256 else None
+            p = f.text + bytes((c,)) if c < 256 else None
             if p is not None and len(p) <= MAX_KEY_LENGTH and KEY_RE.match(p.decode("latin-1")):
-                return st[:-1] + (("key", p),)
-            return self.step(st[:-1], c) if f[1] else None
+                return st[:-1] + (KeyFrame(p),)
+            return self.step(st[:-1], c) if f.text else None
         if k == "lit":
-            _, lit, i = f
+            lit, i, _ = f
             if c != lit[i]:
                 return None
-            return st[:-1] if i + 1 == len(lit) else st[:-1] + (("lit", lit, i + 1),)
+            return st[:-1] if i + 1 == len(lit) else st[:-1] + (LitFrame(lit, i + 1),)
         if k == "name":
-            p = f[1] + (c,)
+            p = f.prefix + (c,)
             if p in self.tools:
-                return st[:-1] + (("obj", self.tools[p], frozenset(), FIRST, ()),)
-            return st[:-1] + (("name", p),) if p in self.name_prefixes else None
+                return st[:-1] + (ObjFrame(self.tools[p], frozenset(), FIRST, ()),)
+            return st[:-1] + (NameFrame(p),) if p in self.name_prefixes else None
         if k == "end":
-            return (("done",),) if c == sx.end else None
+            return (DoneFrame(),) if c == sx.end else None
         return None
 
     def _step_obj(self, st, f, c):
-        _, node, used, phase, p = f
+        node, used, phase, p, _ = f
         sx = self.sx
-        top = st[-2][0] == "end"
+        top = st[-2].kind == "end"
         close = sx.args_close if top else b"}"
         if phase == OPEN:
-            return st[:-1] + (("obj", node, used, FIRST, ()),) if c == 123 else None
+            return st[:-1] + (ObjFrame(node, used, FIRST, ()),) if c == 123 else None
         if phase == AFTER:
             more = len(used) < DEFAULT_MAX_ITEMS if node.free else bool(node.keys - used)
             if c == sx.sep[0] and more:
-                return self._lit(st[:-1] + (("obj", node, used, NEXT, ()),), sx.sep, 1)
+                return self._lit(st[:-1] + (ObjFrame(node, used, NEXT, ()),), sx.sep, 1)
             if c == close[0] and node.required <= used:
                 return self._lit(self._finish(st), close, 1) if len(close) > 1 else \
                     self._finish(st)
@@ -375,34 +451,34 @@ class CallGrammar:
         if phase == FIRST and c == close[0]:
             return self._finish(st) if not node.required else None
         if node.free:        # "key": value with an identifier key
-            base = st[:-1] + (("obj", node, used | {len(used)}, AFTER, ()),
-                              self._fresh(node.value), ("lit", tuple(sx.dict_kv), 0))
+            base = st[:-1] + (ObjFrame(node, used | {len(used)}, AFTER, ()),
+                              self._fresh(node.value), LitFrame(tuple(sx.dict_kv), 0))
             if sx.key_quoted:
                 return self.step(base + (self._fresh(self.free_key),), c)
-            return self.step(base + (("key", b""),), c)
+            return self.step(base + (KeyFrame(b""),), c)
         p2 = p + (c,)
         if p2 in node.prefixes and node.prefixes[p2] - used:
             if p2 in node.props and p2 not in used:   # key words end in their separator
-                return st[:-1] + (("obj", node, used | {p2}, AFTER, ()),
+                return st[:-1] + (ObjFrame(node, used | {p2}, AFTER, ()),
                                   self._fresh(node.props[p2]))
-            return st[:-1] + (("obj", node, used, KEY, p2),)
+            return st[:-1] + (ObjFrame(node, used, KEY, p2),)
         return None
 
     def next_symbols(self, st):
         """Symbols that may come next: a set, or ANY inside free string content."""
         f = st[-1]
-        k = f[0]
+        k = f.kind
         sx = self.sx
         if k == "str":
-            if not f[2]:
+            if not f.opened:
                 return {sx.str_open}
-            node, q = f[1], f[6]
+            node, q = f.node, f.q
             if node.dfa is None or q in node.free:
                 return ANY
             return {c for c in range(256) if self.step(st, c) is not None} | \
                 ({sx.str_close} if self.step(st, sx.str_close) is not None else set())
         if k == "num":
-            _, node, text = f
+            node, text, _ = f
             own = {ord(ch) for ch in node.syntax.allowed_next(text.decode())}
             if node.syntax.can_end(text.decode()):
                 own |= self.next_symbols(self._finish(st))
@@ -411,18 +487,18 @@ class CallGrammar:
             out = {c for c in range(256) if self.step(st, c) is not None}
             return out
         if k == "words":
-            _, node, p = f
+            node, p, _ = f
             out = {w[len(p)] for w in node.prefixes[p] if len(w) > len(p)}
             return out | self.next_symbols(self._finish(st)) if p in node.values else out
         if k == "alt":
             out = set()
-            for opt in f[1].options:
+            for opt in f.node.options:
                 syms = self.next_symbols(st[:-1] + (self._fresh(opt),))
                 out |= set(range(256)) if syms is ANY else syms
             return out
         if k == "obj":
-            _, node, used, phase, p = f
-            top = st[-2][0] == "end"
+            node, used, phase, p, _ = f
+            top = st[-2].kind == "end"
             close = (sx.args_close if top else b"}")[0]
             if phase == OPEN:
                 return {123}
@@ -439,7 +515,7 @@ class CallGrammar:
                 out.add(close)
             return out
         if k == "arr":
-            _, node, count, phase = f
+            node, count, phase, _ = f
             if phase == OPEN:
                 return {91}
             if phase == AFTER:
@@ -448,9 +524,9 @@ class CallGrammar:
             first = self.next_symbols(st + (self._fresh(node.item),))
             return first | {93} if phase == FIRST and node.min == 0 else first
         if k == "lit":
-            return {f[1][f[2]]}
+            return {f.word[f.i]}
         if k == "name":
-            p = f[1]
+            p = f.prefix
             return {w[len(p)] for w in self.name_prefixes[p] if len(w) > len(p)}
         if k == "end":
             return {sx.end}
@@ -498,8 +574,7 @@ class TokenConstraint:
 
     def _allowed(self, st) -> np.ndarray:
         syms = self.g.next_symbols(st)
-        f = st[-1]
-        in_content = f[0] == "str" and f[2]
+        in_content = self.g.in_content(st)
         if in_content:      # string content: vectorised over the vocabulary; the walk below
             close = self.g.sx.str_close    # only finds the tokens that close the string
             syms = {close} if syms is ANY or close in syms else set()
@@ -509,7 +584,7 @@ class TokenConstraint:
                   if s in syms and self.g.step(st, s) is not None]
         if not in_content:
             return np.unique(np.asarray(found, np.int32))
-        _, node, _, count, state, _, q = f
+        node, _, count, state, _, q, _ = st[-1]
         auto, room = self.g.sx.string_automaton, node.max - count
         if node.dfa is None or q in node.free:
             return self.v.content_ids(auto, state, room, also=found)
@@ -521,10 +596,10 @@ class TokenConstraint:
         """Ids of the tokens in keys[lo:hi] (all starting with prefix) that may come after
         st; opened: the token's bytes so far opened a string value."""
         keys, ids = self.v.keys, self.v.ids
-        in_str = st[-1][0] == "str" and st[-1][2]
+        in_str = self.g.in_content(st)
         for c in sorted(s for s in (range(256) if syms is ANY else syms) if s < 256):
             nst = self.g.step(st, c)
-            if nst is None or (opened and in_str and nst[-1][0] != "str"):
+            if nst is None or (opened and in_str and nst[-1].kind != "str"):
                 continue    # it would close the string it opened: see the module docstring
             p2 = prefix + bytes((c,))
             a = bisect_left(keys, p2, lo, hi)
@@ -536,7 +611,7 @@ class TokenConstraint:
                 a += 1
             if a < b and not self.g.done(nst):
                 self._walk(nst, self.g.next_symbols(nst), a, b, p2, out,
-                           opened or (not in_str and nst[-1][0] == "str" and nst[-1][2]))
+                           opened or (not in_str and self.g.in_content(nst)))
 
     def advance(self, st, token_id: int):
         """State after token_id; ValueError if the grammar does not allow it."""

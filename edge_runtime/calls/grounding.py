@@ -263,26 +263,26 @@ class Grounding:
     def _value_bonus(self, constraint, st, allowed, written):
         f = st[-1]
         good, closing = [], False
-        if f[0] == "str" and f[2]:
+        if constraint.g.in_content(st):
             dates = self._dates_for(constraint, st, written)
             if dates:          # the request's dates, in the property's format
                 for d in dates:
-                    if d.startswith(f[5]):
-                        good += self._prefix_ids(d[len(f[5]):len(f[5]) + _MAX_PIECE])
-                        closing = closing or d == f[5]
+                    if d.startswith(f.text):
+                        good += self._prefix_ids(d[len(f.text):len(f.text) + _MAX_PIECE])
+                        closing = closing or d == f.text
             else:
-                ends = self._span_ends(f[5])
+                ends = self._span_ends(f.text)
                 for p in ends:
                     good += self._ids_at(p)
-                closing = bool(f[5]) and any(self._boundary(p) for p in ends)
-        elif f[0] == "num":
-            good = self._number_ids(f[2], allowed, self._offered(constraint, st, written))
-        elif f[0] == "words":
+                closing = bool(f.text) and any(self._boundary(p) for p in ends)
+        elif f.kind == "num":
+            good = self._number_ids(f.text, allowed, self._offered(constraint, st, written))
+        elif f.kind == "words":
             # symbols (codes >= 256, e.g. FunctionGemma's <escape>) are tokens of their own
-            return self._words_bonus(constraint, f[1], bytes(c for c in f[2] if c < 256),
+            return self._words_bonus(constraint, f.node, bytes(c for c in f.prefix if c < 256),
                                      allowed)
-        elif f[0] == "name" and len(set(self.relevance.values())) > 1:
-            return self._name_bonus(constraint, f[1], allowed)
+        elif f.kind == "name" and len(set(self.relevance.values())) > 1:
+            return self._name_bonus(constraint, f.prefix, allowed)
         else:
             return None
         out = np.zeros(len(allowed), np.float32)
@@ -298,9 +298,9 @@ class Grounding:
         an argument when none left is mentioned, end the call when one is) are held back, so
         no value is cut short; when the next key is chosen, the mentioned ones are made
         easy."""
-        if len(st) < 2 or st[0][0] != "end" or st[1][0] != "obj":
+        if len(st) < 2 or st[0].kind != "end" or st[1].kind != "obj":
             return None
-        g, (_, node, used, phase, _) = constraint.g, st[1]
+        g, (node, used, phase, _, _) = constraint.g, st[1]
         left = node.keys - used
         if node.free or node.required - used or not left:
             return None
@@ -308,7 +308,7 @@ class Grounding:
         in_value = phase == AFTER
         if in_value:               # only a token with a separator or the close can decide
             marks = (g.sx.sep[0], g.sx.args_close[0])
-            if len(allowed) > 4096:    # string content: only a closing token can end it
+            if g.in_content(st):       # string content: only a closing token can end it
                 closers = self._closer_ids(constraint)
                 at = np.minimum(np.searchsorted(allowed, closers), len(allowed) - 1)
                 cand = closers[allowed[at] == closers].tolist()
@@ -324,11 +324,11 @@ class Grounding:
             after = g.feed(st, self.v.pieces[t])
             if after is None:
                 continue
-            if len(after) < 2 or after[1][0] != "obj":
+            if len(after) < 2 or after[1].kind != "obj":
                 if in_value and wanted:
                     marked.append(t)                   # ends the call, one is wanted
                 continue
-            _, _, used2, phase2, p = after[1]
+            _, used2, phase2, p, _ = after[1]
             if used2 != used:
                 keys = used2 - used                    # wrote a whole key
             elif p:
@@ -358,7 +358,7 @@ class Grounding:
     def _property(self, constraint, st, head: bytes):
         """(key, schema) of the top-level argument whose value st is writing, or (None,
         None); head: the call's bytes before the value's own."""
-        if len(st) != 3 or st[1][0] != "obj":
+        if len(st) != 3 or st[1].kind != "obj":
             return None, None
         g, c = constraint.g, constraint.g.sx.str_open
         opening = bytes((c,)) if c < 256 else self.v.pieces[constraint.symbol_ids[c]]
@@ -367,14 +367,14 @@ class Grounding:
         if key is None:
             return None, None
         name = key.group(1).decode()
-        return name, self.props.get(_tool_name(g, st[1][1]), {}).get(name)
+        return name, self.props.get(_tool_name(g, st[1].node), {}).get(name)
 
     def _dates_for(self, constraint, st, written: bytes) -> list:
         """The request's dates not yet in the call, as the string being written (a date
         property's) would spell them; [] for other properties."""
         if not self.dates:
             return []
-        head = written[:len(written) - len(st[-1][5])]
+        head = written[:len(written) - len(st[-1].text)]
         fmt = _date_format(*self._property(constraint, st, head))
         if fmt is None:
             return []
@@ -386,7 +386,7 @@ class Grounding:
         has not written yet (none once it has written each: the number is then not the
         request's); a percentage as a fraction where the property takes one (module
         docstring)."""
-        head = written[:len(written) - len(st[-1][2])]      # up to the number's first byte
+        head = written[:len(written) - len(st[-1].text)]    # up to the number's first byte
         done = Counter(_WRITTEN_NUMBER.findall(head))
         left = []
         for m in self.mentions:
