@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .calls.formats import encode_segments, get_format
+from .calls.formats import encode_segments, get_format, prefix_ids
 from .calls.grammar import CallGrammar, TokenConstraint
 from .calls.grounding import Grounding
-from .calls.schema import normalize_tool, schema_from_callable, validate
+from .calls.schema import declare, validate
 from .calls.syntax import END, ParseFailure
 from .calls.vocab import Vocab
 from .errors import InvalidArgumentError
@@ -144,17 +144,11 @@ class Agent:
         self.cache_dir, self.reuse_prefix, self.grounding = cache_dir, reuse_prefix, grounding
         self.call_bias = float(call_bias)
         self.format = get_format(format, model, demonstrations)
-        self.tools, self.schemas, self.functions = [], {}, {}
-        for t in tools or []:
-            spec = schema_from_callable(t) if callable(t) else t
-            norm = normalize_tool(spec)
-            if norm["name"] in self.schemas:
-                raise ValueError(f"tool {norm['name']!r} is declared twice")
-            self.tools.append(norm)
-            self.schemas[norm["name"]] = norm["parameters"]
-            self.functions[norm["name"]] = t if callable(t) else None
-        if not self.tools:
-            raise ValueError("an agent needs at least one tool")
+        tools = list(tools or [])
+        self.tools = declare(tools)
+        self.schemas = {t["name"]: t["parameters"] for t in self.tools}
+        self.functions = {t["name"]: f if callable(f) else None
+                          for t, f in zip(self.tools, tools)}
         ToolRunner(self.functions, timeout)     # refuses a bad timeout now, not mid-run
         self.grammar = CallGrammar(self.tools, self.format.syntax)
         self._constraint = None
@@ -174,8 +168,8 @@ class Agent:
 
     def prefix_ids(self) -> list:
         if self._prefix_ids is None:
-            self._prefix_ids = encode_segments(self.model.tokenizer,
-                                               self.format.prefix(self.system, self.tools), True)
+            self._prefix_ids = prefix_ids(self.format, self.model.tokenizer, self.system,
+                                          self.tools)
         return self._prefix_ids
 
     def _preamble(self, session):

@@ -34,6 +34,12 @@ def encode_segments(tokenizer, segments, add_bos: bool) -> list:
     return ids
 
 
+def prefix_ids(fmt, tokenizer, system, tools) -> list:
+    """The ids every prompt of an agent starts with: fmt's instructions, demonstrations and
+    the declarations of tools (normalized: calls.schema.declare), after BOS."""
+    return encode_segments(tokenizer, fmt.prefix(system, tools), True)
+
+
 def _content(m) -> str:
     c = m.get("content")
     if c is None:

@@ -128,6 +128,22 @@ def normalize_tool(tool) -> dict:
     return {"name": name, "description": desc, "parameters": canon}
 
 
+def declare(tools) -> list:
+    """The declarations of a toolset, as an agent gives them to its model: each tool (a
+    callable or an OpenAI-style schema) normalized, in order; ValueError for none, a name
+    given twice, or a schema outside the subset."""
+    out, names = [], set()
+    for t in tools or []:
+        norm = normalize_tool(schema_from_callable(t) if callable(t) else t)
+        if norm["name"] in names:
+            raise ValueError(f"tool {norm['name']!r} is declared twice")
+        names.add(norm["name"])
+        out.append(norm)
+    if not out:
+        raise ValueError("an agent needs at least one tool")
+    return out
+
+
 def check_schema(schema, where: str = "schema") -> dict:
     """The canonical form of schema, or a ValueError naming where and what is wrong."""
     return _Checker().node(schema, where, 0, ())

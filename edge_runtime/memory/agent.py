@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .plan import INDEX_BUILD_BYTES_PER_TOKEN, MemoryPlan, plan
+from .plan import INDEX_BUILD_BYTES_PER_TOKEN, MemoryPlan, WeightLayout, plan
 
 # Rows that are not resident yet while an Agent is being constructed (the weights are mapped but
 # untouched, the KV cache is calloc'ed but unwritten, no step has run).
@@ -35,11 +35,12 @@ def agent_prefix_tokens(gguf, tokenizer, spec: AgentSpec = AgentSpec()) -> int:
     spec describes renders for this model: what its Agent(...).prefix_ids() will hold."""
     from types import SimpleNamespace
 
-    from ..agent import Agent
+    from ..calls.formats import get_format, prefix_ids
+    from ..calls.schema import declare
     from ..tools_builtin import TOOLS
-    bare = SimpleNamespace(gguf=gguf, tokenizer=tokenizer)   # no plan: no check, no index
-    return len(Agent(bare, list(spec.tools or TOOLS), system=spec.system, format=spec.format,
-                     demonstrations=spec.demonstrations).prefix_ids())
+    fmt = get_format(spec.format, SimpleNamespace(gguf=gguf, tokenizer=tokenizer),
+                     spec.demonstrations)
+    return len(prefix_ids(fmt, tokenizer, spec.system, declare(spec.tools or TOOLS)))
 
 
 def agent_plan(model, prefix_tokens, snapshot_file=False) -> MemoryPlan:
@@ -78,3 +79,18 @@ def check_agent_budget(model, agent):
     Vocab.from_tokenizer(model.tokenizer)
     return p
 
+
+def plan_for_model(path, max_inference_len=None, **kw) -> MemoryPlan:
+    """The plan for a GGUF file: config and tensor layout read from its header. With
+    agent=True and no snapshot_tokens, the prefix is the built-in toolset's, rendered for this
+    model (agent_prefix_tokens)."""
+    from ..config import from_gguf
+    from ..gguf import open_gguf
+    g = open_gguf(path)
+    try:
+        if kw.get("agent") and not kw.get("snapshot_tokens"):
+            from ..tokenizer import Tokenizer
+            kw["snapshot_tokens"] = agent_prefix_tokens(g, Tokenizer.from_gguf(g))
+        return plan(from_gguf(g), max_inference_len, weights=WeightLayout.from_gguf(g), **kw)
+    finally:
+        g.close()

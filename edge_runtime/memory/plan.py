@@ -395,20 +395,3 @@ def choose_pages(config, max_inference_len, budget, **plan_kw) -> str:
 def smallest_fit(config, **plan_kw) -> "MemoryPlan":
     """The cheapest workable plan: pages released, the shortest context."""
     return plan(config, _shortest(config, **plan_kw), **{**plan_kw, "pages": "release"})
-
-
-def plan_for_model(path, max_inference_len=None, **kw) -> MemoryPlan:
-    """The plan for a GGUF file: config and tensor layout read from its header. With
-    agent=True and no snapshot_tokens, the prefix is the built-in toolset's, rendered for this
-    model (memory.agent.agent_prefix_tokens)."""
-    from ..config import from_gguf
-    from ..gguf import open_gguf
-    g = open_gguf(path)
-    try:
-        if kw.get("agent") and not kw.get("snapshot_tokens"):
-            from ..tokenizer import Tokenizer
-            from .agent import agent_prefix_tokens
-            kw["snapshot_tokens"] = agent_prefix_tokens(g, Tokenizer.from_gguf(g))
-        return plan(from_gguf(g), max_inference_len, weights=WeightLayout.from_gguf(g), **kw)
-    finally:
-        g.close()
