@@ -196,7 +196,8 @@ def cmd_serve(args):
               "who can reach the port can use it (set EDGE_RUNTIME_API_KEY)", file=sys.stderr)
     server.serve(model, host=args.host, port=args.port, queue=args.queue,
                  cache_dir=args.cache_dir, budget=budget, api_key=key,
-                 hosts=server.LOOPBACK_NAMES + tuple(args.allow_host))
+                 hosts=server.LOOPBACK_NAMES + tuple(args.allow_host),
+                 access_log=args.access_log)
     return 0
 
 
@@ -374,6 +375,8 @@ def build_parser():
     s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a name clients may reach the server by (the Host header), besides "
                    "localhost and IP addresses; repeatable")
+    s.add_argument("--access-log", action="store_true",
+                   help="print a line per request (client, method, path, status) on stdout")
     s.add_argument("--queue", type=int, default=8,
                    help="requests that may wait for a session; more get 503 (default 8)")
     s.set_defaults(func=cmd_serve)

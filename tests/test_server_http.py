@@ -570,3 +570,12 @@ def test_a_client_that_gives_up_on_a_non_streamed_reply_stops_its_decode(tiny_mo
     finally:
         ScriptedAgent.gate = None
 
+
+
+def test_the_access_log_has_a_line_per_request(tiny_model, capfd):
+    with _start(tiny_model, access_log=True) as s:
+        capfd.readouterr()
+        assert _raw(s, "/v1/models")[0] == 200
+        assert _raw(s, "/v1/nope")[0] == 404
+        out = capfd.readouterr().out
+    assert '"GET /v1/models HTTP/1.1" 200' in out and '"GET /v1/nope HTTP/1.1" 404' in out
