@@ -18,6 +18,7 @@ from ..functiongemma.render import (DEFAULT_SYSTEM, call_arguments, render, rend
 from ..functiongemma import syntax as fg_syntax
 from ..functiongemma import tokens as T
 from . import python_format as P
+from .content import content_text
 from .syntax import END, ESC, format_call, parse_call
 
 FORMATS = ("functiongemma", "python")
@@ -41,17 +42,9 @@ def prefix_ids(fmt, tokenizer, system, tools) -> list:
 
 
 def _content(m) -> str:
+    """A message's text; a tool result given as a mapping, as JSON."""
     c = m.get("content")
-    if c is None:
-        return ""
-    if isinstance(c, str):
-        return c.strip()
-    if isinstance(c, list):   # OpenAI content parts
-        return "".join(p.get("text", "") for p in c if isinstance(p, dict)
-                       and p.get("type") == "text").strip()
-    if isinstance(c, dict):
-        return json.dumps(c)
-    raise ValueError(f"message content must be text, got {type(c).__name__}")
+    return json.dumps(c) if isinstance(c, dict) else content_text(c)
 
 
 class PythonFormat:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+from ..calls.content import content_text
 from ..calls.schema import normalize_tool
 from ..calls.syntax import dictsort, format_call
 from ..calls.syntax import format_value as _fmt
@@ -102,16 +103,6 @@ def render_response(name: str, result) -> str:
     return f"{START_RESP}response:{name}{body}{END_RESP}"
 
 
-def _text(content) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content.strip()
-    if isinstance(content, list):  # OpenAI content parts
-        return "".join(p.get("text", "").strip() for p in content if p.get("type") == "text")
-    raise ValueError(f"message content must be text, got {type(content).__name__}")
-
-
 def call_arguments(call: dict):
     """(name, arguments dict) of an OpenAI-style tool call (arguments may be a JSON string)."""
     fn = call.get("function", call)
@@ -134,7 +125,7 @@ def _tool_message(m: dict) -> str:
         raise ValueError("a tool message needs the 'name' of the tool it answers")
     if isinstance(content, dict):
         return render_response(m["name"], content)
-    return render_response(m["name"], _text(content))
+    return render_response(m["name"], content_text(content))
 
 
 def render(messages, tools=None, add_generation_prompt: bool = True) -> str:
@@ -147,7 +138,7 @@ def render(messages, tools=None, add_generation_prompt: bool = True) -> str:
     if tools or first in ("system", "developer"):
         out.append("<start_of_turn>developer\n")
         if first in ("system", "developer"):
-            out.append(_text(messages[0].get("content")))
+            out.append(content_text(messages[0].get("content")))
             messages = messages[1:]
         else:
             # The llama-server render of the official template with tools and no system
@@ -167,7 +158,7 @@ def render(messages, tools=None, add_generation_prompt: bool = True) -> str:
         if prev != "tool_response":
             out.append(f"<start_of_turn>{'model' if role == 'assistant' else role}\n")
         prev = None
-        out.append(_text(m.get("content")))
+        out.append(content_text(m.get("content")))
         if m.get("tool_calls"):
             out += [render_call(*call_arguments(c)) for c in m["tool_calls"]]
             prev = "tool_call"

@@ -15,6 +15,7 @@ import time
 import uuid
 
 from ..agent import TOOL_CHOICES
+from ..calls.content import content_text
 
 
 class RequestError(Exception):
@@ -118,19 +119,11 @@ def _stream(body):
 
 
 def _text_content(content, where):
-    """Message content as text: a string, or a list of text parts (joined)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for p in content:
-            if not isinstance(p, dict) or p.get("type") != "text" or not isinstance(p.get("text"), str):
-                raise RequestError(f"{where}: only text content parts are supported", param=where)
-            parts.append(p["text"])
-        return "".join(parts)
-    raise RequestError(f"{where}: content must be a string or a list of text parts", param=where)
+    """Message content as text (calls.content: the rule the formats render by)."""
+    try:
+        return content_text(content)
+    except ValueError as e:
+        raise RequestError(f"{where}: {e}", param=where) from None
 
 
 def _tool_calls(calls, where):
