@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict
 
 from .openai_shapes import RequestError
-from .streaming import TextOut, TrimmedText
+from .streaming import StreamedText, TokenText
 
 DEFAULT_AGENTS = 4
 SESSION_WAIT = 600.0
@@ -57,7 +57,7 @@ class Engine:
         system = "\n\n".join(m["content"] for m in p["messages"]
                               if m["role"] in ("system", "developer"))
         agent = self.agent_for(system, p["tools"])
-        out = TrimmedText(p["stop"], on_text) if on_text is not None else None
+        out = StreamedText(p["stop"], on_text, strip=True) if on_text is not None else None
         turn = agent.respond(   # the agent holds a session of the pool for the turn
             p["messages"], tool_choice=p["tool_choice"], max_tokens=p["max_tokens"],
             parallel_tool_calls=p["parallel_tool_calls"],
@@ -89,7 +89,7 @@ class Engine:
                 raise RequestError(f"the prompt is {len(ids)} tokens: no room left in the "
                                    f"context of {self.model.max_inference_len}",
                                    param="messages", code="context_length_exceeded")
-        out = TextOut(self.model.tokenizer, p["stop"], on_text)
+        out = TokenText(self.model.tokenizer, p["stop"], on_text)
         with self.session() as session:
             cached = min(session.common_prefix(ids), len(ids) - 1)
             n = 0
@@ -97,7 +97,7 @@ class Engine:
                                       temperature=p["temperature"], top_p=p["top_p"],
                                       seed=p["seed"], stop=p["stop"]):
                 n += 1
-                out.add(t)
+                out.add_token(t)
         stopped = out.finish()
         reason = "length" if n == limit and not stopped else "stop"
         u = {"prompt_tokens": len(ids), "completion_tokens": n, "cached_tokens": cached}
