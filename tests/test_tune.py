@@ -230,6 +230,34 @@ def test_the_shipped_adapter_is_small_and_says_how_it_was_made():
     assert a.call_format == "functiongemma"
 
 
+@pytest.mark.model
+def test_the_shipped_adapter_s_data_comes_from_the_committed_generator():
+    """The last of tools/train_adapter.py's SHIPPED stages is the shipped adapter's own
+    manifest, and the committed generator, given its version and seed, writes the very examples
+    it was trained on (the fingerprint of their token ids)."""
+    import hashlib
+    import json
+    import sys
+    from pathlib import Path
+
+    from edge_runtime import models
+    from edge_runtime.gguf import open_gguf
+    from edge_runtime.tokenizer import Tokenizer
+    from edge_runtime.tune import data
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from train_adapter import SHIPPED
+    t = adapter_file.read(models.DEFAULT_ADAPTER).manifest["training"]
+    last = SHIPPED[-1]
+    assert t["generator_version"] == last["generator_version"] and t["data_seed"] == last["seed"]
+    assert all(t["settings"][k] == v for k, v in last.items()
+               if k not in ("generator_version", "examples")), (t["settings"], last)
+    tok = Tokenizer.from_gguf(open_gguf(models.source()))
+    found = data.generate(last["examples"], last["seed"], "train", last["generator_version"])
+    ids = [i for i in (train.encode(tok, e)[0] for e in found) if len(i) <= last["max_len"]]
+    assert len(ids) == t["examples"]
+    assert hashlib.sha256(json.dumps(ids).encode()).hexdigest() == t["example_fingerprint"]
+
+
 # ---- tune: a user's own tools -----------------------------------------------------------------
 
 def test_the_users_examples_file_is_checked_line_by_line(tmp_path):
