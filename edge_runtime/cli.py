@@ -190,14 +190,14 @@ def cmd_serve(args):
     print(f"edge-runtime serve: http://{args.host}:{args.port}/v1 ({server.model_id(model)}, "
           f"max_inference_len {model.max_inference_len}, pages {model.pages})", file=sys.stderr)
     budget = boards.get(args.board).budget if args.board else None
-    key = os.environ.get("EDGE_RUNTIME_API_KEY") or None
+    key = args.api_key or os.environ.get("EDGE_RUNTIME_API_KEY") or None
     if key is None and not _loopback(args.host):
         print("edge-runtime serve: listening beyond this machine without an API key: anyone "
-              "who can reach the port can use it (set EDGE_RUNTIME_API_KEY)", file=sys.stderr)
+              "who can reach the port can use it (give --api-key)", file=sys.stderr)
     server.serve(model, host=args.host, port=args.port, queue=args.queue,
                  cache_dir=args.cache_dir, budget=budget, api_key=key,
                  hosts=server.LOOPBACK_NAMES + tuple(args.allow_host),
-                 access_log=args.access_log)
+                 access_log=args.access_log, cors_origins=tuple(args.cors_origin))
     return 0
 
 
@@ -362,13 +362,21 @@ def build_parser():
     s = sub.add_parser("serve", help="serve the OpenAI chat/completions API over HTTP",
                        description="Serve /v1/chat/completions (tools, streaming), "
                        "/v1/completions and /v1/models on --host:--port. With "
-                       "EDGE_RUNTIME_API_KEY set in the environment, every route but /health "
-                       "needs \"Authorization: Bearer <key>\" (the openai client's api_key).")
-    s.add_argument("--model")
+                       "--api-key (or EDGE_RUNTIME_API_KEY in the environment), every route but "
+                       "/health needs \"Authorization: Bearer <key>\" (the openai client's "
+                       "api_key).")
+    s.add_argument("--model", help="a Gemma 3 GGUF (default: the default model)")
     _memory_args(s, agent=True)
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--threads", type=int)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                   "127.0.0.1: this machine only; 0.0.0.0: the network too - set a key)")
+    s.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    s.add_argument("--threads", type=int, help="decoder threads per request (default: the "
+                   "CPUs, or the board's)")
+    s.add_argument("--api-key", metavar="KEY", help="require \"Authorization: Bearer KEY\" on "
+                   "every route but /health (or set EDGE_RUNTIME_API_KEY)")
+    s.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web origin (e.g. http://localhost:3000) whose pages may call the "
+                   "API from a browser; repeatable; none by default")
     s.add_argument("--cache-dir", help=f"keep each toolset's prefix KV snapshot here (the "
                    f"{MAX_SNAPSHOTS} newest)")
     s.add_argument("--adapter", help="an adapter file (edge-runtime tune) merged into the model")

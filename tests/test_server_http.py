@@ -579,3 +579,24 @@ def test_the_access_log_has_a_line_per_request(tiny_model, capfd):
         assert _raw(s, "/v1/nope")[0] == 404
         out = capfd.readouterr().out
     assert '"GET /v1/models HTTP/1.1" 200' in out and '"GET /v1/nope HTTP/1.1" 404' in out
+
+
+def test_cors_only_for_the_origins_named(tiny_model):
+    """A browser's preflight from a named origin is allowed, from any other it is not; without
+    origins no CORS header is ever sent."""
+    def preflight(s, origin):
+        req = urllib.request.Request(s.url + "/chat/completions", method="OPTIONS", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, r.headers.get("Access-Control-Allow-Origin")
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("Access-Control-Allow-Origin")
+
+    with _start(tiny_model, cors_origins=("http://localhost:3000",), api_key="k") as s:
+        assert preflight(s, "http://localhost:3000") == (200, "http://localhost:3000")
+        assert preflight(s, "http://evil.example")[1] is None
+        assert _raw_headers(s, "/v1/models", {"Origin": "http://localhost:3000"})[0] == 401
+    with _start(tiny_model) as s:
+        assert preflight(s, "http://localhost:3000")[1] is None

@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -50,13 +52,15 @@ class Server:
     """The application state: engine, admission, counters. `app` is the ASGI app."""
 
     def __init__(self, model, queue=DEFAULT_QUEUE, cache_dir=None, engine=None, name=None,
-                 budget=None, api_key=None, hosts=LOOPBACK_NAMES):
+                 budget=None, api_key=None, hosts=LOOPBACK_NAMES, cors_origins=()):
         """budget: bytes the whole server may use (a board's); the plan is checked against
         it here, before anything is served (MemoryBudgetError).
         api_key: when set, every route but /health needs "Authorization: Bearer <api_key>".
         hosts: the names the Host header may give (any IP address literal is also accepted),
         or None for any: a page on another site whose name is made to resolve to this
-        machine (DNS rebinding) sends its own name, and is refused."""
+        machine (DNS rebinding) sends its own name, and is refused.
+        cors_origins: web origins whose pages may call the API from a browser (none by
+        default: a browser then refuses them every cross-origin request with a JSON body)."""
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ValueError("api_key must be a non-empty string")
         self.model = model
@@ -78,7 +82,11 @@ class Server:
         self.abandoned = 0      # non-streamed requests whose client left before the reply
         self.started = S.now()
         self._pool = ThreadPoolExecutor(max_workers=sessions, thread_name_prefix="er-decode")
-        self.app = _InFlightLimit(Starlette(routes=[
+        middleware = [Middleware(CORSMiddleware, allow_origins=list(cors_origins),
+                                 allow_methods=["GET", "POST"],
+                                 allow_headers=["Authorization", "Content-Type"])] \
+            if cors_origins else []
+        self.app = _InFlightLimit(Starlette(middleware=middleware, routes=[
             Route("/health", self.health, methods=["GET"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/v1/edge/stats", self.stats, methods=["GET"]),
@@ -306,8 +314,8 @@ class _InFlightLimit:
             return JSONResponse(S.error_body(
                 "the Host header names none of this server's hosts (serve --allow-host adds "
                 "one)", "invalid_request_error", None, "host_not_allowed"), 421)
-        if self.key is None or scope["path"] == "/health":
-            return None
+        if self.key is None or scope["path"] == "/health" or scope["method"] == "OPTIONS":
+            return None     # (a browser's CORS preflight never carries the key)
         given = headers.get(b"authorization", b"")
         if not hmac.compare_digest(given, b"Bearer " + self.key):
             return JSONResponse(S.error_body(
