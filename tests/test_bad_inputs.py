@@ -354,8 +354,15 @@ def test_temperature_negative_cli(tiny):
 
 
 def test_max_inference_len_not_positive_cli(tiny):
-    assert_cli_user_error(["run", "--model", tiny, "--max-inference-len", "0", "hi"],
-                          r"max_inference_len must be a positive integer")
+    """Refused by the argument parser (exit 2, its usage and one line naming the option), as
+    on every command that loads a model."""
+    for command in (["run", "--model", tiny, "--max-inference-len", "0", "hi"],
+                    ["agent", "--model", tiny, "--max-inference-len", "-3", "hi"],
+                    ["plan", "--model", tiny, "--max-inference-len", "many"]):
+        rc, out, err = cli(*command)
+        assert rc == 2 and "Traceback" not in err, (rc, err)
+        assert re.search(r"error: argument --max-inference-len: a positive integer or 'auto'",
+                         err.strip().splitlines()[-1]), err
 
 
 def test_only_named_types_are_user_errors():
