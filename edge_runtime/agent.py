@@ -1,6 +1,6 @@
 """The on-device agent: a request in, calls of declared tools (and a text answer) out.
 
-One run: the call format (calls/formats.py, chosen for the model) renders the declarations and
+One run: the call format (calls/formats/, chosen for the model) renders the declarations and
 the request -> the model's reply is decoded: at each decision point (call or answer; another
 call or the results) the format's marker tokens are compared; a call is decoded under the
 schema grammar in the format's syntax, then parsed and validated; only a declared tool with

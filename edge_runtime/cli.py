@@ -17,7 +17,7 @@ from .calls.formats import FORMATS
 from .errors import USER_ERRORS
 from .gguf import GGUFError
 from .memory import AgentSpec, plan_for_model
-from .model import Model
+from .decoder import Model
 from . import models
 from .prefix_cache import MAX_SNAPSHOTS
 from .tools_builtin import TOOLS

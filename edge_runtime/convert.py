@@ -80,7 +80,7 @@ def _can_dequantize(type_name: str) -> bool:
     return True
 
 
-# Metadata a merged model carries: the call format its adapter taught (read by calls/formats.py),
+# Metadata a merged model carries: the call format its adapter taught (read by calls/formats/),
 # and the adapter's hash.
 ADAPTER_KEY = "edge_runtime.adapter_sha256"
 

@@ -42,9 +42,10 @@ class TokenizerError(ValueError):
 
 class Tokenizer:
     def __init__(self, tokens, scores, token_types, *, bos_id, eos_id, add_bos, add_eos,
-                 add_space_prefix, buffer_address, keepalive=None):
-        """tokens: a gguf StringArray (payload offsets into the mapping at buffer_address);
-        scores (float32) and token_types (int32) are arrays of the same length."""
+                 add_space_prefix, mapping):
+        """tokens: a gguf StringArray (payload offsets into `mapping`, a GGUFFile or anything
+        with address(), size and view); scores (float32) and token_types (int32) are arrays
+        of the same length."""
         n = len(tokens)
         if len(scores) != n or len(token_types) != n:
             raise TokenizerError(f"tokenizer: {n} tokens but {len(scores)} scores and "
@@ -59,11 +60,13 @@ class Tokenizer:
         self._scores = scores = np.ascontiguousarray(scores, dtype="<f4")  # C reads f32
         self._types = np.asarray(token_types)
         self.token_types = self._types  # GGUF token type per id (read-only view of the file)
-        self._keepalive = keepalive  # the mapping the C table points into
         self.gguf = None   # the GGUFFile it was read from (from_gguf): keys the grammar's index
         try:
-            self._vocab = _native.vocab_new(buffer_address, self._offsets.ctypes.data,
-                                            scores.ctypes.data, n)
+            # the capsule keeps the mapping and both arrays alive: the C index points into them
+            self._vocab = _native.vocab_new(
+                (mapping.view, self._offsets, scores), (mapping.address(), mapping.size),
+                (self._offsets.ctypes.data, self._offsets.nbytes),
+                (scores.ctypes.data, scores.nbytes), n)
         except ValueError as e:   # duplicate or empty vocabulary
             raise TokenizerError(str(e)) from None
         self.n_vocab = n
@@ -124,7 +127,7 @@ class Tokenizer:
                   add_bos=flag("tokenizer.ggml.add_bos_token", True),
                   add_eos=flag("tokenizer.ggml.add_eos_token", False),
                   add_space_prefix=flag("tokenizer.ggml.add_space_prefix", True),
-                  buffer_address=g.address(), keepalive=g)
+                  mapping=g)
         tok.gguf = g
         return tok
 

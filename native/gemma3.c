@@ -567,20 +567,20 @@ int er_session_state_load(er_session *s, const er_state_src *src, int continued)
     const int n_layer = s->m->n_layer;
     snap_header h;
     const uint64_t head = sizeof h + (uint64_t)n_layer * sizeof(uint32_t);
-    if (src->size < head || src_read(src, 0, &h, sizeof h)) return -1;
+    if (src->size < head || src_read(src, 0, &h, sizeof h)) return ER_STATE_FOREIGN;
     if (h.magic != SNAP_MAGIC || h.n_layer != (uint32_t)n_layer ||
         h.kv_row != s->kv_row || h.n_past > (uint32_t)s->n_ctx)
-        return -1;
+        return ER_STATE_FOREIGN;
     const int p = (int)h.n_past;
     uint64_t need = head;
     for (int il = 0; il < n_layer; il++) {
         uint32_t ring;
         if (src_read(src, sizeof h + (uint64_t)il * sizeof ring, &ring, sizeof ring) ||
             ring != (uint32_t)s->ring[il])
-            return -1;
+            return ER_STATE_FOREIGN;
         need += 2 * used_slots(s, il, p) * s->kv_row;
     }
-    if (src->size != need) return -1;
+    if (src->size != need) return ER_STATE_FOREIGN;
     /* Positions p..n_past-1 were written to slots pos % ring: at most `ring` of them, from
      * p % ring on, wrapping. Only those below the prefix's used slots held prefix data. */
     const int partial = continued && s->n_past >= p;
@@ -598,7 +598,7 @@ int er_session_state_load(er_session *s, const er_state_src *src, int continued)
         }
         if (bad) {
             s->n_past = 0;
-            return -2;
+            return ER_STATE_READ_FAILED;
         }
         at += 2 * used * s->kv_row;
     }

@@ -69,7 +69,7 @@ typedef struct {
     int present;
 } er_tensor_desc;
 
-/* Order of the per-layer descriptors. */
+/* Order of the per-layer descriptors (module.c names each one: Python binds them by name). */
 enum {
     ER_T_WQ, ER_T_WK, ER_T_WV, ER_T_WO, ER_T_GATE, ER_T_UP, ER_T_DOWN, ER_T_ATTN_NORM,
     ER_T_Q_NORM, ER_T_K_NORM, ER_T_POST_ATTN_NORM, ER_T_FFN_NORM, ER_T_POST_FFW_NORM,
@@ -103,8 +103,10 @@ typedef struct {
 /* Restore a snapshot. `continued`: the session holds this very snapshot's state (restored or
  * taken from it) followed by later positions; then only the ring slots those positions took
  * over are read back - global layers and unwrapped rings still hold the prefix. Returns 0,
- * -1 when the source is not a snapshot of a session shaped like this one (nothing changed),
- * -2 when reading failed midway (the state is emptied: n_past = 0). */
+ * ER_STATE_FOREIGN when the source is not a snapshot of a session shaped like this one
+ * (nothing changed), ER_STATE_READ_FAILED when reading failed midway (the state is emptied:
+ * n_past = 0). */
+enum { ER_STATE_FOREIGN = -1, ER_STATE_READ_FAILED = -2 };
 int er_session_state_load(er_session *s, const er_state_src *src, int continued);
 
 #endif

@@ -2,10 +2,11 @@
  *
  * The decoder's buffers cross as (address, length) pairs taken from numpy arrays, checked
  * here against what the call will touch; dimensions and sizes are checked here too, so no
- * argument can make the core overflow an int or read outside a buffer. The test-only kernel
- * entry points below take bare addresses from the tests. */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+ * argument can make the core overflow an int or read outside a buffer. Tensors, dimensions
+ * and return codes cross by name (the tables below are their one definition): Python reads
+ * the names from this module, so nothing is bound by position. The test-only kernel entry
+ * points are the submodule `testing` (testing.c). */
+#include "door.h"
 
 #include <limits.h>
 #include <math.h>
@@ -15,9 +16,7 @@
 #include "q8_0.h"
 #include "spm.h"  /* tokenizer section */
 
-static void *addr_arg(PyObject *o) { return PyLong_AsVoidPtr(o); }
-
-/* ---- kernels (tests and tools) --------------------------------------------------------- */
+/* ---- kernels ----------------------------------------------------------------------------- */
 
 static PyObject *py_kernels(PyObject *self, PyObject *args) {
     (void)self; (void)args;
@@ -39,108 +38,6 @@ static PyObject *py_selected_kernel(PyObject *self, PyObject *args) {
     return PyUnicode_FromString(k->name);
 }
 
-static const er_q8_0_kernel *kernel_by_name(const char *name) {
-    int n = 0;
-    const er_q8_0_kernel *k = er_q8_0_kernels(&n);
-    for (int i = 0; i < n; i++)
-        if (strcmp(k[i].name, name) == 0) return &k[i];
-    PyErr_Format(PyExc_ValueError, "kernel %s is not available on this CPU", name);
-    return NULL;
-}
-
-/* q8_0_gemm(kernel, W, X, Y, k, rows, nt[, r0, r1, ldy]): Y[t*ldy + r] = W[r] . X[t] for
- * r in [r0, r1) (default: all rows, ldy = rows) */
-static PyObject *py_q8_0_gemm(PyObject *self, PyObject *args) {
-    (void)self;
-    const char *name;
-    PyObject *w, *x, *y;
-    int k, rows, nt, r0 = 0, r1 = -1, ldy = -1;
-    if (!PyArg_ParseTuple(args, "sOOOiii|iii", &name, &w, &x, &y, &k, &rows, &nt, &r0, &r1, &ldy))
-        return NULL;
-    const er_q8_0_kernel *kern = kernel_by_name(name);
-    if (!kern) return NULL;
-    if (r1 < 0) r1 = rows;
-    if (ldy < 0) ldy = rows;
-    if (k <= 0 || k % QK8_0 || rows <= 0 || nt <= 0 || r0 < 0 || r0 > r1 || r1 > rows || ldy < r1) {
-        PyErr_SetString(PyExc_ValueError, "bad gemm shape");
-        return NULL;
-    }
-    const block_q8_0 *W = addr_arg(w);
-    const block_q8_act *X = addr_arg(x);
-    float *Y = addr_arg(y);
-    if (PyErr_Occurred()) return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    kern->gemm(W, X, Y, k, r0, r1, nt, ldy);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
-/* q8_0_gemv_rows(kernel, W, rows, n, X, Y, k): Y[i] = W[rows[i]] . X for i < n; the caller
- * guarantees every rows[i] indexes W. */
-static PyObject *py_q8_0_gemv_rows(PyObject *self, PyObject *args) {
-    (void)self;
-    const char *name;
-    PyObject *w, *r, *x, *y;
-    int n, k;
-    if (!PyArg_ParseTuple(args, "sOOiOOi", &name, &w, &r, &n, &x, &y, &k)) return NULL;
-    const er_q8_0_kernel *kern = kernel_by_name(name);
-    if (!kern) return NULL;
-    if (k <= 0 || k % QK8_0 || n < 0) {
-        PyErr_SetString(PyExc_ValueError, "bad gemv shape");
-        return NULL;
-    }
-    const block_q8_0 *W = addr_arg(w);
-    const block_q8_act *X = addr_arg(x);
-    const int32_t *R = addr_arg(r);
-    float *Y = addr_arg(y);
-    if (PyErr_Occurred()) return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    kern->gemv_rows(W, R, n, X, Y, k);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
-/* quantize_act(X, Y, n, kernel="scalar"): each kernel's own activation quantizer, into
- * activation blocks (q8_0.h) */
-static PyObject *py_quantize_act(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *x, *y;
-    int n;
-    const char *name = "scalar";
-    if (!PyArg_ParseTuple(args, "OOi|s", &x, &y, &n, &name)) return NULL;
-    const er_q8_0_kernel *kern = kernel_by_name(name);
-    if (!kern) return NULL;
-    if (n <= 0 || n % QK8_0) {
-        PyErr_SetString(PyExc_ValueError, "n must be a positive multiple of 32");
-        return NULL;
-    }
-    const float *X = addr_arg(x);
-    block_q8_act *Y = addr_arg(y);
-    if (PyErr_Occurred()) return NULL;
-    kern->quantize(X, Y, n);
-    Py_RETURN_NONE;
-}
-
-/* ---- half floats (tests): (src, dst, n) converts n values between numpy buffers ---------- */
-enum { FP16_TO_FP32, BF16_TO_FP32, FP32_TO_FP16 };
-
-static PyObject *convert_half(PyObject *args, int kind) {
-    PyObject *src, *dst;
-    Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "OOn", &src, &dst, &n)) return NULL;
-    void *s = addr_arg(src), *d = addr_arg(dst);
-    if (PyErr_Occurred()) return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (kind == FP32_TO_FP16) ((uint16_t *)d)[i] = er_fp32_to_fp16(((const float *)s)[i]);
-        else if (kind == FP16_TO_FP32) ((float *)d)[i] = er_fp16_to_fp32(((const uint16_t *)s)[i]);
-        else ((float *)d)[i] = er_bf16_to_fp32(((const uint16_t *)s)[i]);
-    }
-    Py_RETURN_NONE;
-}
-static PyObject *py_fp16_to_fp32(PyObject *self, PyObject *a) { (void)self; return convert_half(a, FP16_TO_FP32); }
-static PyObject *py_bf16_to_fp32(PyObject *self, PyObject *a) { (void)self; return convert_half(a, BF16_TO_FP32); }
-static PyObject *py_fp32_to_fp16(PyObject *self, PyObject *a) { (void)self; return convert_half(a, FP32_TO_FP16); }
-/* ---- end half floats ------------------------------------------------------------------- */
 
 
 /* ---- decoder: model and session handles (capsules) ------------------------------------ */
@@ -149,9 +46,8 @@ static PyObject *py_fp32_to_fp16(PyObject *self, PyObject *a) { (void)self; retu
 #define SESSION_CAPSULE "edge_runtime.session"
 #define MAX_THREADS 1024
 
-/* A buffer the decoder reads or writes crosses as an (address, length in bytes) pair; the
- * length is checked against what the call will touch before any byte is. */
-static int buffer_arg(PyObject *pair, const char *what, size_t need, int exact, void **out) {
+int er_buffer_arg(PyObject *pair, const char *what, size_t need, int exact, void **out,
+                  size_t *given) {
     unsigned long long addr, len;
     if (!PyTuple_Check(pair) || PyTuple_Size(pair) != 2) {
         PyErr_Format(PyExc_TypeError, "%s must be an (address, length) pair", what);
@@ -168,6 +64,7 @@ static int buffer_arg(PyObject *pair, const char *what, size_t need, int exact, 
         return -1;
     }
     *out = (void *)(uintptr_t)addr;
+    if (given) *given = (size_t)len;
     return 0;
 }
 
@@ -180,22 +77,116 @@ static void model_capsule_free(PyObject *cap) {
     Py_XDECREF(owner);
 }
 
+/* The names tensors cross the door by: GGUF's short names (blk.N.<name>.weight). */
+static const char *const LAYER_TENSORS[ER_T_PER_LAYER] = {
+    [ER_T_WQ] = "attn_q", [ER_T_WK] = "attn_k", [ER_T_WV] = "attn_v", [ER_T_WO] = "attn_output",
+    [ER_T_GATE] = "ffn_gate", [ER_T_UP] = "ffn_up", [ER_T_DOWN] = "ffn_down",
+    [ER_T_ATTN_NORM] = "attn_norm", [ER_T_Q_NORM] = "attn_q_norm", [ER_T_K_NORM] = "attn_k_norm",
+    [ER_T_POST_ATTN_NORM] = "post_attention_norm", [ER_T_FFN_NORM] = "ffn_norm",
+    [ER_T_POST_FFW_NORM] = "post_ffw_norm",
+};
+static const char *const GLOBAL_TENSORS[ER_T_GLOBAL] = {
+    [ER_T_TOK_EMBD] = "token_embd", [ER_T_OUTPUT] = "output", [ER_T_OUTPUT_NORM] = "output_norm",
+};
+
+/* The model's dimensions by name; query_pre_attn_scalar becomes attn_scale. */
+typedef struct {
+    int n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, sliding_window;
+    float eps, rope_base_global, rope_base_local, rope_scale_global, softcap, query_pre_attn_scalar;
+} model_dims;
+#define INT_DIM(f) {#f, offsetof(model_dims, f), 0}
+#define FLOAT_DIM(f) {#f, offsetof(model_dims, f), 1}
+static const struct { const char *name; size_t offset; int is_float; } DIMS[] = {
+    INT_DIM(n_vocab), INT_DIM(n_embd), INT_DIM(n_layer), INT_DIM(n_head), INT_DIM(n_head_kv),
+    INT_DIM(head_dim), INT_DIM(n_ff), INT_DIM(sliding_window), FLOAT_DIM(eps),
+    FLOAT_DIM(rope_base_global), FLOAT_DIM(rope_base_local), FLOAT_DIM(rope_scale_global),
+    FLOAT_DIM(softcap), FLOAT_DIM(query_pre_attn_scalar),
+};
+#undef INT_DIM
+#undef FLOAT_DIM
+#define N_DIMS ((Py_ssize_t)(sizeof DIMS / sizeof DIMS[0]))
+
+/* The key of d that is not among names[0..n), or NULL (d holds exactly n str keys then, if
+ * its size is n). */
+static PyObject *unknown_key(PyObject *d, const char *const *names, Py_ssize_t n) {
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(d, &pos, &key, &value)) {
+        int known = 0;
+        for (Py_ssize_t i = 0; i < n && !known; i++) {
+            PyObject *name = PyUnicode_FromString(names[i]);
+            if (!name) return NULL;
+            known = PyUnicode_Check(key) && PyUnicode_Compare(key, name) == 0;
+            Py_DECREF(name);
+        }
+        if (!known) return key;
+    }
+    return NULL;
+}
+
+/* Check that d is a dict keyed by exactly names[0..n); what names it in errors. */
+static int exact_keys(PyObject *d, const char *const *names, Py_ssize_t n, const char *what) {
+    if (!PyDict_Check(d)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a dict keyed by name", what);
+        return -1;
+    }
+    PyObject *extra = unknown_key(d, names, n);
+    if (PyErr_Occurred()) return -1;
+    if (extra) {
+        PyErr_Format(PyExc_ValueError, "%s: unknown name %R", what, extra);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!PyDict_GetItemString(d, names[i])) {
+            PyErr_Format(PyExc_ValueError, "%s: %s is missing", what, names[i]);
+            return -1;
+        }
+    return 0;
+}
+
 static int read_desc(PyObject *item, er_tensor_desc *d) {
     if (item == Py_None) { d->present = 0; return 0; }
     unsigned long long off;
     long long ne0, ne1;
-    if (!PyArg_ParseTuple(item, "KiLL", &off, &d->type, &ne0, &ne1)) return -1;
+    if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "KiLL", &off, &d->type, &ne0, &ne1)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "a tensor descriptor is (offset, type, ne0, ne1)");
+        return -1;
+    }
     d->offset = off; d->ne0 = ne0; d->ne1 = ne1; d->present = 1;
     return 0;
 }
 
-static int read_descs(PyObject *seq, er_tensor_desc *out, Py_ssize_t n) {
-    if (!PyList_Check(seq) || PyList_Size(seq) != n) {
-        PyErr_Format(PyExc_ValueError, "expected a list of %zd tensor descriptors", n);
-        return -1;
-    }
+/* out[i] = the descriptor d holds under names[i]. */
+static int read_descs(PyObject *d, const char *const *names, Py_ssize_t n, er_tensor_desc *out,
+                      const char *what) {
+    if (exact_keys(d, names, n, what) < 0) return -1;
     for (Py_ssize_t i = 0; i < n; i++)
-        if (read_desc(PyList_GetItem(seq, i), &out[i]) < 0) return -1;
+        if (read_desc(PyDict_GetItemString(d, names[i]), &out[i]) < 0) return -1;
+    return 0;
+}
+
+static int read_dims(PyObject *d, model_dims *out) {
+    const char *names[N_DIMS];
+    for (Py_ssize_t i = 0; i < N_DIMS; i++) names[i] = DIMS[i].name;
+    if (exact_keys(d, names, N_DIMS, "dims") < 0) return -1;
+    for (Py_ssize_t i = 0; i < N_DIMS; i++) {
+        PyObject *v = PyDict_GetItemString(d, DIMS[i].name);
+        char *field = (char *)out + DIMS[i].offset;
+        if (DIMS[i].is_float) {
+            const double x = PyFloat_AsDouble(v);
+            if (x == -1.0 && PyErr_Occurred()) return -1;
+            *(float *)field = (float)x;
+        } else {
+            const long x = PyLong_AsLong(v);
+            if (x == -1 && PyErr_Occurred()) return -1;
+            if (x < INT_MIN || x > INT_MAX) {
+                PyErr_Format(PyExc_ValueError, "dims: %s is out of range", DIMS[i].name);
+                return -1;
+            }
+            *(int *)field = (int)x;
+        }
+    }
     return 0;
 }
 
@@ -218,8 +209,9 @@ static const char *dims_error(const er_model *m, const char *swa) {
     return NULL;
 }
 
-/* model_new(owner, (base, size), dims, swa: bytes, global_descs, layer_descs): owner keeps
- * the mapping at base alive; the capsule holds a reference to it. */
+/* model_new(owner, (base, size), dims: {name: value}, swa: bytes, global: {name: desc},
+ * layers: [{name: desc}] * n_layer): owner keeps the mapping at base alive; the capsule holds
+ * a reference to it. A descriptor is (offset, type, ne0, ne1), or None for a tied output. */
 static PyObject *py_model_new(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *owner, *mapping, *dims, *gl, *ll;
@@ -238,19 +230,20 @@ static PyObject *py_model_new(PyObject *self, PyObject *args) {
         return NULL;
     }
     const uint8_t *base = (const uint8_t *)(uintptr_t)base_addr;
+    model_dims d;
+    if (read_dims(dims, &d) < 0) return NULL;
     er_model *m = calloc(1, sizeof *m);
     if (!m) return PyErr_NoMemory();
-    float query_pre_attn_scalar;
-    if (!PyArg_ParseTuple(dims, "iiiiiiiiffffff", &m->n_vocab, &m->n_embd, &m->n_layer, &m->n_head,
-                          &m->n_head_kv, &m->head_dim, &m->n_ff, &m->sliding_window, &m->eps,
-                          &m->rope_base_global, &m->rope_base_local, &m->rope_scale_global,
-                          &m->softcap, &query_pre_attn_scalar)) {
-        free(m);
-        return NULL;
-    }
-    m->attn_scale = 1.0f / sqrtf(query_pre_attn_scalar);   /* as llama.cpp rounds it */
+    m->n_vocab = d.n_vocab; m->n_embd = d.n_embd; m->n_layer = d.n_layer; m->n_head = d.n_head;
+    m->n_head_kv = d.n_head_kv; m->head_dim = d.head_dim; m->n_ff = d.n_ff;
+    m->sliding_window = d.sliding_window; m->eps = d.eps;
+    m->rope_base_global = d.rope_base_global; m->rope_base_local = d.rope_base_local;
+    m->rope_scale_global = d.rope_scale_global; m->softcap = d.softcap;
+    m->attn_scale = 1.0f / sqrtf(d.query_pre_attn_scalar);   /* as llama.cpp rounds it */
     const char *bad = swa_len != m->n_layer ? "one sliding-window flag per layer is needed"
-                                            : dims_error(m, swa);
+                    : !PyList_Check(ll) || PyList_Size(ll) != m->n_layer
+                        ? "layers must be a list of one dict per layer"
+                    : dims_error(m, swa);
     if (bad) {
         free(m);
         PyErr_SetString(PyExc_ValueError, bad);
@@ -262,11 +255,11 @@ static PyObject *py_model_new(PyObject *self, PyObject *args) {
     if (!m->is_swa || !l) { free(l); er_model_free(m); free(m); return PyErr_NoMemory(); }
     memcpy(m->is_swa, swa, (size_t)m->n_layer);
     const char *err = NULL;
-    if (read_descs(gl, g, ER_T_GLOBAL) < 0 ||
-        read_descs(ll, l, (Py_ssize_t)m->n_layer * ER_T_PER_LAYER) < 0)
-        err = "";
-    else
-        err = er_model_init(m, base, size, g, l);
+    int failed = read_descs(gl, GLOBAL_TENSORS, ER_T_GLOBAL, g, "global tensors") < 0;
+    for (int il = 0; il < m->n_layer && !failed; il++)
+        failed = read_descs(PyList_GetItem(ll, il), LAYER_TENSORS, ER_T_PER_LAYER,
+                            l + (size_t)il * ER_T_PER_LAYER, "layer tensors") < 0;
+    err = failed ? "" : er_model_init(m, base, size, g, l);
     free(l);
     if (err) {
         if (*err) PyErr_SetString(PyExc_ValueError, err);
@@ -355,9 +348,9 @@ static PyObject *py_session_eval(PyObject *self, PyObject *args) {
     }
     void *tokens, *logits = NULL, *rows = NULL;
     const size_t n_out = rw != Py_None ? (size_t)n_rows : (size_t)m->n_vocab;
-    if (buffer_arg(tok, "tokens", (size_t)n * sizeof(int32_t), 1, &tokens) < 0 ||
-        (lg != Py_None && buffer_arg(lg, "logits", n_out * sizeof(float), 0, &logits) < 0) ||
-        (rw != Py_None && buffer_arg(rw, "rows", (size_t)n_rows * sizeof(int32_t), 1, &rows) < 0))
+    if (er_buffer_arg(tok, "tokens", (size_t)n * sizeof(int32_t), 1, &tokens, NULL) < 0 ||
+        (lg != Py_None && er_buffer_arg(lg, "logits", n_out * sizeof(float), 0, &logits, NULL) < 0) ||
+        (rw != Py_None && er_buffer_arg(rw, "rows", (size_t)n_rows * sizeof(int32_t), 1, &rows, NULL) < 0))
         return NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
@@ -402,23 +395,40 @@ static PyObject *py_session_sizes(PyObject *self, PyObject *cap) {
 
 #define VOCAB_CAPSULE "edge_runtime.er_vocab"
 
+/* The vocabulary capsule's context is what owns the three buffers the index points into. */
 static void vocab_capsule_free(PyObject *cap) {
     er_vocab_free(PyCapsule_GetPointer(cap, VOCAB_CAPSULE));
+    Py_XDECREF((PyObject *)PyCapsule_GetContext(cap));
 }
 
-/* vocab_new(base, offsets, scores, n_vocab) -> capsule; the caller keeps the three alive. */
+/* vocab_new(owner, base, offsets, scores, n_vocab) -> capsule. base: the mapping the token
+ * strings are in; offsets: n_vocab int64, where each string's bytes start (its u64 length
+ * precedes them); scores: n_vocab float32. owner keeps all three alive: the capsule holds a
+ * reference to it. */
 static PyObject *py_vocab_new(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *base, *offsets, *scores;
+    PyObject *owner, *base, *offsets, *scores;
     int n;
-    if (!PyArg_ParseTuple(args, "OOOi", &base, &offsets, &scores, &n)) return NULL;
-    const uint8_t *B = addr_arg(base);
-    const int64_t *O = addr_arg(offsets);
-    const void *S = addr_arg(scores);
-    if (PyErr_Occurred()) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOOi", &owner, &base, &offsets, &scores, &n)) return NULL;
     if (n <= 0) {
         PyErr_SetString(PyExc_ValueError, "tokenizer: empty vocabulary");
         return NULL;
+    }
+    void *B, *O, *S;
+    size_t size;
+    if (er_buffer_arg(base, "base", 0, 0, &B, &size) < 0 ||
+        er_buffer_arg(offsets, "offsets", (size_t)n * sizeof(int64_t), 1, &O, NULL) < 0 ||
+        er_buffer_arg(scores, "scores", (size_t)n * sizeof(float), 1, &S, NULL) < 0)
+        return NULL;
+    for (int id = 0; id < n; id++) {   /* every string inside the mapping */
+        const int64_t at = ((const int64_t *)O)[id];
+        uint64_t len;
+        if (at < 8 || (uint64_t)at > size) goto outside;
+        memcpy(&len, (const uint8_t *)B + at - 8, 8);
+        if (len > size - (uint64_t)at) goto outside;
+        continue;
+    outside:
+        return PyErr_Format(PyExc_ValueError, "tokenizer: token %d lies outside the mapping", id);
     }
     int32_t a, b;
     er_vocab *v = er_vocab_new(B, O, S, n, &a, &b);
@@ -429,7 +439,9 @@ static PyObject *py_vocab_new(PyObject *self, PyObject *args) {
         return PyErr_NoMemory();
     }
     PyObject *cap = PyCapsule_New(v, VOCAB_CAPSULE, vocab_capsule_free);
-    if (!cap) er_vocab_free(v);
+    if (!cap) { er_vocab_free(v); return NULL; }
+    Py_INCREF(owner);
+    PyCapsule_SetContext(cap, owner);
     return cap;
 }
 
@@ -528,7 +540,7 @@ static PyObject *state_load(PyObject *cap, const er_state_src *src, int continue
     return PyLong_FromLong(rc);
 }
 
-/* session_restore(session, snapshot: bytes, continued=0) -> 0 | -1 (foreign) | -2 (read failed) */
+/* session_restore(session, snapshot: bytes, continued=0) -> 0 | STATE_FOREIGN | STATE_READ_FAILED */
 static PyObject *py_session_restore(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *cap;
@@ -560,14 +572,6 @@ static PyObject *py_session_restore_fd(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"kernels", py_kernels, METH_NOARGS, "Q8_0 kernels this CPU can run, best last."},
     {"selected_kernel", py_selected_kernel, METH_NOARGS, "The kernel in use (ER_KERNEL aware)."},
-    {"q8_0_gemm", py_q8_0_gemm, METH_VARARGS, "Run one kernel: (name, W, X, Y, k, rows, nt[, r0, r1, ldy])."},
-    {"q8_0_gemv_rows", py_q8_0_gemv_rows, METH_VARARGS,
-     "One token against listed rows: (name, W, rows, n, X, Y, k)."},
-    {"quantize_act", py_quantize_act, METH_VARARGS,
-     "Quantize n floats at X into activation blocks at Y."},
-    {"fp16_to_fp32", py_fp16_to_fp32, METH_VARARGS, "(src, dst, n): n fp16 -> float32."},
-    {"bf16_to_fp32", py_bf16_to_fp32, METH_VARARGS, "(src, dst, n): n bf16 -> float32."},
-    {"fp32_to_fp16", py_fp32_to_fp16, METH_VARARGS, "(src, dst, n): n float32 -> fp16 (RNE)."},
     {"model_new", py_model_new, METH_VARARGS, "Bind a Gemma 3 model to the mapping."},
     {"model_kernel", py_model_kernel, METH_O, "Name of the Q8_0 kernel a model uses."},
     {"session_new", py_session_new, METH_VARARGS, "A KV state and scratch for one model."},
@@ -577,11 +581,11 @@ static PyMethodDef methods[] = {
     {"session_sizes", py_session_sizes, METH_O, "Bytes the session allocated, by purpose."},
     {"session_state", py_session_state, METH_O, "Snapshot of the KV state (bytes)."},
     {"session_restore", py_session_restore, METH_VARARGS,
-     "Restore a KV snapshot from bytes: 0, -1 if foreign, -2 if emptied."},
+     "Restore a KV snapshot from bytes: 0, STATE_FOREIGN, or STATE_READ_FAILED (emptied)."},
     {"session_state_write", py_session_state_write, METH_VARARGS,
      "Write the KV state at an offset of a file (pread-able snapshot); returns its size."},
     {"session_restore_fd", py_session_restore_fd, METH_VARARGS,
-     "Restore a KV snapshot from a file range (pread): 0, -1 if foreign, -2 if emptied."},
+     "Restore a KV snapshot from a file range (pread): as session_restore."},
     {"vocab_new", py_vocab_new, METH_VARARGS, "Index a mapped vocabulary (tokenizer)."},
     {"vocab_find", py_vocab_find, METH_VARARGS, "Id of a token's bytes, or -1 (tokenizer)."},
     {"spm_encode", py_spm_encode, METH_VARARGS, "SentencePiece-merge one fragment (tokenizer)."},
@@ -593,4 +597,37 @@ static struct PyModuleDef moduledef = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&moduledef); }
+/* A tuple of the strings names[0..n). */
+static PyObject *names_tuple(const char *const *names, Py_ssize_t n) {
+    PyObject *t = PyTuple_New(n);
+    for (Py_ssize_t i = 0; t && i < n; i++) {
+        PyObject *s = PyUnicode_FromString(names[i]);
+        if (!s) { Py_DECREF(t); return NULL; }
+        PyTuple_SetItem(t, i, s);
+    }
+    return t;
+}
+
+/* Adds value to m as name; steals the reference (also on failure). */
+static int add(PyObject *m, const char *name, PyObject *value) {
+    if (!value) return -1;
+    if (PyModule_AddObject(m, name, value) < 0) { Py_DECREF(value); return -1; }
+    return 0;
+}
+
+PyMODINIT_FUNC PyInit__native(void) {
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    const char *dims[N_DIMS];
+    for (Py_ssize_t i = 0; i < N_DIMS; i++) dims[i] = DIMS[i].name;
+    if (add(m, "LAYER_TENSORS", names_tuple(LAYER_TENSORS, ER_T_PER_LAYER)) < 0 ||
+        add(m, "GLOBAL_TENSORS", names_tuple(GLOBAL_TENSORS, ER_T_GLOBAL)) < 0 ||
+        add(m, "DIMS", names_tuple(dims, N_DIMS)) < 0 ||
+        PyModule_AddIntConstant(m, "STATE_FOREIGN", ER_STATE_FOREIGN) < 0 ||
+        PyModule_AddIntConstant(m, "STATE_READ_FAILED", ER_STATE_READ_FAILED) < 0 ||
+        add(m, "testing", er_testing_module()) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -8,7 +8,7 @@ n_past) and steers each reply toward a scripted text wherever the constraint let
 """
 import numpy as np
 
-from edge_runtime.functiongemma import tokens as T
+from edge_runtime.calls.formats.functiongemma import tokens as T
 
 WORDS = ["call", "call:", "get", "_weather", "weather", "Paris", "city", "set_timer",
          "minutes", "label", "toggle", "_light", "room", "on", "true", "false", "kitchen",

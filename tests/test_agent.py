@@ -6,8 +6,8 @@ import pytest
 
 from edge_runtime.agent import MAX_PARALLEL, Agent
 from edge_runtime.calls.schema import normalize_tool, validate
-from edge_runtime.functiongemma import parse
-from edge_runtime.functiongemma import tokens as T
+from edge_runtime.calls.formats.functiongemma import parse
+from edge_runtime.calls.formats.functiongemma import tokens as T
 from fg_fakes import ScriptedModel
 
 FG = "functiongemma"

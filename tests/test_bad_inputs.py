@@ -21,7 +21,7 @@ import gguf_craft as craft
 from edge_runtime import ContextLengthError, GGUFError, MemoryBudgetError, Model
 from edge_runtime.config import UnsupportedModelError
 from edge_runtime.errors import USER_ERRORS, InvalidArgumentError, NonFiniteLogitsError
-from edge_runtime.model import default_threads
+from edge_runtime.decoder import default_threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(n_layer=1, n_embd=32, n_head=2, n_head_kv=1, head_dim=16, n_ff=64, n_vocab=300,

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_runtime.calls import python_format
+from edge_runtime.calls.formats import python as python_format
 from edge_runtime.calls.grammar import CallGrammar, TokenConstraint
 from edge_runtime.calls.schema import (DEFAULT_MAX_ITEMS, DEFAULT_MAX_LENGTH, FREE_DEPTH,
                                        MAX_DIGITS, MAX_KEY_LENGTH, normalize_tool, validate)
 from edge_runtime.calls.syntax import END, ESC, ParseFailure, format_call, format_value, parse_call
 from edge_runtime.calls.vocab import Vocab
-from edge_runtime.functiongemma import syntax as fg_syntax
+from edge_runtime.calls.formats.functiongemma import call_syntax as fg_syntax
 
 FG, PY = fg_syntax.SYNTAX, python_format.SYNTAX
 SYNTAXES = [pytest.param(FG, id="functiongemma"), pytest.param(PY, id="python")]

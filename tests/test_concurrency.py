@@ -151,7 +151,7 @@ def test_same_seed_same_output(model):
 def test_greedy_output_identical_across_thread_counts(default_model, monkeypatch):
     """Each output row is reduced by one thread in a fixed order, so not only the ids but the
     logits are bit-identical for 1, 2 and 3 threads."""
-    monkeypatch.setattr("edge_runtime.model.default_threads", lambda: 4)   # 3 even on 2 CPUs
+    monkeypatch.setattr("edge_runtime.decoder.default_threads", lambda: 4)   # 3 even on 2 CPUs
     outs, logits = [], []
     for threads in (1, 2, 3):
         m = Model.load(default_model, threads=threads, max_inference_len=128)

@@ -28,7 +28,8 @@ def test_lane_group_setting_is_the_engine_quantizer():
     x = activations(np.random.default_rng(1))
     blocks = np.empty((x.shape[0], x.shape[1] // 32), dtype=ACT)
     x32 = np.ascontiguousarray(x, np.float32)
-    _native.quantize_act(x32.ctypes.data, blocks.ctypes.data, x32.size, "scalar")
+    _native.testing.quantize_act((x32.ctypes.data, x32.nbytes), (blocks.ctypes.data, blocks.nbytes),
+                                 x32.size, "scalar")
     engine = blocks["d"].astype(np.float64)[..., np.arange(32) % 16 // 4] * blocks["qs"]
     np.testing.assert_array_equal(fake_quant(x, block=8, lanes=True, fp16_scale=False),
                                   engine.reshape(x.shape))

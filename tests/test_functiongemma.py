@@ -15,9 +15,9 @@ from edge_runtime.calls.schema import (DEFAULT_MAX_LENGTH, MAX_DIGITS, normalize
                                        schema_from_callable, validate)
 from edge_runtime.calls.syntax import END, ESC
 from edge_runtime.calls.vocab import Vocab
-from edge_runtime.functiongemma import (SYNTAX, format_value, parse, render, render_call,
+from edge_runtime.calls.formats.functiongemma import (SYNTAX, render_value, parse, render, render_call,
                                         render_declaration)
-from edge_runtime.functiongemma import tokens as T
+from edge_runtime.calls.formats.functiongemma import tokens as T
 from fg_fakes import FakeTokenizer
 
 
@@ -227,7 +227,7 @@ def test_declaration_nested_array_enum_and_dictsort_order():
 
 
 def test_values_and_bad_tools():
-    assert format_value({"b": [1, 2.5, True, None], "a": "x"}) == \
+    assert render_value({"b": [1, 2.5, True, None], "a": "x"}) == \
         "{a:<escape>x<escape>,b:[1,2.5,true,null]}"
     with pytest.raises(ValueError, match="name"):
         render_declaration(fn("bad name", "", {}))
@@ -462,7 +462,7 @@ def test_vectorised_string_tables_match_the_byte_automaton(syntax):
     """Vocab.content_ids runs all tokens through the table form of a syntax's string automaton
     at once; check it against stepping each piece byte by byte through the automaton's own
     rule (Syntax._content_step)."""
-    from edge_runtime.calls.python_format import SYNTAX as PY
+    from edge_runtime.calls.formats.python import SYNTAX as PY
 
     sx = SYNTAX if syntax == "functiongemma" else PY
     F = max(1, len(sx.forbidden))

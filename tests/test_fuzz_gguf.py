@@ -252,7 +252,7 @@ def check_case(path, runnable):
     reached the logits), "ok". Anything else raises."""
     from edge_runtime.errors import NonFiniteLogitsError
     from edge_runtime.gguf import GGUFError, StringArray, open_gguf
-    from edge_runtime.model import Model
+    from edge_runtime.decoder import Model
     from edge_runtime.tokenizer import TokenizerError
     try:
         g = open_gguf(path)
@@ -353,7 +353,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import tempfile
     sys.path.insert(0, os.path.dirname(_HERE))
-    import edge_runtime.model  # noqa: F401  (imports before the address-space cap)
+    import edge_runtime.decoder  # noqa: F401  (imports before the address-space cap)
     warnings.simplefilter("error")   # deprecated conversions etc. count as findings
     # ...except the documented clamp of the max_inference_len check_case asks for
     warnings.filterwarnings("ignore", "max_inference_len .* context_length", UserWarning)
@@ -485,7 +485,7 @@ def tiny_parts(tiny_gguf_factory):
 @pytest.mark.parametrize("case", sorted(REGRESSIONS) + sorted(HARDENING))
 def test_fuzz_regression(case, tiny_parts, tmp_path):
     from edge_runtime.gguf import GGUFError
-    from edge_runtime.model import Model
+    from edge_runtime.decoder import Model
     from edge_runtime.tokenizer import TokenizerError
     p = tiny_parts.copy()
     if case == "malformed byte token":   # the byte token must stay a BYTE-typed entry

@@ -7,13 +7,13 @@ on BFCL in docs/TOOL_CALLING.md and held by tests/test_builtin_agent.py.
 """
 import numpy as np
 
-from edge_runtime.calls import python_format
+from edge_runtime.calls.formats import python as python_format
 from edge_runtime.calls.grammar import CallGrammar, TokenConstraint
 from edge_runtime.calls.grounding import NAME_BONUS, Grounding, _mentioned, _words
 from edge_runtime.calls.schema import normalize_tool
 from edge_runtime.calls.syntax import END, ESC
 from edge_runtime.calls.vocab import Vocab
-from edge_runtime.functiongemma import syntax as fg_syntax
+from edge_runtime.calls.formats.functiongemma import call_syntax as fg_syntax
 
 TOOL = normalize_tool({
     "name": "set_timer", "description": "Start a countdown timer.",

@@ -15,6 +15,7 @@ import pytest
 
 from edge_runtime import _native
 
+testing = _native.testing   # the kernels one at a time (native/testing.c)
 ALL_KERNELS = ("scalar", "avx2", "avxvnni", "avx512vnni", "neon", "neon_dotprod")
 AVAILABLE = _native.kernels()
 BLOCK = np.dtype([("d", "<f2"), ("qs", "i1", 32)])   # numpy's own view of a Q8_0 block
@@ -23,11 +24,16 @@ assert BLOCK.itemsize == 34 and ACT.itemsize == 48
 GROUP = np.arange(32) % 16 // 4                      # the scale group of each value of a block
 
 
+def buf(a):
+    """An array as the C door takes a buffer: (address, length in bytes)."""
+    return a.ctypes.data, a.nbytes
+
+
 def quantize(x, kernel="scalar"):
     """Rows of float32 -> activation blocks via a kernel's quantizer, shape (rows, k // 32)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty((x.shape[0], x.shape[1] // 32), dtype=ACT)
-    _native.quantize_act(x.ctypes.data, out.ctypes.data, x.size, kernel)
+    testing.quantize_act(buf(x), buf(out), x.size, kernel)
     return out
 
 
@@ -48,7 +54,7 @@ def gemm(name, w, x):
     rows, nb = w.shape
     nt = x.shape[0]
     y = np.full((nt, rows), np.nan, dtype=np.float32)
-    _native.q8_0_gemm(name, w.ctypes.data, x.ctypes.data, y.ctypes.data, nb * 32, rows, nt)
+    testing.q8_0_gemm(name, buf(w), buf(x), buf(y), nb * 32, rows, nt)
     return y
 
 
@@ -117,7 +123,7 @@ def gemm_rows(name, w, x, r0, r1, ldy):
     """Rows [r0, r1) into Y of row stride ldy; the rest of Y must stay untouched (NaN)."""
     rows, nb = w.shape
     y = np.full((x.shape[0], ldy), np.nan, dtype=np.float32)
-    _native.q8_0_gemm(name, w.ctypes.data, x.ctypes.data, y.ctypes.data, nb * 32, rows,
+    testing.q8_0_gemm(name, buf(w), buf(x), buf(y), nb * 32, rows,
                       x.shape[0], r0, r1, ldy)
     assert np.isnan(y[:, :r0]).all() and np.isnan(y[:, r1:]).all()
     return y[:, r0:r1]
@@ -179,8 +185,8 @@ def test_x86_kernels_agree_bit_for_bit():
 def gemv_rows(name, w, x, ids):
     ids = np.ascontiguousarray(ids, dtype=np.int32)
     y = np.full(ids.size + 1, np.nan, dtype=np.float32)
-    _native.q8_0_gemv_rows(name, w.ctypes.data, ids.ctypes.data, ids.size, x.ctypes.data,
-                           y.ctypes.data, w.shape[1] * 32)
+    testing.q8_0_gemv_rows(name, buf(w), buf(ids), ids.size, buf(x),
+                           buf(y), w.shape[1] * 32)
     assert np.isnan(y[-1])
     return y[:-1]
 
@@ -205,9 +211,9 @@ def test_gemm_rejects_bad_shapes():
     w = np.zeros((2, 1), dtype=BLOCK)
     y = np.zeros(2, dtype=np.float32)
     with pytest.raises(ValueError):
-        _native.q8_0_gemm("scalar", w.ctypes.data, w.ctypes.data, y.ctypes.data, 33, 2, 1)
+        testing.q8_0_gemm("scalar", buf(w), buf(w), buf(y), 33, 2, 1)
     with pytest.raises(ValueError):
-        _native.q8_0_gemm("no-such-kernel", w.ctypes.data, w.ctypes.data, y.ctypes.data, 32, 2, 1)
+        testing.q8_0_gemm("no-such-kernel", buf(w), buf(w), buf(y), 32, 2, 1)
 
 
 def quantize_numpy(x):
@@ -277,13 +283,13 @@ def test_a_non_finite_token_stays_its_own(name):
 def test_quantize_rejects_bad_length():
     x = np.zeros(40, dtype=np.float32)
     with pytest.raises(ValueError):
-        _native.quantize_act(x.ctypes.data, x.ctypes.data, 40)
+        testing.quantize_act(buf(x), buf(x), 40)
 
 
 def test_fp16_to_fp32_all_values():
     h = np.arange(65536, dtype=np.uint16)
     got = np.empty(65536, dtype=np.float32)
-    _native.fp16_to_fp32(h.ctypes.data, got.ctypes.data, h.size)
+    testing.fp16_to_fp32(buf(h), buf(got), h.size)
     want = h.view(np.float16).astype(np.float32)
     nan = np.isnan(want)
     assert np.array_equal(np.isnan(got), nan)
@@ -293,7 +299,7 @@ def test_fp16_to_fp32_all_values():
 def fp32_to_fp16(f):
     f = np.ascontiguousarray(f, dtype=np.float32)
     out = np.empty(f.shape, dtype=np.uint16)
-    _native.fp32_to_fp16(f.ctypes.data, out.ctypes.data, f.size)
+    testing.fp32_to_fp16(buf(f), buf(out), f.size)
     return out
 
 
@@ -319,7 +325,7 @@ def test_fp32_to_fp16_rounds_like_numpy():
 def test_bf16_to_fp32():
     h = np.arange(0, 65536, 7, dtype=np.uint16)
     got = np.empty(h.size, dtype=np.float32)
-    _native.bf16_to_fp32(h.ctypes.data, got.ctypes.data, h.size)
+    testing.bf16_to_fp32(buf(h), buf(got), h.size)
     np.testing.assert_array_equal(got.view(np.uint32), h.astype(np.uint32) << 16)
 
 
@@ -345,3 +351,22 @@ def test_er_kernel_override(name):
 def test_er_kernel_unknown_or_unsupported_rejected(name):
     r = selected_in_subprocess(name)
     assert r.returncode != 0 and "ValueError" in r.stderr
+
+
+def test_kernel_entry_points_check_their_buffers():
+    """A buffer shorter than the shapes say, a row outside W, or a bare address is refused
+    before any byte is touched."""
+    w = np.zeros((2, 1), dtype=BLOCK)
+    x = quantize(np.ones((1, 32), np.float32))
+    y, y2 = np.zeros(1, dtype=np.float32), np.zeros(2, dtype=np.float32)
+    rows, h = np.array([1, 2], np.int32), np.zeros(2, np.uint16)   # named: buffers must outlive
+    with pytest.raises(ValueError, match="Y: 4 bytes given, at least 8 needed"):
+        testing.q8_0_gemm("scalar", buf(w), buf(x), buf(y), 32, 2, 1)
+    with pytest.raises(ValueError, match="W: 34 bytes given, at least 68 needed"):
+        testing.q8_0_gemm("scalar", buf(w[:1]), buf(x), buf(y2), 32, 2, 1)
+    with pytest.raises(ValueError, match=r"rows\[1\] is outside W's 2 rows"):
+        testing.q8_0_gemv_rows("scalar", buf(w), buf(rows), 2, buf(x), buf(y2), 32)
+    with pytest.raises(TypeError, match=r"\(address, length\) pair"):
+        testing.q8_0_gemm("scalar", w.ctypes.data, buf(x), buf(y), 32, 1, 1)
+    with pytest.raises(ValueError, match="dst: 4 bytes given, at least 8 needed"):
+        testing.fp16_to_fp32(buf(h), buf(y), 2)

@@ -204,7 +204,7 @@ def test_plan_for_model_reads_the_file(tiny_gguf_factory):
 
 
 def test_native_session_allocates_what_the_plan_says(tiny_gguf_factory):
-    from edge_runtime.model import Model
+    from edge_runtime.decoder import Model
     path = tiny_gguf_factory(n_layer=6, context_length=256, sliding_window=8)
     for n, threads, kv_dtype, chunk in ((256, 2, "f16", 64), (40, 1, "f32", 16)):
         m = Model.load(path, max_inference_len=n, threads=threads, kv_dtype=kv_dtype,
@@ -247,7 +247,7 @@ def test_cli_plan(tiny_gguf_factory, capsys):
 
 def _agent_on(path, budget):
     from edge_runtime.agent import Agent
-    from edge_runtime.model import Model
+    from edge_runtime.decoder import Model
     from edge_runtime.tools_builtin import TOOLS
     return Agent(Model.load(path, max_inference_len=128, threads=1, budget=budget), TOOLS)
 
@@ -275,7 +275,7 @@ def test_auto_context_counts_the_agent(tiny_gguf_factory, tmp_path, monkeypatch)
     take a longer context and the agent would then be refused."""
     from edge_runtime.agent import Agent
     from edge_runtime.memory import agent_plan
-    from edge_runtime.model import Model
+    from edge_runtime.decoder import Model
     from edge_runtime.tools_builtin import TOOLS
     monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path))
     path = tiny_gguf_factory(n_vocab=600, context_length=4096)
@@ -297,7 +297,7 @@ def test_auto_context_counts_the_agent(tiny_gguf_factory, tmp_path, monkeypatch)
 
 
 def test_agent_first_run_index_build_is_checked(tiny_gguf_factory, tmp_path, monkeypatch):
-    from edge_runtime.memory import agent as agent_mem
+    from edge_runtime.memory import agent_budget as agent_mem
     monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path))
     monkeypatch.setattr(agent_mem, "INDEX_BUILD_BYTES_PER_TOKEN", 1 << 20)   # 600 MiB to build
     path = tiny_gguf_factory(n_vocab=600)

@@ -21,7 +21,7 @@ import pytest
 import edge_runtime as er
 from edge_runtime import prefix_cache
 from edge_runtime.agent import Agent
-from edge_runtime.model import KVSnapshot
+from edge_runtime.decoder import KVSnapshot
 from edge_runtime.prefix_cache import HASHES, FileSnapshot, PrefixCache, PrefixCacheWarning
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -6,6 +6,7 @@ tools/sanitize.sh runs this file under ASan/UBSan.
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import select
@@ -14,12 +15,14 @@ import signal
 import subprocess
 import sys
 import threading
+import types
+import weakref
 
 import numpy as np
 import pytest
 
 from edge_runtime import Model, _native
-from edge_runtime import model as model_mod
+from edge_runtime import decoder as model_mod
 from edge_runtime.config import UnsupportedModelError
 from edge_runtime.errors import SessionInterruptedError
 
@@ -272,20 +275,84 @@ def test_ids_are_checked_in_c(door):
     assert _native.session_n_past(h) == 5
 
 
-DIMS = ("n_vocab", "n_embd", "n_layer", "n_head", "n_head_kv", "head_dim", "n_ff",
-        "sliding_window", "eps", "rope_base_global", "rope_base_local", "rope_scale_global",
-        "softcap", "query_pre_attn_scalar")
-
-
 def _bind_with(g, cfg, monkeypatch, **override):
     """model._bind with some of the dimensions it hands the C door replaced."""
     real = _native.model_new
 
     def patched(owner, mapping, dims, *rest):
-        dims = tuple(override.get(k, v) for k, v in zip(DIMS, dims))
-        return real(owner, mapping, dims, *rest)
+        return real(owner, mapping, {**dims, **override}, *rest)
     monkeypatch.setattr(_native, "model_new", patched)
     return model_mod._bind(g, cfg)
+
+
+def _model_new_args(m):
+    """What model._bind hands the C door for model m, as (args, dims, global, layers)."""
+    seen = {}
+
+    def spy(*args):
+        seen["args"] = args
+        raise RuntimeError("seen")
+    real, _native.model_new = _native.model_new, spy
+    try:
+        with pytest.raises(RuntimeError, match="seen"):
+            model_mod._bind(m.gguf, m.config)
+    finally:
+        _native.model_new = real
+    return seen["args"]
+
+
+def test_the_c_door_binds_tensors_and_dimensions_by_name(tiny):
+    """Every tensor and dimension crosses under its name: a name the C core does not know,
+    or one it needs and is not given, is refused with that name (nothing is bound by
+    position, so two same-shaped tensors cannot trade places unnoticed)."""
+    m = Model.load(tiny, threads=1, max_inference_len=16)
+    owner, mapping, dims, swa, glob, layers = _model_new_args(m)
+    assert set(layers[0]) == set(_native.LAYER_TENSORS) and set(dims) == set(_native.DIMS)
+    assert _native.model_new(owner, mapping, dims, swa, glob, layers)   # as given: binds
+    gate_up = dict(layers[0], ffn_gat=layers[0]["ffn_gate"])
+    del gate_up["ffn_gate"]
+    no_eps = {k: v for k, v in dims.items() if k != "eps"}
+    for bad, message in (
+            ((dims, swa, glob, [gate_up] + layers[1:]), "layer tensors: unknown name 'ffn_gat'"),
+            ((no_eps, swa, glob, layers), "dims: eps is missing"),
+            (({**dims, "n_embed": 64}, swa, glob, layers), "dims: unknown name 'n_embed'"),
+            ((dims, swa, {k: v for k, v in glob.items() if k != "output"}, layers),
+             "global tensors: output is missing"),
+            ((dims, swa, glob, layers[:-1]), "one dict per layer")):
+        with pytest.raises(ValueError, match=message):
+            _native.model_new(owner, mapping, *bad)
+    with pytest.raises(TypeError, match="keyed by name"):
+        _native.model_new(owner, mapping, tuple(dims.values()), swa, glob, layers)
+
+
+def test_python_and_the_c_core_agree_on_the_names_at_import():
+    """model.check_door (run when edge_runtime.decoder is imported) refuses a C core whose
+    names differ from the ones Python supplies: here one with a tensor renamed."""
+    model_mod.check_door()
+    renamed = types.SimpleNamespace(
+        LAYER_TENSORS=tuple("ffn_gate_up" if n == "ffn_gate" else n
+                            for n in _native.LAYER_TENSORS),
+        GLOBAL_TENSORS=_native.GLOBAL_TENSORS, DIMS=_native.DIMS)
+    with pytest.raises(ImportError, match=r"only in Python \['ffn_gate'\], only in C "
+                                          r"\['ffn_gate_up'\]"):
+        model_mod.check_door(renamed)
+    fewer = types.SimpleNamespace(LAYER_TENSORS=_native.LAYER_TENSORS,
+                                  GLOBAL_TENSORS=_native.GLOBAL_TENSORS, DIMS=_native.DIMS[:-1])
+    with pytest.raises(ImportError, match="dimensions"):
+        model_mod.check_door(fewer)
+
+
+def test_the_vocabulary_capsule_owns_its_buffers(tiny):
+    """The C index points into the offsets and scores arrays: its capsule keeps them alive
+    after the Tokenizer lets go of them."""
+    m = Model.load(tiny, threads=1, max_inference_len=16)
+    tok = m.tokenizer
+    before = tok.encode("hello world", add_bos=False)
+    arrays = [weakref.ref(tok._offsets), weakref.ref(tok._scores)]
+    del tok._offsets, tok._scores
+    gc.collect()
+    assert all(r() is not None for r in arrays)
+    assert tok.encode("hello world", add_bos=False) == before
 
 
 @pytest.mark.parametrize("override, message", [

@@ -221,4 +221,4 @@ def test_rejects_duplicate_tokens(tmp_path):
     with pytest.raises(ValueError, match="duplicate token"):
         Tokenizer(Dup(), md["tokenizer.ggml.scores"], md["tokenizer.ggml.token_type"], bos_id=2,
                   eos_id=1, add_bos=True, add_eos=False, add_space_prefix=False,
-                  buffer_address=g.address(), keepalive=g)
+                  mapping=g)

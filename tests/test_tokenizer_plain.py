@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_runtime.functiongemma import tokens as T
+from edge_runtime.calls.formats.functiongemma import tokens as T
 from edge_runtime.gguf import open_gguf
 from edge_runtime.tokenizer import CONTROL, Tokenizer
 

@@ -13,8 +13,8 @@ from edge_runtime.errors import AdapterError
 
 torch = pytest.importorskip("torch")
 
-from edge_runtime.functiongemma import tokens as T  # noqa: E402
-from edge_runtime.tune import model as M  # noqa: E402
+from edge_runtime.calls.formats.functiongemma import tokens as T  # noqa: E402
+from edge_runtime.tune import torch_model as M  # noqa: E402
 from edge_runtime.tune import train  # noqa: E402
 
 from reference_f64 import Reference  # noqa: E402

@@ -9,13 +9,13 @@ import warnings
 import numpy as np
 import pytest
 
-from edge_runtime.calls import python_format
+from edge_runtime.calls.formats import python as python_format
 from edge_runtime.calls.grammar import CallGrammar, TokenConstraint
 from edge_runtime.calls.schema import schema_from_callable
 from edge_runtime.calls.syntax import END, ESC
 from edge_runtime.calls.vocab import Vocab, VocabIndexWarning, _pieces_and_special, index_path
-from edge_runtime.functiongemma import SYNTAX as FG_SYNTAX
-from edge_runtime.functiongemma import tokens as T
+from edge_runtime.calls.formats.functiongemma import SYNTAX as FG_SYNTAX
+from edge_runtime.calls.formats.functiongemma import tokens as T
 from edge_runtime.gguf import open_gguf
 from edge_runtime.tokenizer import Tokenizer
 from edge_runtime.tools_builtin import TOOLS

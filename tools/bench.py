@@ -133,12 +133,13 @@ def kernel_rates(model, names, reps, clock):
     x = np.random.default_rng(0).standard_normal(max(t.shape[0] for t in body + [head]))
     x = x.astype(np.float32)
     xq = np.empty(x.size // 32 * 48, np.uint8)      # activation blocks, native/q8_0.h
-    _native.quantize_act(x.ctypes.data, xq.ctypes.data, x.size)
+    _native.testing.quantize_act((x.ctypes.data, x.nbytes), (xq.ctypes.data, xq.nbytes), x.size)
     y = np.empty(max(t.shape[1] for t in body + [head]), np.float32)
 
     def gemv(name, t):
-        _native.q8_0_gemm(name, g.address() + t.offset, xq.ctypes.data, y.ctypes.data,
-                          t.shape[0], t.shape[1], 1)
+        _native.testing.q8_0_gemm(name, (g.address() + t.offset, t.nbytes),
+                                  (xq.ctypes.data, xq.nbytes), (y.ctypes.data, y.nbytes),
+                                  t.shape[0], t.shape[1], 1)
 
     out = {}
     for name in names:

@@ -46,7 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge_runtime as er  # noqa: E402
-from edge_runtime.calls import python_format as P  # noqa: E402
+from edge_runtime.calls.formats import python as P  # noqa: E402
 from edge_runtime.calls.formats import PythonFormat  # noqa: E402
 from edge_runtime.calls.schema import normalize_tool  # noqa: E402
 from edge_runtime.calls.syntax import ParseFailure  # noqa: E402

@@ -45,7 +45,6 @@ from pathlib import Path
 import numpy as np
 
 from ..files import write_atomically
-from ..functiongemma import tokens as T
 
 _CONTROL = re.compile(rb"<[A-Za-z0-9_]+>|\[[a-z_]+\]")
 MAGIC = b"ERVOCIX\0"
@@ -413,9 +412,6 @@ def _pieces_and_special(tok):
                    for t, p in zip(np.asarray(types).tolist(), pieces)]
     else:
         special = [bool(_CONTROL.fullmatch(p)) for p in pieces]
-    for i in T.TOKEN_NAMES:
-        if i < n:
-            special[i] = True
     return pieces, special
 
 

@@ -30,7 +30,7 @@ PAGE = 4096
 DEFAULT_MAX_INFERENCE_LEN = 4096
 AUTO_STEP = 256
 # Room for the prefix snapshot of a toolset not known yet (the server's further toolsets). The
-# agent's own plan uses its real prefix length instead (memory.agent.agent_prefix_tokens: the
+# agent's own plan uses its real prefix length instead (memory.agent_budget.agent_prefix_tokens: the
 # built-in toolset renders to 713 tokens with the Python format and its demonstrations).
 AGENT_SNAPSHOT_TOKENS = 512
 GELU_TABLE_BYTES = 4 << 16   # one f32 per fp16 value, built on the first FFN step
@@ -236,7 +236,7 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
     agent's tool declarations; see snapshot_bytes), 0 for none.
     `agent`: add what the tool-calling agent allocates beside the session (grammar index,
     content masks, per-step buffers); its declarations snapshot is snapshot_tokens long (the
-    agent's real prefix: memory.agent.agent_prefix_tokens), which agent=True requires.
+    agent's real prefix: memory.agent_budget.agent_prefix_tokens), which agent=True requires.
     `snapshot_file`: the snapshot stays in its file (Agent(cache_dir=...)), read into the KV
     cache at each restore: a page-cache row, not resident in the process."""
     if kv_dtype not in KV_BYTES:
@@ -251,7 +251,7 @@ def plan(config, max_inference_len=None, prefill_chunk=64, threads=1, kv_dtype="
         raise InvalidArgumentError(f"snapshot_tokens must be a non-negative integer, not {snapshot_tokens!r}")
     if agent and not snapshot_tokens:
         raise InvalidArgumentError("an agent's plan needs snapshot_tokens, the length of its "
-                                   "prefix (memory.agent.agent_prefix_tokens)")
+                                   "prefix (memory.agent_budget.agent_prefix_tokens)")
     layout = _layout(config, weights)
     kw = dict(prefill_chunk=prefill_chunk, threads=threads, kv_dtype=kv_dtype,
               weights=layout, n_vocab=n_vocab, snapshot_tokens=snapshot_tokens, agent=agent,

@@ -30,7 +30,7 @@ from starlette.routing import Route
 from . import openai_shapes as S
 from .admission import Admission, Busy
 from .engine import Engine
-from .plan import server_plan
+from .memory_plan import server_plan
 
 MAX_BODY = 1 << 20          # bytes of a request body
 DRAIN_LIMIT = 16 * MAX_BODY

@@ -1,7 +1,7 @@
 """Train a LoRA adapter on tool-calling examples, on the CPU, resumable.
 
 An example (tune/data.py) is rendered exactly as the agent will meet it: FunctionGemma's
-declarations and turn (calls/formats.py), then the reply the model should give. Only the reply
+declarations and turn (calls/formats/), then the reply the model should give. Only the reply
 is scored: the call tokens through <end_function_call>, the <start_function_call> or
 <start_function_response> that follows (the agent's next decision), a text answer through
 <end_of_turn>. Tool results inside a follow-up are context, not targets.
@@ -29,11 +29,11 @@ import torch
 from .. import adapter as adapter_file
 from ..calls.formats import FunctionGemmaFormat, encode_segments
 from ..files import replacing
-from ..functiongemma import tokens as T
+from ..calls.formats.functiongemma import tokens as T
 from ..gguf import open_gguf
 from ..models import file_sha256
 from ..tokenizer import Tokenizer
-from . import model as M
+from . import torch_model as M
 
 # The embedding rows the adapter trains: FunctionGemma's seven control tokens (unused slots in
 # the base model) and the turn markers.

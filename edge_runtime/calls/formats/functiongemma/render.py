@@ -11,13 +11,12 @@ Conventions the template fixes and that are easy to get wrong:
 """
 from __future__ import annotations
 
-import json
-
-from ..calls.content import content_text
-from ..calls.schema import normalize_tool
-from ..calls.syntax import dictsort, format_call
-from ..calls.syntax import format_value as _fmt
-from .syntax import DECLARATION_SYNTAX, SYNTAX
+from ...content import content_text
+from ...schema import normalize_tool
+from ...syntax import dictsort, format_call
+from ...syntax import format_value as _fmt
+from ..segments import call_arguments
+from .call_syntax import DECLARATION_SYNTAX, SYNTAX
 from .tokens import (END_CALL, END_DECL, END_RESP, ESCAPE, START_CALL, START_DECL,
                      START_RESP)
 
@@ -28,7 +27,7 @@ def _esc(s: str) -> str:
     return ESCAPE + s + ESCAPE
 
 
-def format_value(v, escape_keys: bool = False) -> str:
+def render_value(v, escape_keys: bool = False) -> str:
     """One value in the format's own notation (the template's format_argument macro), keys
     in dictsort order. None is written `null` (Jinja would print Python's `None`, which no
     parser reads back)."""
@@ -52,7 +51,7 @@ def _properties(props: dict) -> str:
         name = _esc(key) if key in _TEMPLATE_WORDS or not key.isidentifier() else key
         p = f"{name}:{{description:{_esc(s.get('description', ''))}"
         if t == "STRING" and s.get("enum"):
-            p += ",enum:" + format_value(s["enum"], escape_keys=True)
+            p += ",enum:" + render_value(s["enum"], escape_keys=True)
         elif t == "OBJECT":
             p += ",properties:{" + _properties(s.get("properties") or {}) + "}"
             if s.get("required"):
@@ -75,7 +74,7 @@ def _items(items: dict) -> str:
         elif k == "type":
             parts.append("type:" + _esc(v.upper()))
         else:
-            parts.append(f"{k}:{format_value(v, escape_keys=True)}")
+            parts.append(f"{k}:{render_value(v, escape_keys=True)}")
     return ",".join(parts)
 
 
@@ -99,22 +98,8 @@ def render_call(name: str, arguments: dict) -> str:
 
 def render_response(name: str, result) -> str:
     """A tool result: a mapping is spread into its keys, anything else becomes `value`."""
-    body = format_value(result if isinstance(result, dict) else {"value": result})
+    body = render_value(result if isinstance(result, dict) else {"value": result})
     return f"{START_RESP}response:{name}{body}{END_RESP}"
-
-
-def call_arguments(call: dict):
-    """(name, arguments dict) of an OpenAI-style tool call (arguments may be a JSON string)."""
-    fn = call.get("function", call)
-    args = fn.get("arguments") or {}
-    if isinstance(args, str):
-        try:
-            args = json.loads(args)
-        except ValueError:
-            raise ValueError(f"tool call {fn.get('name')!r}: arguments are not JSON") from None
-    if not isinstance(args, dict):
-        raise ValueError(f"tool call {fn.get('name')!r}: arguments must be an object")
-    return fn["name"], args
 
 
 def _tool_message(m: dict) -> str:

@@ -3,7 +3,7 @@ strings wrapped in <escape> (no escapes inside: the text "<escape>" itself canno
 bare keys, keys written in Jinja dictsort order."""
 from dataclasses import replace
 
-from ..calls.syntax import END, ESC, Syntax
+from ...syntax import END, ESC, Syntax
 
 SYNTAX = Syntax(name="functiongemma", call_open=b"call:", args_open=b"{", args_close=b"}",
                 arg_kv=b":", sep=b",", dict_kv=b":", key_quoted=False,

@@ -24,9 +24,6 @@ from .tokenizer import Tokenizer
 
 DEFAULT_PREFILL_CHUNK = 64
 WEIGHT_TYPES = ("Q8_0", "F32", "F16", "BF16")
-LAYER_TENSORS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
-                 "attn_norm", "attn_q_norm", "attn_k_norm", "post_attention_norm", "ffn_norm",
-                 "post_ffw_norm")
 
 
 _local = threading.local()
@@ -329,8 +326,34 @@ def _expected_shapes(cfg) -> dict:
             "ffn_norm": (E, 1), "post_ffw_norm": (E, 1)}
 
 
+def _dims(cfg) -> dict:
+    """The model's dimensions under the names the C door reads them by (_native.DIMS)."""
+    return {"n_vocab": cfg.n_vocab, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer,
+            "n_head": cfg.n_head, "n_head_kv": cfg.n_head_kv, "head_dim": cfg.head_dim_k,
+            "n_ff": cfg.n_ff, "sliding_window": cfg.sliding_window, "eps": cfg.eps,
+            "rope_base_global": cfg.rope_base_global, "rope_base_local": cfg.rope_base_local,
+            "rope_scale_global": cfg.rope_scale_global, "softcap": cfg.final_logit_softcap,
+            "query_pre_attn_scalar": cfg.query_pre_attn_scalar or cfg.head_dim_k}
+
+
+def check_door(native=_native) -> None:
+    """The names the C core binds by are the ones this module supplies (run at import): a
+    tensor or dimension added on one side only is an error here, not a silent misbinding."""
+    one = dict.fromkeys(("n_vocab", "n_embd", "n_layer", "n_head", "n_head_kv", "head_dim_k",
+                         "head_dim_v", "n_ff", "context_length", "sliding_window"), 1)
+    cfg = config_mod.Config(**one, eps=1e-6, rope_base_global=1.0)   # only its names matter
+    pairs = (("tensors", set(_expected_shapes(cfg)),
+              set(native.LAYER_TENSORS) | set(native.GLOBAL_TENSORS)),
+             ("dimensions", set(_dims(cfg)), set(native.DIMS)))
+    for what, ours, theirs in pairs:
+        if ours != theirs:
+            raise ImportError(f"edge_runtime and its C core disagree on the {what}: only in "
+                              f"Python {sorted(ours - theirs)}, only in C {sorted(theirs - ours)}"
+                              " (rebuild the extension)")
+
+
 def _bind(g, cfg):
-    """Hand the native core the mapping and where each tensor lies in it."""
+    """Hand the native core the mapping and where each tensor lies in it, by name."""
     shapes = _expected_shapes(cfg)
 
     def desc(name, optional=False):
@@ -342,15 +365,13 @@ def _bind(g, cfg):
                 f"{list(shapes[short])}")
         return d
 
-    glob = [desc("token_embd"), desc("output", optional=True), desc("output_norm")]
-    layers = [desc(f"blk.{il}.{name}") for il in range(cfg.n_layer) for name in LAYER_TENSORS]
-    dims = (cfg.n_vocab, cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.n_head_kv, cfg.head_dim_k,
-            cfg.n_ff, cfg.sliding_window, cfg.eps, cfg.rope_base_global, cfg.rope_base_local,
-            cfg.rope_scale_global, cfg.final_logit_softcap,
-            cfg.query_pre_attn_scalar or cfg.head_dim_k)
+    glob = {"token_embd": desc("token_embd"), "output": desc("output", optional=True),
+            "output_norm": desc("output_norm")}
+    layers = [{name: desc(f"blk.{il}.{name}") for name in _native.LAYER_TENSORS}
+              for il in range(cfg.n_layer)]
     swa = bytes(1 if cfg.is_swa(i) else 0 for i in range(cfg.n_layer))
     try:   # g.view pins the mapping (mmap cannot close under it) for as long as the handle lives
-        return _native.model_new(g.view, (g.address(), g.size), dims, swa, glob, layers)
+        return _native.model_new(g.view, (g.address(), g.size), _dims(cfg), swa, glob, layers)
     except ValueError as e:
         raise config_mod.UnsupportedModelError(f"cannot bind the model: {e}") from None
 
@@ -575,11 +596,11 @@ class Session:
         continued = snap is self._base and not self._interrupted
         self._base = None
         rc = snap._load_into(self._handle, continued)
-        if rc == -2:
+        if rc == _native.STATE_READ_FAILED:
             self.history, self._interrupted = [], False
             raise ValueError("reading the KV snapshot failed midway (its file changed or "
                              "could not be read); the session's state is now empty")
-        if rc != 0:
+        if rc == _native.STATE_FOREIGN:
             raise ValueError("KV snapshot does not fit this session (model shape, KV dtype "
                              "or max_inference_len differ, or the data is damaged)")
         self.history, self._interrupted, self._base = list(snap.ids), False, snap
@@ -678,3 +699,6 @@ class Session:
         self.model.tracker.mark(self._last_kind)
         st.update(self.model.tracker.summary())
         return st
+
+
+check_door()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..calls.syntax import CallReader, ParseFailure
+from ...syntax import CallReader, ParseFailure
 from . import tokens as T
-from .syntax import SYNTAX
+from .call_syntax import SYNTAX
 
 _MARKERS = re.compile("|".join(re.escape(m) for m in
                                list(T.FUNCTION_TOKENS) + ["<end_of_turn>", "<eos>"]))

@@ -5,11 +5,11 @@
     parse(text_or_ids, tokenizer)    -> ParseResult(calls, text, errors)
 """
 from .parse import ParseError, ParseResult, parse
-from .render import (DEFAULT_SYSTEM, format_value, render, render_call, render_declaration,
+from .render import (DEFAULT_SYSTEM, render_value, render, render_call, render_declaration,
                      render_response)
-from .syntax import SYNTAX
+from .call_syntax import SYNTAX
 from .tokens import FUNCTION_TOKENS, decode, encode
 
-__all__ = ["ParseError", "ParseResult", "parse", "DEFAULT_SYSTEM", "format_value", "render",
+__all__ = ["ParseError", "ParseResult", "parse", "DEFAULT_SYSTEM", "render_value", "render",
            "render_call", "render_declaration", "render_response", "SYNTAX",
            "FUNCTION_TOKENS", "decode", "encode"]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 
-from .syntax import Syntax, format_call, format_value
+from ..syntax import Syntax, format_call, format_value, parse_call
+from .segments import call_arguments, message_text, tool_result
 
 SYNTAX = Syntax(name="python", call_open=b"", args_open=b"(", args_close=b")", arg_kv=b"=",
                 sep=b", ", dict_kv=b": ", key_quoted=True, true=b"True", false=b"False",
@@ -140,3 +141,68 @@ def render_preamble(system: str | None, demonstrations: bool = True) -> str:
     """Instructions and demonstrations: the same for every agent of this format."""
     demos = "".join(_demo(*d) for d in _DEMOS) if demonstrations else ""
     return (system or INSTRUCTIONS) + "\n\n" + demos
+
+
+class PythonFormat:
+    name = "python"
+    syntax = SYNTAX
+    symbol_ids: dict = {}
+
+    def __init__(self, tokenizer, demonstrations=True):
+        tok = tokenizer
+        self.tok, self.demonstrations = tok, demonstrations
+        first = lambda text: tok.encode(text, add_bos=False, special=False)[0]   # noqa: E731
+        # decision tokens: the first token of each line marker after a newline
+        self.call_id, self.answer_id, self.result_id = first("Call"), first("Answer"), \
+            first("Result")
+        self.answer_stops = frozenset(i for i in (tok.eos_id, getattr(tok, "eot_id", None))
+                                      if i is not None)
+
+    def prefix(self, system, tools) -> list:
+        return [render_preamble(system, self.demonstrations) + render_functions(tools)]
+
+    def preamble(self, system) -> list:
+        return [render_preamble(system, self.demonstrations)]
+
+    def turn(self, messages, names_by_id) -> list:
+        """The conversation after the prefix, ending where the model speaks next."""
+        out = []
+        for m in messages:
+            role = m.get("role")
+            if role == "user":
+                out.append(f"{REQUEST} {_one_line(message_text(m))}\n")
+            elif role == "assistant":
+                for c in m.get("tool_calls") or []:
+                    out.append(f"{CALL} " + format_call(self.syntax, *call_arguments(c)) + "\n")
+                text = message_text(m)
+                if text:
+                    out.append(f"{ANSWER} {_one_line(text)}\n")
+            elif role == "tool":
+                out.append(self.result(tool_result(m)))
+            else:
+                raise ValueError(f"unknown message role {role!r}")
+        return out
+
+    def open_call(self) -> list:
+        return [f"{CALL} "]
+
+    def close_call(self) -> list:
+        return ["\n"]
+
+    def open_answer(self) -> list:
+        return [f"{ANSWER}"]
+
+    def result(self, result) -> str:
+        return f"{RESULT} {render_result(result)}\n"
+
+    def results(self, records) -> list:
+        return [self.result(r["result"]) for r in records]
+
+    def parse(self, text: str) -> dict:
+        return parse_call(self.syntax, text)
+
+    def decode(self, ids) -> str:
+        return self.tok.decode(ids)
+
+    def render_call(self, name, arguments) -> str:
+        return format_call(self.syntax, name, arguments)
