@@ -384,7 +384,8 @@ def build_parser():
                    help="a name clients may reach the server by (the Host header), besides "
                    "localhost and IP addresses; repeatable")
     s.add_argument("--access-log", action="store_true",
-                   help="print a line per request (client, method, path, status) on stdout")
+                   help="print a line per request on stdout: time, method, path, status, "
+                   "prompt/cached/completion tokens, milliseconds")
     s.add_argument("--queue", type=int, default=8,
                    help="requests that may wait for a session; more get 503 (default 8)")
     s.set_defaults(func=cmd_serve)

@@ -6,6 +6,7 @@ tests/test_server.py."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import urllib.error
@@ -573,12 +574,27 @@ def test_a_client_that_gives_up_on_a_non_streamed_reply_stops_its_decode(tiny_mo
 
 
 def test_the_access_log_has_a_line_per_request(tiny_model, capfd):
+    """One line per request: time, method, path, status, the tokens it used, milliseconds."""
+    line = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (GET|POST) (\S+) (\d{3}) "
+                      r"(-|prompt=(\d+) cached=(\d+) completion=(\d+)) (\d+)ms$")
     with _start(tiny_model, access_log=True) as s:
         capfd.readouterr()
         assert _raw(s, "/v1/models")[0] == 200
         assert _raw(s, "/v1/nope")[0] == 404
-        out = capfd.readouterr().out
-    assert '"GET /v1/models HTTP/1.1" 200' in out and '"GET /v1/nope HTTP/1.1" 404' in out
+        status, _, body = _raw(s, "/v1/chat/completions", {
+            "model": s.server.name, "max_tokens": 3, "temperature": 0,
+            "messages": [{"role": "user", "content": "hello"}]})
+        assert status == 200
+        out = capfd.readouterr().out.splitlines()
+    got = [line.match(x) for x in out]
+    assert all(got) and len(got) == 3, out
+    assert [(m[1], m[2], m[3], m[4]) for m in got[:2]] == [
+        ("GET", "/v1/models", "200", "-"), ("GET", "/v1/nope", "404", "-")]
+    u = body["usage"]
+    assert got[2].group(1, 2, 3) == ("POST", "/v1/chat/completions", "200")
+    assert tuple(map(int, got[2].group(5, 6, 7))) == (
+        u["prompt_tokens"], u.get("prompt_tokens_details", {}).get("cached_tokens", 0),
+        u["completion_tokens"])
 
 
 def test_cors_only_for_the_origins_named(tiny_model):

@@ -10,7 +10,7 @@ app (routes, SSE).
 """
 from __future__ import annotations
 
-import logging
+import sys
 import threading
 import time
 
@@ -21,18 +21,17 @@ __all__ = ["LOOPBACK_NAMES", "Server", "serve", "start", "Running", "model_id"]
 
 def _uvicorn_server(model, host, port, access_log=False, **kw):
     import uvicorn
-    srv = Server(model, **kw)
+    srv = Server(model, access_log=sys.stdout if access_log else None, **kw)
     # No limit_concurrency: uvicorn's own 503 is plain text without Retry-After and counts
     # idle keep-alive connections; the app bounds requests in flight itself (_InFlightLimit).
     config = uvicorn.Config(srv.app, host=host, port=port, log_level="warning",
-                            access_log=access_log, lifespan="off", timeout_keep_alive=30)
-    if access_log:     # one line per request (client, method, path, status) on stdout;
-        logging.getLogger("uvicorn.access").setLevel(logging.INFO)   # after Config set it
+                            access_log=False, lifespan="off", timeout_keep_alive=30)
     return srv, uvicorn.Server(config)
 
 
 def serve(model, host="127.0.0.1", port=8080, access_log=False, **kw):
-    """Serve until interrupted (Ctrl-C). access_log: a line per request on stdout. kw: queue,
+    """Serve until interrupted (Ctrl-C). access_log: a line per request on stdout (method,
+    path, status, prompt/cached/completion tokens, milliseconds). kw: queue,
     cache_dir, budget, engine, api_key, hosts (see Server)."""
     _srv, server = _uvicorn_server(model, host, port, access_log, **kw)
     server.run()

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -52,7 +53,8 @@ class Server:
     """The application state: engine, admission, counters. `app` is the ASGI app."""
 
     def __init__(self, model, queue=DEFAULT_QUEUE, cache_dir=None, engine=None, name=None,
-                 budget=None, api_key=None, hosts=LOOPBACK_NAMES, cors_origins=()):
+                 budget=None, api_key=None, hosts=LOOPBACK_NAMES, cors_origins=(),
+                 access_log=None):
         """budget: bytes the whole server may use (a board's); the plan is checked against
         it here, before anything is served (MemoryBudgetError).
         api_key: when set, every route but /health needs "Authorization: Bearer <api_key>".
@@ -60,7 +62,9 @@ class Server:
         or None for any: a page on another site whose name is made to resolve to this
         machine (DNS rebinding) sends its own name, and is refused.
         cors_origins: web origins whose pages may call the API from a browser (none by
-        default: a browser then refuses them every cross-origin request with a JSON body)."""
+        default: a browser then refuses them every cross-origin request with a JSON body).
+        access_log: a text stream that gets one line per request (method, path, status,
+        prompt/cached/completion tokens, milliseconds), or None."""
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ValueError("api_key must be a non-empty string")
         self.model = model
@@ -93,7 +97,7 @@ class Server:
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
         ], exception_handlers={HTTPException: _http_error, Exception: _internal_error}),
-            self.admission, api_key, hosts)
+            self.admission, api_key, hosts, access_log)
 
     # ---- simple routes ---------------------------------------------------------------------
 
@@ -137,6 +141,7 @@ class Server:
         run = _Run(asyncio.get_running_loop(), request, self._gone)
         fut = run.start(self._pool, work, p)
         fut.add_done_callback(lambda f: self.admission.release(since))
+        fut.add_done_callback(lambda f: _note_usage(request.scope, f))
         return await reply(p, run)
 
     async def _chat_reply(self, p, run):
@@ -277,6 +282,23 @@ def _sse(obj) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
 
 
+def _note_usage(scope, fut):
+    """Keep a finished request's token counts where the access log finds them."""
+    if not fut.cancelled() and fut.exception() is None and fut.result() is not None:
+        scope[_USAGE] = fut.result()[-1]
+
+
+_USAGE = "edge_runtime.usage"
+
+
+def _access_line(scope, status, ms) -> str:
+    u = scope.get(_USAGE) or {}
+    tokens = " ".join(f"{k}={int(u.get(k + '_tokens', 0))}"
+                      for k in ("prompt", "cached", "completion")) if u else "-"
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {scope['method']} " \
+           f"{scope['path']} {status} {tokens} {ms:.0f}ms"
+
+
 class _InFlightLimit:
     """In front of the routes: the Host and API key checks (before anything is read), then a
     bound on the requests being read or answered at once (each may hold a body of up to
@@ -285,14 +307,29 @@ class _InFlightLimit:
     load, so a monitor sees a busy server as up."""
     ROOM = 8
 
-    def __init__(self, app, admission, api_key=None, hosts=LOOPBACK_NAMES):
-        self.app, self.admission, self.active = app, admission, 0
+    def __init__(self, app, admission, api_key=None, hosts=LOOPBACK_NAMES, access_log=None):
+        self.app, self.admission, self.active, self.log = app, admission, 0, access_log
         self.key = None if api_key is None else api_key.encode()
         self.hosts = None if hosts is None else {h.lower() for h in hosts}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self.log is None:
+            return await self._limited(scope, receive, send)
+        t0, status = time.monotonic(), [499]   # 499 unless a response starts
+
+        async def sent(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+        try:
+            await self._limited(scope, receive, sent)
+        finally:
+            print(_access_line(scope, status[0], 1000 * (time.monotonic() - t0)),
+                  file=self.log, flush=True)
+
+    async def _limited(self, scope, receive, send):
         refused = self._refused(scope)
         if refused is not None:
             return await refused(scope, receive, send)
