@@ -27,6 +27,7 @@ step with a single allowed id is not scored at all - its token is batched into t
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ DEFAULT_CALL_BIAS = -1.25
 # only once a second toolset needs it: a single agent holds its whole prefix anyway, and a board
 # should not pay twice for the same positions.
 _PREAMBLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_PREAMBLES_LOCK = threading.Lock()
 
 
 @dataclass
@@ -151,6 +153,9 @@ class Agent:
                           for t, f in zip(self.tools, tools)}
         ToolRunner(self.functions, timeout)     # refuses a bad timeout now, not mid-run
         self.grammar = CallGrammar(self.tools, self.format.syntax)
+        # The server's workers share an Agent: what is built on first use is built once, under
+        # this lock (the prefix's KV state too: a second session waits, then restores it).
+        self._lazy = threading.RLock()
         self._constraint = None
         self._prefix_ids = None    # the declarations' token ids (a prefix of every prompt)
         self.prefix_snapshot = None   # its KV state, once computed or read from cache_dir
@@ -158,37 +163,37 @@ class Agent:
 
     @property
     def constraint(self) -> TokenConstraint:
-        if self._constraint is None:
-            self._constraint = TokenConstraint(self.grammar,
-                                               Vocab.from_tokenizer(self.model.tokenizer),
-                                               self.format.symbol_ids)
-        return self._constraint
+        with self._lazy:
+            if self._constraint is None:
+                self._constraint = TokenConstraint(self.grammar,
+                                                   Vocab.from_tokenizer(self.model.tokenizer),
+                                                   self.format.symbol_ids)
+            return self._constraint
 
     # ---- the declarations prefix -------------------------------------------------------------
 
     def prefix_ids(self) -> list:
-        if self._prefix_ids is None:
-            self._prefix_ids = prefix_ids(self.format, self.model.tokenizer, self.system,
-                                          self.tools)
-        return self._prefix_ids
+        with self._lazy:
+            if self._prefix_ids is None:
+                self._prefix_ids = prefix_ids(self.format, self.model.tokenizer, self.system,
+                                              self.tools)
+            return self._prefix_ids
 
     def _preamble(self, session):
         """Restore the shared preamble state if it is a prefix of ours; returns its length."""
         ids = encode_segments(self.model.tokenizer, self.format.preamble(self.system), True)
         if len(ids) <= 1 or self.prefix_ids()[:len(ids)] != ids:
             return 0
-        cache = _PREAMBLES.setdefault(self.model, {})
         key = tuple(ids)
-        snap = cache.get(key)
+        with _PREAMBLES_LOCK:
+            cache = _PREAMBLES.setdefault(self.model, {})
+            snap, seen = cache.get(key), key in cache
         if snap is None:
             session.reset()
             session.eval(ids, rows=[0])
-            if key in cache:                  # the second toolset over this preamble: keep it
+            with _PREAMBLES_LOCK:   # the second toolset over this preamble: keep it
                 cache.clear()
-                cache[key] = session.snapshot()
-            else:
-                cache.clear()
-                cache[key] = None
+                cache[key] = session.snapshot() if seen else None
         else:
             session.restore(snap)
         return len(ids)
@@ -247,7 +252,8 @@ class Agent:
         rest = encode_segments(tok, segments, False)
         cached = 0
         if self.reuse_prefix and hasattr(session, "restore"):
-            self._restore_prefix(session)
+            with self._lazy:
+                self._restore_prefix(session)
             cached = len(prefix)
         else:
             session.reset()

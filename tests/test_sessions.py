@@ -118,6 +118,36 @@ def test_agents_on_threads_give_the_sequential_results(tiny_gguf_factory, fast_s
     assert 1 <= len(m._pool) <= pool
 
 
+def test_a_shared_agent_builds_its_lazy_state_once(tiny_gguf_factory, monkeypatch):
+    """Two threads starting on one Agent at once: its token constraint is built once and its
+    prefix's KV state computed once (the other session waits, then restores it)."""
+    import edge_runtime.agent as agent_mod
+    m = load(tiny_gguf_factory, sessions=2)
+    shared = agent(m)
+    built, snapshots = [], []
+    real_constraint, real_snapshot = agent_mod.TokenConstraint, er.Session.snapshot
+
+    def slow_constraint(*a, **kw):
+        built.append(threading.current_thread().name)
+        threading.Event().wait(0.3)      # both threads get to the lazy build meanwhile
+        return real_constraint(*a, **kw)
+
+    def counted_snapshot(self):
+        snapshots.append(threading.current_thread().name)
+        return real_snapshot(self)
+    monkeypatch.setattr(agent_mod, "TokenConstraint", slow_constraint)
+    monkeypatch.setattr(er.Session, "snapshot", counted_snapshot)
+    start = threading.Barrier(2)
+
+    def run(i):
+        start.wait()
+        return outcome(shared, REQUESTS[0])
+    got = in_threads(run, 2)
+    assert [err for _, err in got] == [None, None]
+    assert got[0][0] == got[1][0]
+    assert len(built) == 1 and len(snapshots) == 1
+
+
 # ---- one model, its default session and the pool --------------------------------------------
 
 def test_threads_generating_on_the_default_session_get_results_or_busy(
