@@ -129,7 +129,8 @@ class Model:
         an er.memory.AgentSpec: the plan (and max_inference_len="auto") then counts the agent's
         rows and its real prefix, rendered with the tokenizer (built first for that).
         sessions: size of the acquire_session() pool; None = as many as the budget holds
-        (MemoryPlan.sessions_within), or 1 without a budget. More than the budget holds is a
+        (MemoryPlan.sessions_within) and the cores run at once at `threads` each (the board's
+        cores, or this process's CPUs), or 1 without a budget. More than the budget holds is a
         MemoryBudgetError."""
         if adapter is not None:
             from . import models
@@ -150,10 +151,12 @@ class Model:
         if kv_dtype not in ("f16", "f32"):
             raise InvalidArgumentError(f"kv_dtype must be 'f16' or 'f32', got {kv_dtype!r}")
         explicit = threads is not None
+        cores = default_threads()
         if board is not None:
             b = boards.get(board) if isinstance(board, str) else board
             budget = b.budget if budget is None else budget
             threads = b.default_threads if threads is None else threads
+            cores = min(cores, b.cores)
         threads = _thread_count(default_threads() if threads is None else threads, warn=explicit)
         if int(prefill_chunk) <= 0:
             raise InvalidArgumentError(f"prefill_chunk must be positive, got {prefill_chunk}")
@@ -183,7 +186,7 @@ class Model:
                 f"max_inference_len is {plan.max_inference_len}"
                 + (" (the longest whose plan fits the budget)"
                    if max_inference_len == "auto" else "") + ": no room for a request")
-        pool = _pool_size(plan, budget, sessions)
+        pool = _pool_size(plan, budget, sessions, max(1, cores // int(threads)))
         n_ctx = plan.max_inference_len
         tok = tok or Tokenizer.from_gguf(g)
         handle = _bind(g, cfg)
@@ -302,7 +305,10 @@ def _what_fits(cfg, budget, **plan_kw) -> str:
     return f"Even with {at} it needs {need / 2**20:.1f} MiB{where}"
 
 
-def _pool_size(plan, budget, sessions) -> int:
+def _pool_size(plan, budget, sessions, by_cores) -> int:
+    """The session pool: `sessions` as asked (if the budget holds them), else as many as the
+    budget holds and the cores run at once (by_cores: sessions x threads within the cores, so
+    a server's concurrent requests never slow each other's steps down)."""
     if sessions is not None and (isinstance(sessions, bool) or not isinstance(sessions, int)
                                  or sessions < 1):
         raise ValueError(f"sessions must be a positive integer, not {sessions!r}")
@@ -313,7 +319,7 @@ def _pool_size(plan, budget, sessions) -> int:
         raise MemoryBudgetError(
             f"{sessions} sessions of {plan.session_bytes / (1 << 20):.1f} MiB each do not fit "
             f"the budget of {budget / (1 << 20):.1f} MiB: it holds {held}")
-    return sessions or held
+    return sessions or min(held, by_cores)
 
 
 def _expected_shapes(cfg) -> dict:

@@ -8,6 +8,7 @@ while threads run, so runs really do interleave token by token.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 
@@ -289,7 +290,8 @@ def test_separate_sessions_interleave_freely(tiny_gguf_factory, sequential_gener
 
 # ---- the pool -------------------------------------------------------------------------------
 
-def test_pool_size_follows_the_budget(tiny_gguf_factory):
+def test_pool_size_follows_the_budget(tiny_gguf_factory, monkeypatch):
+    monkeypatch.setattr("edge_runtime.decoder.default_threads", lambda: 16)   # cores: no bound
     path = tiny_path(tiny_gguf_factory)
     p = er.memory.plan_for_model(path, CTX, threads=1)
     one = er.Model.load(path, max_inference_len=CTX, threads=1)
@@ -310,6 +312,23 @@ def test_pool_size_follows_the_budget(tiny_gguf_factory):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="sessions must be"):
             er.Model.load(path, max_inference_len=CTX, threads=1, sessions=bad)
+
+
+def test_pool_size_keeps_sessions_times_threads_within_the_cores(tiny_gguf_factory, monkeypatch):
+    """Sized by the budget, the pool never runs more threads at once than there are cores (the
+    process's CPUs, or fewer on a board): more would only slow every request's steps down."""
+    monkeypatch.setattr("edge_runtime.decoder.default_threads", lambda: 4)
+    path = tiny_path(tiny_gguf_factory)
+    p = er.memory.plan_for_model(path, CTX, threads=1)
+    budget = p.total_resident + 7 * p.session_bytes      # holds 8 sessions
+    assert p.sessions_within(budget) == 8
+
+    def pool(**kw):
+        return er.Model.load(path, max_inference_len=CTX, budget=budget, **kw).session_pool_size
+    assert [pool(threads=t) for t in (1, 2, 3, 4)] == [4, 2, 1, 1]
+    board = dataclasses.replace(er.boards.get("rpi-zero-2w"), cores=2, default_threads=1)
+    assert pool(board=board) == 2
+    assert pool(threads=1, sessions=6) == 6     # asked for: as asked, within the budget
 
 
 def test_acquire_lends_distinct_sessions_then_refuses_instead_of_hanging(tiny_gguf_factory):
