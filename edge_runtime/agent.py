@@ -79,7 +79,7 @@ class Turn:
     usage: dict = field(default_factory=dict)
 
 
-class _Decoder:
+class Decoder:
     """Tokens owed to the session's KV state, evaluated lazily in one batch when logits are
     next needed (forced tokens and the rendered tool results ride along for free)."""
 
@@ -302,7 +302,7 @@ class Agent:
                                        f"calling), got {max_steps!r}")
         emit = on_event or (lambda event: None)
         runner = ToolRunner(self.functions, self.timeout)   # one per run: the timeout rule
-        dec = _Decoder(session, Sampler())
+        dec = Decoder(session, Sampler())
         self._start(session, dec, self.format.turn([{"role": "user", "content": request}], {}))
         ground = Grounding(request, self.constraint.v, tools=self.tools) if self.grounding else None
         out = AgentResult(format=self.format.name)
@@ -373,7 +373,7 @@ class Agent:
                 names[c.get("id")] = (c.get("function") or {}).get("name")
             convo.append(m)
         request = " ".join(str(m.get("content") or "") for m in convo if m.get("role") == "user")
-        dec = _Decoder(session, Sampler(temperature, 0, top_p, seed))
+        dec = Decoder(session, Sampler(temperature, 0, top_p, seed))
         n_prompt, cached = self._start(session, dec, self.format.turn(convo, names))
         ground = Grounding(request, self.constraint.v, tools=self.tools) \
             if self.grounding and request else None
@@ -412,7 +412,7 @@ class Agent:
         convo = [m for m in messages if m.get("role") not in ("system", "developer")]
         fmt = self.format
         with self._session() as session:
-            dec = _Decoder(session, Sampler())
+            dec = Decoder(session, Sampler())
             self._start(session, dec, fmt.turn(convo, {}))
             if fmt.answer_id is not None:
                 rows = np.asarray(sorted((fmt.call_id, fmt.answer_id)), np.int32)

@@ -108,6 +108,15 @@ def test_plain_chat(served):
     assert r.usage.completion_tokens >= 1 and r.usage.prompt_tokens > 5
 
 
+def test_json_object_mode_gives_a_json_object(served):
+    """response_format json_object on the real model: the reply parses as a JSON object."""
+    r = served.client.chat.completions.create(
+        model=served.name, temperature=0, response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": "Give the weather in Paris as JSON."}])
+    assert r.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
+
+
 def test_tool_call_then_tool_result_then_text(served):
     msgs = _user("turn on the kitchen lights")
     r = served.chat(messages=msgs, tools=BUILTIN, tool_choice="required")

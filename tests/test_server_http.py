@@ -14,6 +14,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
+import jsonschema
 import pytest
 
 openai = pytest.importorskip("openai")
@@ -255,7 +256,14 @@ def test_tool_choice_reaches_the_agent(srv, client, choice, names):
     ({"logit_bias": {"42": 5}}, 400, "logit_bias"),
     ({"presence_penalty": 0.5}, 400, "presence_penalty"),
     ({"frequency_penalty": 1}, 400, "frequency_penalty"),
-    ({"response_format": {"type": "json_object"}}, 400, "response_format"),
+    ({"response_format": {"type": "json_object"}, "tools": [WEATHER]}, 400, "response_format"),
+    ({"response_format": {"type": "json_object"}, "stop": "}"}, 400, "stop"),
+    ({"response_format": {"type": "yaml"}}, 400, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, 400,
+     "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"a": {"type": "string", "format": "email"}}}}}}, 400,
+     "response_format"),
     ({"parallel_tool_calls": "no", "tools": [WEATHER]}, 400, "parallel_tool_calls"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameter": {
         "type": "object", "properties": {"x": {"type": "string"}}}}}]}, 400, "tools"),
@@ -281,6 +289,44 @@ def test_unknown_fields_are_refused_and_neutral_ones_accepted(srv, client):
     r = client.chat.completions.create(**body, tools=[WEATHER], logit_bias={}, user="u1",
                                        presence_penalty=0, response_format={"type": "text"})
     assert r.choices[0].message.content == "hi"
+
+
+PERSON = {"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 6}, "age": {"type": "integer", "minimum": 0,
+                                                        "maximum": 120},
+    "role": {"enum": ["admin", "guest"]}, "tags": {"type": "array", "maxItems": 2, "items": {
+        "type": "string", "maxLength": 3}}}, "required": ["name", "age", "role"],
+    "additionalProperties": False}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_json_schema_response_format_gives_json_of_that_schema(srv, client, stream):
+    """The reply is one JSON value the schema accepts (checked with the jsonschema package),
+    whatever the (tiny, random) model would have said; streamed, its pieces join into it."""
+    seeds = range(4)
+    for seed in seeds:
+        kw = dict(model=_name(srv), messages=[{"role": "user", "content": "who is it?"}],
+                  seed=seed, temperature=1.0, response_format={
+                      "type": "json_schema",
+                      "json_schema": {"name": "person", "schema": PERSON, "strict": True}})
+        if stream:
+            pieces = list(client.chat.completions.create(stream=True, **kw))
+            text = "".join(c.choices[0].delta.content or "" for c in pieces if c.choices)
+            reason = [c.choices[0].finish_reason for c in pieces if c.choices][-1]
+        else:
+            r = client.chat.completions.create(**kw)
+            text, reason = r.choices[0].message.content, r.choices[0].finish_reason
+        assert reason == "stop", text
+        jsonschema.validate(json.loads(text), PERSON)
+    assert not ScriptedAgent.log    # not the tools path
+
+
+def test_a_json_reply_cut_by_max_tokens_says_length(srv, client):
+    r = client.chat.completions.create(
+        model=_name(srv), messages=[{"role": "user", "content": "who?"}], max_tokens=2,
+        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}})
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 2
+    assert r.choices[0].message.content.startswith("{")
 
 
 def test_parallel_tool_calls_false_gives_at_most_one_call(srv, client):

@@ -274,11 +274,13 @@ class _Builder:
 
 
 class CallGrammar:
-    """The automaton for calls of a fixed set of tools (OpenAI-style schemas) in a syntax."""
+    """The automaton for calls of a fixed set of tools (OpenAI-style schemas) in a syntax; or,
+    given `value` (a canonical schema: schema.check_schema) and no tools, for one value of that
+    schema (a reply in JSON mode: calls/json_reply.py)."""
 
-    def __init__(self, tools, syntax: Syntax):
+    def __init__(self, tools, syntax: Syntax, value=None):
         tools = [normalize_tool(t) for t in tools]
-        if not tools:
+        if not tools and value is None:
             raise ValueError("a call grammar needs at least one tool")
         self.sx = syntax
         b = _Builder(syntax)
@@ -290,6 +292,7 @@ class CallGrammar:
             except ValueError as e:
                 raise ValueError(f"tool {t['name']}: {e}") from None
         self.name_prefixes = _Prefixes(self.tools)
+        self.value = None if value is None else b.node(value)
         self.free_key = b.free_key
         self._str_table, self._str_boundary = syntax.string_automaton[1:]
         F = max(1, len(syntax.forbidden))     # see Syntax.string_automaton's state numbering
@@ -298,7 +301,9 @@ class CallGrammar:
         self.str_to_char_end = fewest_bytes(self._str_table, self._str_boundary)
 
     def start(self):
-        """The state where the call's text begins."""
+        """The state where the call's (or the value's) text begins."""
+        if self.value is not None:
+            return (EndFrame(), self._fresh(self.value))
         st = (EndFrame(), NameFrame(()))
         if self.sx.call_open:
             st += (LitFrame(tuple(self.sx.call_open), 0),)

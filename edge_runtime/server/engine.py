@@ -8,6 +8,9 @@ import json
 import threading
 from collections import OrderedDict
 
+from ..agent import Agent, Decoder
+from ..calls.json_reply import reply_constraint
+from ..sampling import Sampler
 from .openai_shapes import RequestError
 from .streaming import StreamedText, TokenText
 
@@ -17,10 +20,10 @@ SESSION_WAIT = 600.0
 
 class Engine:
     def __init__(self, model, cache_dir=None, agents=DEFAULT_AGENTS, agent_factory=None):
-        from ..agent import Agent
         self.model, self.cache_dir = model, cache_dir
         self._make_agent = agent_factory or Agent
         self._agents: OrderedDict = OrderedDict()
+        self._json: OrderedDict = OrderedDict()     # JSON reply constraints by schema
         self.max_agents = max(1, int(agents))
         # Requests decoded at once: the model's session pool (sized by its memory plan).
         self.sessions = getattr(model, "session_pool_size", 1)
@@ -69,10 +72,66 @@ class Engine:
         return turn.text, turn.calls, turn.finish_reason, turn.usage
 
     def _chat_without_tools(self, p, on_text):
-        """No tools, nothing to constrain: the conversation in Gemma's chat template."""
+        """No tools: the conversation in Gemma's chat template; the reply free text, or one
+        JSON value of p["response_format"]'s schema."""
         ids = chat_prompt_ids(self.model.tokenizer, p["messages"])
-        text, reason, u = self._generate(ids, p, on_text)
+        if p.get("response_format") is not None:
+            text, reason, u = self._generate_json(ids, p, on_text)
+        else:
+            text, reason, u = self._generate(ids, p, on_text)
         return text, [], reason, u
+
+    def _reply_constraint(self, schema):
+        """The JSON reply constraint for schema (the last few kept: their allowed-token sets
+        are cached inside)."""
+        key = json.dumps(schema, sort_keys=True)
+        with self._lock:
+            c = self._json.get(key)
+            if c is not None:
+                self._json.move_to_end(key)
+                return c
+        c = reply_constraint(self.model.tokenizer, schema)
+        with self._lock:
+            c = self._json.setdefault(key, c)
+            while len(self._json) > self.max_agents:
+                self._json.popitem(last=False)
+        return c
+
+    def _generate_json(self, ids, p, on_text):
+        """A reply constrained to one JSON value of the schema: finish "stop" when the value
+        is complete, "length" when max_tokens (or the context) ends it first."""
+        c = self._reply_constraint(p["response_format"])
+        limit = self._limit(ids, p)
+        out = TokenText(self.model.tokenizer, None, on_text)
+        sampler = Sampler(temperature=p["temperature"], top_p=p["top_p"], seed=p["seed"])
+        n = 0
+        with self.session() as session:
+            cached = min(session.common_prefix(ids), len(ids) - 1)
+            session.prepare(ids[:-1])
+            dec = Decoder(session, sampler)
+            dec.feed(ids[-1:])
+            st = c.start()
+            while not c.g.done(st) and n < limit:
+                t = dec.choose(c.allowed(st))
+                st = c.advance(st, t)
+                dec.feed([t])
+                out.add_token(t)
+                n += 1
+        out.finish()
+        u = {"prompt_tokens": len(ids), "completion_tokens": n, "cached_tokens": cached}
+        self._count(u)
+        return out.text, "stop" if c.g.done(st) else "length", u
+
+    def _limit(self, ids, p) -> int:
+        """max_tokens, or (absent) what the context has room for, as OpenAI does."""
+        if p["max_tokens"] is not None:
+            return p["max_tokens"]
+        limit = self.model.max_inference_len - len(ids)
+        if limit < 1:
+            raise RequestError(f"the prompt is {len(ids)} tokens: no room left in the "
+                               f"context of {self.model.max_inference_len}",
+                               param="messages", code="context_length_exceeded")
+        return limit
 
     # ---- plain completions -----------------------------------------------------------------
 
@@ -82,13 +141,7 @@ class Engine:
         return self._generate(ids, p, on_text)
 
     def _generate(self, ids, p, on_text):
-        limit = p["max_tokens"]
-        if limit is None:      # as OpenAI: until the context is full
-            limit = self.model.max_inference_len - len(ids)
-            if limit < 1:
-                raise RequestError(f"the prompt is {len(ids)} tokens: no room left in the "
-                                   f"context of {self.model.max_inference_len}",
-                                   param="messages", code="context_length_exceeded")
+        limit = self._limit(ids, p)
         out = TokenText(self.model.tokenizer, p["stop"], on_text)
         with self.session() as session:
             cached = min(session.common_prefix(ids), len(ids) - 1)

@@ -16,6 +16,7 @@ import uuid
 
 from ..agent import TOOL_CHOICES
 from ..calls.content import content_text
+from ..calls.json_reply import reply_schema
 
 
 class RequestError(Exception):
@@ -207,7 +208,7 @@ def parse_chat(body) -> dict:
         raise RequestError("the request body must be a JSON object")
     _known(body, CHAT_FIELDS)
     _unsupported(body, {"n": (1, None), "logprobs": (False, None), "top_logprobs": (None, 0),
-                        "response_format": (None, {"type": "text"}), **_NEUTRAL})
+                        **_NEUTRAL})
     parallel = body.get("parallel_tool_calls", True)
     if parallel is None:
         parallel = True
@@ -215,9 +216,51 @@ def parse_chat(body) -> dict:
         raise RequestError("'parallel_tool_calls' must be a boolean", param="parallel_tool_calls")
     tools = _tools(body)
     stream, include_usage = _stream(body)
+    sampling = _sampling(body, None)
     return {"model": _model(body), "messages": _messages(body), "tools": tools,
             "tool_choice": _tool_choice(body, tools), "parallel_tool_calls": parallel,
-            "stream": stream, "include_usage": include_usage, **_sampling(body, None)}
+            "stream": stream, "include_usage": include_usage,
+            "response_format": _response_format(body, tools, sampling["stop"]), **sampling}
+
+
+def _response_format(body, tools, stop):
+    """None (text), or the canonical schema the reply is a JSON value of (json_object: any
+    object). The schema is enforced whatever `strict` says: every reply matches it."""
+    rf = body.get("response_format")
+    if rf is None:
+        return None
+    kind = rf.get("type") if isinstance(rf, dict) else None
+    if kind == "text":
+        return None
+    if kind not in ("json_object", "json_schema"):
+        raise RequestError("'response_format' must be {\"type\": \"text\"}, {\"type\": "
+                           "\"json_object\"} or {\"type\": \"json_schema\", \"json_schema\": "
+                           "{\"name\": ..., \"schema\": {...}}}", param="response_format")
+    if tools:
+        raise RequestError("'response_format' JSON and 'tools' together are not supported: "
+                           "a reply is either calls or one JSON value", param="response_format",
+                           code="unsupported_parameter")
+    if stop:
+        raise RequestError("'stop' with a JSON 'response_format' is not supported (a stop "
+                           "string would cut the JSON short)", param="stop",
+                           code="unsupported_parameter")
+    schema = None
+    if kind == "json_schema":
+        spec = rf.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise RequestError("'response_format.json_schema' needs a 'schema' object",
+                               param="response_format")
+        extra = sorted(map(str, set(spec) - {"name", "schema", "strict", "description"}))
+        if extra or not isinstance(spec.get("name", ""), str) or \
+                not isinstance(spec.get("strict", False), (bool, type(None))):
+            raise RequestError("'response_format.json_schema' has 'name', 'description', "
+                               "'schema' and 'strict' (a boolean)" +
+                               (f", not {extra[0]!r}" if extra else ""), param="response_format")
+        schema = spec["schema"]
+    try:
+        return reply_schema(schema)
+    except ValueError as e:
+        raise RequestError(f"response_format: {e}", param="response_format") from None
 
 
 def parse_completion(body) -> dict:
