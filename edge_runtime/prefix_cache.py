@@ -23,8 +23,8 @@ with a PrefixCacheWarning and rewritten. Files are written to `.tmp-<pid>-<rando
 so a crash mid-write leaves no partial snapshot; temporary files whose writer is gone (or that
 are over an hour old) are deleted by the next save. Each toolset, model or setting writes a
 snapshot of its own (9.6 MiB for the built-in tools' 713 tokens), so a directory keeps only the
-MAX_SNAPSHOTS newest: a save deletes the older ones (a process still reading one keeps its
-descriptor; a deleted one is computed again when next needed).
+MAX_SNAPSHOTS newest, within MAX_SNAPSHOT_BYTES: a save deletes the older ones (a process still
+reading one keeps its descriptor; a deleted one is computed again when next needed).
 
 A checked file stays where it is: load() returns a FileSnapshot that keeps the file open and
 restores by reading it (pread) straight into the session's KV buffers, so the state lives in
@@ -63,7 +63,8 @@ _HEADER = struct.Struct("<8sIIQ32sII")
 SUFFIX = ".kvs"
 HASHES = "model-sha256.json"      # the sidecar: file identity -> sha256 of its content
 _MAX_HASHES = 16                  # entries kept (the newest)
-MAX_SNAPSHOTS = 16                # snapshot files a directory keeps (the newest)
+MAX_SNAPSHOTS = 16                # snapshot files a directory keeps (the newest)...
+MAX_SNAPSHOT_BYTES = 192 << 20    # ...and bytes: a server's disk (an SD card) stays bounded
 _NAME = re.compile(r"[0-9a-f]{32}\.kvs\Z")
 _TEMP = re.compile(r"\.tmp-(\d+)-[a-z0-9_]+(?:\.kvs|\.json)\Z")
 STALE_SECONDS = 3600              # a temporary file this old is stale whoever wrote it
@@ -216,8 +217,10 @@ def clean_stale_temps(directory):
 
 
 def prune_snapshots(directory):
-    """Delete all but the MAX_SNAPSHOTS newest snapshot files (by mtime): only names this
-    module makes, only regular files."""
+    """Delete the oldest snapshot files (by mtime) until MAX_SNAPSHOTS are left and they hold
+    at most MAX_SNAPSHOT_BYTES, the newest always kept: only names this module makes, only
+    regular files. An agent that restored from a deleted file keeps reading it through its
+    open descriptor (FileSnapshot), so a toolset in use stays fast."""
     found = []
     try:
         names = os.listdir(directory)
@@ -232,8 +235,12 @@ def prune_snapshots(directory):
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode):
-            found.append((st.st_mtime_ns, path))
-    for _, path in sorted(found, reverse=True)[MAX_SNAPSHOTS:]:
+            found.append((st.st_mtime_ns, st.st_size, path))
+    kept = 0
+    for i, (_, size, path) in enumerate(sorted(found, reverse=True)):
+        kept += size
+        if i == 0 or (i < MAX_SNAPSHOTS and kept <= MAX_SNAPSHOT_BYTES):
+            continue
         try:
             os.unlink(path)
         except OSError:

@@ -494,6 +494,29 @@ def test_a_directory_keeps_only_the_newest_snapshots(tiny_gguf_factory, tmp_path
         sorted([written[0], written[3], written[4]])
 
 
+def test_a_directory_keeps_its_snapshots_within_a_byte_bound(tiny_gguf_factory, tmp_path,
+                                                              monkeypatch):
+    """Past MAX_SNAPSHOT_BYTES the oldest go first, whatever their count; the snapshot just
+    written always stays (even alone above the bound)."""
+    m = tiny(tiny_gguf_factory)
+    cache = PrefixCache(tmp_path, m)
+    s, written = m.new_session(), []
+    for i in range(5):
+        s.reset()
+        s.eval([2, 40 + i, 41, 42])
+        written.append(cache.save_session(s))
+        os.utime(written[-1], (1000 + i, 1000 + i))
+        if i == 0:
+            size = written[0].stat().st_size
+            monkeypatch.setattr(prefix_cache, "MAX_SNAPSHOT_BYTES", int(2.5 * size))
+    assert sorted(tmp_path.glob("*.kvs")) == sorted(written[3:])     # two fit in 2.5 sizes
+    monkeypatch.setattr(prefix_cache, "MAX_SNAPSHOT_BYTES", size // 2)
+    s.reset()
+    s.eval([2, 50, 41, 42])
+    newest = cache.save_session(s)
+    assert list(tmp_path.glob("*.kvs")) == [newest]
+
+
 def test_a_snapshot_of_another_decoder_build_is_not_used(tiny_gguf_factory, tmp_path,
                                                         monkeypatch):
     monkeypatch.setattr(prefix_cache, "decoder_identity", lambda: b"an older build")

@@ -256,6 +256,9 @@ def test_tool_choice_reaches_the_agent(srv, client, choice, names):
     ({"logit_bias": {"42": 5}}, 400, "logit_bias"),
     ({"presence_penalty": 0.5}, 400, "presence_penalty"),
     ({"frequency_penalty": 1}, 400, "frequency_penalty"),
+    ({"tools": [WEATHER] * 65}, 400, "tools"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "description": "x" * 70000}}]},
+     400, "tools"),
     ({"response_format": {"type": "json_object"}, "tools": [WEATHER]}, 400, "response_format"),
     ({"response_format": {"type": "json_object"}, "stop": "}"}, 400, "stop"),
     ({"response_format": {"type": "yaml"}}, 400, "response_format"),
@@ -662,3 +665,32 @@ def test_cors_only_for_the_origins_named(tiny_model):
         assert _raw_headers(s, "/v1/models", {"Origin": "http://localhost:3000"})[0] == 401
     with _start(tiny_model) as s:
         assert preflight(s, "http://localhost:3000")[1] is None
+
+
+def test_a_client_rotating_toolsets_cannot_evict_a_reused_agent():
+    """A toolset used twice is protected: twenty new toolsets, each sent once, churn only the
+    probation place, and the reused toolset's agent is never built again."""
+    built = []
+
+    def factory(model, tools, system, cache_dir):
+        built.append(tools[0]["function"]["name"])
+        return SimpleNamespace(name=built[-1])
+    e = Engine(SimpleNamespace(session_pool_size=1), agents=4, agent_factory=factory)
+
+    def tool(name):
+        return [{"type": "function", "function": {"name": name, "parameters": {
+            "type": "object", "properties": {}}}}]
+    fixed = tool("fixed")
+    assert e.agent_for("", fixed) is e.agent_for("", fixed)
+    for i in range(20):    # five new toolsets between two requests of the fixed client
+        e.agent_for("", tool(f"rotating{i}"))
+        if i % 5 == 4:
+            assert e.agent_for("", fixed).name == "fixed"
+    assert built.count("fixed") == 1 and len(built) == 21
+    assert len(e._agents) + len(e._probation) <= 4
+    # a second client's toolset, reused, is protected too; a third protected one pushes the
+    # least recently used protected agent back to probation, never past the four places
+    for name in ("b", "c", "d"):
+        e.agent_for("", tool(name))
+        e.agent_for("", tool(name))
+    assert len(e._agents) == 3 and len(e._agents) + len(e._probation) <= 4

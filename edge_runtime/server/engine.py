@@ -22,7 +22,8 @@ class Engine:
     def __init__(self, model, cache_dir=None, agents=DEFAULT_AGENTS, agent_factory=None):
         self.model, self.cache_dir = model, cache_dir
         self._make_agent = agent_factory or Agent
-        self._agents: OrderedDict = OrderedDict()
+        self._agents: OrderedDict = OrderedDict()      # protected: toolsets used again
+        self._probation: OrderedDict = OrderedDict()   # toolsets seen once
         self._json: OrderedDict = OrderedDict()     # JSON reply constraints by schema
         self.max_agents = max(1, int(agents))
         # Requests decoded at once: the model's session pool (sized by its memory plan).
@@ -34,24 +35,40 @@ class Engine:
     # ---- chat ------------------------------------------------------------------------------
 
     def agent_for(self, system, tools):
-        """The Agent for this system text and these tools (built on first use)."""
+        """The Agent for this system text and these tools (built on first use). Agents are kept
+        in two LRU segments: a toolset seen once waits on probation (one place), one used again
+        is protected (the other places). A client sending a new toolset on every request so
+        only churns the probation place and never evicts the agents other clients reuse."""
         key = (system, json.dumps(tools, sort_keys=True))
         with self._lock:
-            agent = self._agents.get(key)
-            if agent is not None:
-                self._agents.move_to_end(key)
-                return agent
+            for seg in (self._agents, self._probation):
+                agent = seg.get(key)
+                if agent is not None:
+                    del seg[key]
+                    self._protect(key, agent)
+                    return agent
         try:   # outside the lock: building the grammar takes a while
             agent = self._make_agent(self.model, tools=tools, system=system or None,
                                      cache_dir=self.cache_dir)
         except ValueError as e:   # a schema outside the subset the agent enforces
             raise RequestError(f"tools: {e}", param="tools") from None
         with self._lock:
-            agent = self._agents.setdefault(key, agent)
+            agent = self._agents.get(key) or self._probation.setdefault(key, agent)
             self.counters["agents_built"] += 1
-            while len(self._agents) > self.max_agents:
-                self._agents.popitem(last=False)
+            while len(self._probation) > self.max_agents - len(self._agents):
+                self._probation.popitem(last=False)
         return agent
+
+    def _protect(self, key, agent):
+        """Move a reused agent to the protected segment (under the lock); its oldest moves
+        back to probation when the protected places are full."""
+        self._agents[key] = agent
+        while len(self._agents) > max(1, self.max_agents - 1):
+            old, a = self._agents.popitem(last=False)
+            self._probation[old] = a
+            self._probation.move_to_end(old, last=False)   # first out of probation
+        while len(self._agents) + len(self._probation) > self.max_agents:
+            self._probation.popitem(last=False)
 
     def chat(self, p, on_text=None):
         """One model turn; returns (text, calls, finish_reason, usage)."""
@@ -172,7 +189,7 @@ class Engine:
         with self._lock:
             c = dict(self.counters)
         c["prefilled_tokens"] = c["prompt_tokens"] - c["cached_tokens"]
-        c["agents_cached"] = len(self._agents)
+        c["agents_cached"] = len(self._agents) + len(self._probation)
         # Measured, not reported by the agent: every token the session has run through the
         # decoder, in prefill chunks and single decode steps.
         pool = [se.stats() for se in self.model._pool]   # every session the pool created

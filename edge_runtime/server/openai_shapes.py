@@ -64,6 +64,9 @@ def _stop(body):
     return stop
 
 
+# Per request: a toolset is the model's prefix, computed (and snapshotted) once per agent; these
+# keep one request from building an agent that serves nobody else at a cost to everyone.
+MAX_TOOLS, MAX_TOOLS_BYTES = 64, 64 << 10
 CHAT_FIELDS = {"model", "messages", "tools", "tool_choice", "parallel_tool_calls", "stream",
                "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
                "seed", "stop", "n", "logprobs", "top_logprobs", "logit_bias", "presence_penalty",
@@ -178,6 +181,13 @@ def _tools(body):
                                               for t in tools):
         raise RequestError("'tools' must be a list of {\"type\": \"function\", \"function\": "
                            "{...}} objects", param="tools")
+    if len(tools) > MAX_TOOLS:
+        raise RequestError(f"{len(tools)} tools: at most {MAX_TOOLS} per request",
+                           param="tools")
+    size = len(json.dumps(tools))
+    if size > MAX_TOOLS_BYTES:
+        raise RequestError(f"the tools take {size} bytes as JSON: at most {MAX_TOOLS_BYTES}",
+                           param="tools")
     return tools
 
 
