@@ -19,13 +19,14 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import openai_shapes as S
@@ -38,6 +39,7 @@ DRAIN_LIMIT = 16 * MAX_BODY
 BODY_SECONDS = 10.0         # to send a whole request body: a half-sent one must not hold a place
 DEFAULT_QUEUE = 8
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+PAGE = Path(__file__).with_name("page.html")
 
 
 def model_id(model) -> str:
@@ -91,6 +93,7 @@ class Server:
                                  allow_headers=["Authorization", "Content-Type"])] \
             if cors_origins else []
         self.app = _InFlightLimit(Starlette(middleware=middleware, routes=[
+            Route("/", self.page, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/v1/edge/stats", self.stats, methods=["GET"]),
@@ -100,6 +103,12 @@ class Server:
             self.admission, api_key, hosts, access_log)
 
     # ---- simple routes ---------------------------------------------------------------------
+
+    async def page(self, request):
+        """A page to try the model in a browser (static, shipped in the package)."""
+        return HTMLResponse(PAGE.read_bytes(), headers={
+            "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline' 'self'; "
+                                       "style-src 'unsafe-inline'"})
 
     async def health(self, request):
         return JSONResponse({"status": "ok", "model": self.name})
@@ -351,8 +360,8 @@ class _InFlightLimit:
             return JSONResponse(S.error_body(
                 "the Host header names none of this server's hosts (serve --allow-host adds "
                 "one)", "invalid_request_error", None, "host_not_allowed"), 421)
-        if self.key is None or scope["path"] == "/health" or scope["method"] == "OPTIONS":
-            return None     # (a browser's CORS preflight never carries the key)
+        if self.key is None or scope["path"] in ("/health", "/") or scope["method"] == "OPTIONS":
+            return None     # (the page asks for the key; a CORS preflight never carries it)
         given = headers.get(b"authorization", b"")
         if not hmac.compare_digest(given, b"Bearer " + self.key):
             return JSONResponse(S.error_body(
