@@ -164,7 +164,7 @@ def kernel_report(model, reps):
     stream = stream_rate(reps, clock)
     rates, head, body = kernel_rates(model, names, reps, clock)
     stream = max(stream, stream_rate(reps, clock))
-    lines = [f"Q8_0 one-token GEMV on one thread, {_cpu_name()} ({platform.machine()}); "
+    lines = [f"Q8_0 one-token GEMV on one thread, {cpu_name()} ({platform.machine()}); "
              f"best of {reps} by thread CPU time; stream = numpy sum over {STREAM_BYTES >> 20} "
              f"MiB: {stream:.1f} GB/s; load average {_loadavg()}", "",
              f"| kernel | lm_head {head.shape[1]} x {head.shape[0]} GB/s | vs stream | "
@@ -208,7 +208,7 @@ def report(results, args):
              f"--reps {args.reps} --prompt-tokens {args.prompt_tokens} --decode {args.decode} "
              f"--ctx {args.ctx}` on {time.strftime('%Y-%m-%d')}.", "",
              f"- machine: {platform.machine()}, {os.cpu_count()} cores, "
-             f"{_cpu_name()}; shared and noisy, so only the ratios (same run, alternating A/B) "
+             f"{cpu_name()}; shared and noisy, so only the ratios (same run, alternating A/B) "
              f"mean anything; load average at the end of the run: {_loadavg()}",
              f"- model: `{os.path.basename(args.model)}`",
              f"- prompt {args.prompt_tokens} tokens, then {args.decode} greedy decode steps; "
@@ -241,7 +241,7 @@ def report(results, args):
         dec = statistics.median(r["decode_tok_s"] for r in ours_runs)
         stream = statistics.median(r["stream_gb_s"] for r in ours_runs)
         moved = per_tok * dec / 1e9
-        lines += ["", f"CPU: {_cpu_name()}; single-core stream rate measured in this run "
+        lines += ["", f"CPU: {cpu_name()}; single-core stream rate measured in this run "
                   f"(numpy sum over {STREAM_BYTES >> 20} MiB, median of the runs): "
                   f"{stream:.1f} GB/s. Decode reads {per_tok / 1e6:.0f} MB of weights per token, so "
                   f"{dec:.1f} tok/s moves {moved:.1f} GB/s = {moved / stream:.0%} of one core's "
@@ -250,7 +250,7 @@ def report(results, args):
     return "\n".join(lines)
 
 
-def _cpu_name():
+def cpu_name():
     """The model name, family/model numbers and the SIMD features our kernels choose among
     (a VM may report a generic name: "Intel(R) Xeon(R) Processor")."""
     info = {}

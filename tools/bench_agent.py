@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 
-from bench import _cpu_name, _llama_version   # tools/ is on sys.path when run as a script
+from bench import cpu_name, _llama_version   # tools/ is on sys.path when run as a script
 from doc_section import write_section
 
 REQUESTS = ["set a timer for 10 minutes", "turn on the kitchen lights",
@@ -259,7 +259,7 @@ def report(res, calib, args):
         f"--threads {args.threads}` on "
         f"{time.strftime('%Y-%m-%d')}; see the script's docstring for exactly what each engine does.",
         "",
-        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_name()}; shared and noisy, "
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {cpu_name()}; shared and noisy, "
         f"so compare within a row (same run, engines alternating); {args.threads} thread(s) everywhere; load "
         f"average {args.load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
         f"- model: `{os.path.basename(args.model)}`; built-in toolset "

@@ -43,7 +43,7 @@ import tempfile
 import time
 import urllib.request
 
-from bench import _cpu_name, _llama_version   # tools/ is on sys.path when run as a script
+from bench import cpu_name, _llama_version   # tools/ is on sys.path when run as a script
 from doc_section import write_section
 
 REQUESTS = ["set a timer for 10 minutes", "turn on the kitchen lights",
@@ -238,7 +238,7 @@ def main():
         f"{' --llama-cache' if args.llama_cache else ''}` on {time.strftime('%Y-%m-%d')}; "
         "see the script's docstring for what each engine does.",
         "",
-        f"- CPU: {_cpu_name()} ({platform.machine()}, {os.cpu_count()} cores, shared); 1 thread "
+        f"- CPU: {cpu_name()} ({platform.machine()}, {os.cpu_count()} cores, shared); 1 thread "
         f"everywhere; load average {load_start:.1f} at the start, {load_end:.1f} at the end",
         f"- model: `{os.path.basename(path)}`; built-in toolset as JSON schemas, "
         f"tool_choice=required, greedy; context {CTX}; call format `{agent.format.name}` "

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -50,6 +49,7 @@ from edge_runtime.calls.formats import python as P  # noqa: E402
 from edge_runtime.calls.formats import PythonFormat  # noqa: E402
 from edge_runtime.calls.schema import normalize_tool  # noqa: E402
 from edge_runtime.calls.syntax import ParseFailure  # noqa: E402
+from bench import cpu_name  # noqa: E402,F401  (tools/ is on sys.path when run as a script)
 
 BFCL = "bfcl-eval==2026.3.23"
 CONFIGS = ("python", "python-noground", "python-nodemo", "functiongemma", "default",
@@ -223,16 +223,6 @@ def score(check, cases, results, category):
              for (case, answer), (calls, _, _) in zip(cases, results))
     times = sorted(t for _, t, _ in results)
     return ok, times[len(times) // 2] if times else 0.0
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def file_sha(path, n: int = 12) -> str:

@@ -21,9 +21,6 @@ multiply-adds (prefill) each selection of matmuls holds. ~35 minutes on 2 shared
 """
 import argparse
 import os
-import platform
-import re
-import subprocess
 import sys
 
 import numpy as np
@@ -32,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from reference_f64 import Reference, fake_quant, logit_errors  # noqa: E402
 
 from doc_section import write_section  # noqa: E402  (tools/, this script's folder)
+from bench import cpu_name  # noqa: E402
 
 _STORY = ("The lighthouse keeper climbed the stairs every evening, counted the ships on the "
           "horizon and wrote their names in a worn notebook. ")
@@ -115,12 +113,6 @@ VARIANTS = {
     "per-16 + residual pass: BOS row": first_row_twice(variant(dict(block=16))),
     "per-8 + residual pass: BOS row": first_row_twice(variant(dict(block=8))),
 }
-
-
-def cpu_name():
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    m = re.search(r"Model name:\s*(.+)", out)
-    return m.group(1).strip() if m else platform.processor()
 
 
 def llama_last_logits(llm, ids):
