@@ -68,6 +68,17 @@ int er_buffer_arg(PyObject *pair, const char *what, size_t need, int exact, void
     return 0;
 }
 
+/* A capsule for p whose context holds a reference to owner (what p points into or runs on),
+ * released with it; NULL (p left to the caller) if it cannot be made. */
+static PyObject *owning_capsule(void *p, const char *name, PyCapsule_Destructor destroy,
+                                PyObject *owner) {
+    PyObject *cap = PyCapsule_New(p, name, destroy);
+    if (!cap) return NULL;
+    Py_INCREF(owner);
+    PyCapsule_SetContext(cap, owner);
+    return cap;
+}
+
 /* The model capsule's context is the object that owns the mapping: the weights stay mapped
  * as long as the model (and so every session on it) exists. */
 static void model_capsule_free(PyObject *cap) {
@@ -267,10 +278,8 @@ static PyObject *py_model_new(PyObject *self, PyObject *args) {
         free(m);
         return NULL;
     }
-    PyObject *cap = PyCapsule_New(m, MODEL_CAPSULE, model_capsule_free);
-    if (!cap) { er_model_free(m); free(m); return NULL; }
-    Py_INCREF(owner);
-    PyCapsule_SetContext(cap, owner);
+    PyObject *cap = owning_capsule(m, MODEL_CAPSULE, model_capsule_free, owner);
+    if (!cap) { er_model_free(m); free(m); }
     return cap;
 }
 
@@ -318,10 +327,8 @@ static PyObject *py_session_new(PyObject *self, PyObject *args) {
     }
     er_session *s = er_session_create(m, n_ctx, chunk, kv_f32, threads, release);
     if (!s) return PyErr_NoMemory();
-    PyObject *cap = PyCapsule_New(s, SESSION_CAPSULE, session_capsule_free);
-    if (!cap) { er_session_destroy(s); return NULL; }
-    Py_INCREF(mcap);
-    PyCapsule_SetContext(cap, mcap);
+    PyObject *cap = owning_capsule(s, SESSION_CAPSULE, session_capsule_free, mcap);
+    if (!cap) er_session_destroy(s);
     return cap;
 }
 
@@ -438,10 +445,8 @@ static PyObject *py_vocab_new(PyObject *self, PyObject *args) {
                                 "tokenizer: duplicate token in vocabulary (ids %d and %d)", a, b);
         return PyErr_NoMemory();
     }
-    PyObject *cap = PyCapsule_New(v, VOCAB_CAPSULE, vocab_capsule_free);
-    if (!cap) { er_vocab_free(v); return NULL; }
-    Py_INCREF(owner);
-    PyCapsule_SetContext(cap, owner);
+    PyObject *cap = owning_capsule(v, VOCAB_CAPSULE, vocab_capsule_free, owner);
+    if (!cap) er_vocab_free(v);
     return cap;
 }
 

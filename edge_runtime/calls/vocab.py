@@ -118,24 +118,6 @@ class _Pieces:
         return self._flat[self._off[i]:self._off[i + 1]].tobytes()
 
 
-class _Keys:
-    """keys[a] -> the a-th distinct normal byte string, ascending (len / index / bisect)."""
-    __slots__ = ("_pieces", "_order", "_kstart")
-
-    def __init__(self, pieces, order, kstart):
-        self._pieces = pieces
-        self._order = memoryview(order).cast("B").cast("i")
-        self._kstart = memoryview(kstart).cast("B").cast("i")
-
-    def __len__(self):
-        return len(self._kstart) - 1
-
-    def __getitem__(self, a):
-        if not 0 <= a < len(self._kstart) - 1:
-            raise IndexError(a)
-        return self._pieces[self._order[self._kstart[a]]]
-
-
 class _Ids:
     """ids[a] -> [token ids whose bytes are keys[a]], ascending."""
     __slots__ = ("_order", "_kstart")
@@ -148,9 +130,30 @@ class _Ids:
         return len(self._kstart) - 1
 
     def __getitem__(self, a):
+        a = self._checked(a)
+        return self._order[self._kstart[a]:self._kstart[a + 1]].tolist()
+
+    def first(self, a) -> int:
+        return self._order[self._kstart[self._checked(a)]]
+
+    def _checked(self, a):
         if not 0 <= a < len(self._kstart) - 1:
             raise IndexError(a)
-        return self._order[self._kstart[a]:self._kstart[a + 1]].tolist()
+        return a
+
+
+class _Keys:
+    """keys[a] -> the a-th distinct normal byte string, ascending (len / index / bisect)."""
+    __slots__ = ("_pieces", "_ids")
+
+    def __init__(self, pieces, ids):
+        self._pieces, self._ids = pieces, ids
+
+    def __len__(self):
+        return len(self._ids)
+
+    def __getitem__(self, a):
+        return self._pieces[self._ids.first(a)]
 
 
 class Vocab:
@@ -174,8 +177,8 @@ class Vocab:
         self.chars = arrays["chars"]
         self.byte_fallback = bool(arrays["byte_fallback"])
         self.pieces = _Pieces(self._flat, self._offsets)
-        self.keys = _Keys(self.pieces, arrays["order"], arrays["kstart"])
         self.ids = _Ids(arrays["order"], arrays["kstart"])
+        self.keys = _Keys(self.pieces, self.ids)
         self._masks = {}     # (automaton name, state) -> (packed mask, longest in chars)
         self._stored = {}    # automaton digest -> {state: (packed mask, longest)}
 

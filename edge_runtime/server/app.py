@@ -156,12 +156,9 @@ class Server:
     async def _chat_reply(self, p, run):
         cid, created = S.new_id("chatcmpl"), S.now()
         if not p["stream"]:
-            try:
-                res = await run.result()
-            except S.RequestError as e:
-                return JSONResponse(e.body(), e.status)
-            if res is None:         # the client went away: nobody to answer
-                return Response(status_code=499)
+            res, answered = await _whole(run)
+            if answered is not None:
+                return answered
             text, calls, reason, u = res
             return JSONResponse(S.chat_completion(cid, self.name, created, text,
                                                   S.wire_calls(calls), reason, u))
@@ -185,12 +182,9 @@ class Server:
     async def _completion_reply(self, p, run):
         cid, created = S.new_id("cmpl"), S.now()
         if not p["stream"]:
-            try:
-                res = await run.result()
-            except S.RequestError as e:
-                return JSONResponse(e.body(), e.status)
-            if res is None:
-                return Response(status_code=499)
+            res, answered = await _whole(run)
+            if answered is not None:
+                return answered
             text, reason, u = res
             return JSONResponse(S.text_completion(cid, self.name, created, text, reason, u))
 
@@ -202,6 +196,16 @@ class Server:
         return await run.stream(lambda: iter(()),
                                 lambda piece: S.text_completion(cid, self.name, created, piece,
                                                                 None), tail)
+
+
+async def _whole(run):
+    """(result, None) of a non-streamed request, or (None, the response that answers instead):
+    its error, or 499 when the client went away (nobody to answer)."""
+    try:
+        res = await run.result()
+    except S.RequestError as e:
+        return None, JSONResponse(e.body(), e.status)
+    return (res, None) if res is not None else (None, Response(status_code=499))
 
 
 class _Run:
