@@ -134,7 +134,7 @@ def test_row_lists_dense_or_scattered_give_the_full_pass_values(tiny_gguf_factor
 
 
 def test_thread_counts_give_identical_logits(tiny_gguf_factory, monkeypatch):
-    monkeypatch.setattr(er.model, "default_threads", lambda: 4)   # 3 threads even on 2 CPUs
+    monkeypatch.setattr(er.decoder, "default_threads", lambda: 4)   # 3 threads even on 2 CPUs
     path = tiny_gguf_factory()
     ids = _ids(20, 512, seed=9)
     outs = [er.Model.load(path, max_inference_len=32, threads=t).eval(ids) for t in (1, 2, 3)]
