@@ -42,7 +42,8 @@ class Recipe(NamedTuple):
 # made one call where two were asked (held-out `parallel` 13%) and swapped or left out arguments
 # most in "choose" examples (dev split). Version 6 draws two calls and conversions more often
 # still: taught on version 5, two calls stayed the weakest kind (dev 13/47: one call, or the first
-# tool again for the second action) and conversions next (17/32).
+# tool again for the second action) and conversions next (17/32). The stage it made was not
+# shipped (no better on the dev split: docs/TOOL_CALLING.md); it stays so that run can be redone.
 KINDS = ("single", "choose", "parallel", "none", "convert", "followup")
 _UP_TO_12 = (tuple(range(1, 13)), (1, 3, 4, 4, 3, 3, 2, 2, 2, 2, 1, 1))
 RECIPES = {2: Recipe(((1, 2, 3, 4, 5), (1, 4, 5, 3, 1)), 0.0),
