@@ -514,8 +514,9 @@ def test_the_server_plan_counts_the_agent_once_with_its_real_prefix(tiny_gguf_fa
         m = Model.load(path, threads=1, agent=agent)
         rows = Server(m, engine=Engine(m, agents=3, agent_factory=ScriptedAgent)).plan.rows
         assert sum("vocabulary index" in n for n, _, _ in rows) == 1
-        more = [n for n, _, _ in rows if "more toolsets" in n]
+        more = [n for n, _, _ in rows if "snapshots of 2 more toolsets" in n]
         assert len(more) == 1
+        assert sum("token constraints of 2 more toolsets" in n for n, _, _ in rows) == 1
         if agent:
             assert f"({m.plan.settings['snapshot_tokens']} tokens each)" in more[0]
 

@@ -1,22 +1,28 @@
 """Fairness under toolset churn: a client reusing one toolset, alone and beside a client that
-sends a new toolset on every request (issue 29, item 9). In-process server on the default
-model, two sessions of one thread each, a snapshot directory, the official `openai` client.
+sends a new toolset on every request (issue 29, item 9). `edge-runtime serve` on the default
+model in its own process (`--board x86-generic --threads 1`: two sessions of one thread on two
+cores, a snapshot directory), the official `openai` client.
 
-    PYTHONPATH=. python tools/bench_churn.py [--model P] [--requests 8] [--toolsets 20]
+    PYTHONPATH=. python tools/bench_churn.py [--model P] [--requests 40] [--toolsets 20]
 
 Prints the fixed client's median latency alone and beside the rotating client, their ratio
-(target <= 2x), the server's agents built and its peak RSS against its memory plan.
+(target <= 2x), the agents the server built, and its peak RSS against its memory plan.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 from bench import cpu_name   # tools/ is on sys.path when run as a script
+from bench_server import _free_port, _spawn
 
 REQUEST = "turn on the kitchen lights"
 
@@ -24,17 +30,15 @@ REQUEST = "turn on the kitchen lights"
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model")
-    ap.add_argument("--requests", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=40)
     ap.add_argument("--toolsets", type=int, default=20)
     args = ap.parse_args()
 
     import openai
-
     import edge_runtime as er
-    from edge_runtime import server
     from edge_runtime.calls.schema import schema_from_callable
     from edge_runtime.tools_builtin import TOOLS
-    tools = [{"type": "function", "function": schema_from_callable(t)} for t in TOOLS]
+    tools = [schema_from_callable(t) for t in TOOLS]    # OpenAI tools: {"type", "function"}
 
     def renamed(i):      # the same tools under other names: a toolset of its own
         out = copy.deepcopy(tools)
@@ -42,14 +46,22 @@ def main():
             t["function"]["name"] += f"_{i}"
         return out
 
-    model = er.Model.load(args.model or er.models.default(), threads=1, max_inference_len=2048,
-                          sessions=2, agent=er.memory.AgentSpec(snapshot_file=True))
-    with tempfile.TemporaryDirectory() as cache, server.start(model, cache_dir=cache) as s:
-        client = openai.OpenAI(base_url=s.url, api_key="unused", max_retries=0, timeout=600)
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as cache:
+        proc = _spawn([sys.executable, "-m", "edge_runtime", "serve", "--model",
+                       args.model or er.models.default(), "--board", "x86-generic",
+                       "--threads", "1", "--max-inference-len", "2048", "--cache-dir", cache,
+                       "--port", str(port)], port, "/health", subprocess.DEVNULL)
+        if isinstance(proc, str):
+            sys.exit(proc)
+        root = f"http://127.0.0.1:{port}"
+        client = openai.OpenAI(base_url=root + "/v1", api_key="unused", max_retries=0,
+                               timeout=600)
+        name = client.models.list().data[0].id
 
         def ask(toolset):
             t0 = time.perf_counter()
-            r = client.chat.completions.create(model=s.server.name, tools=toolset,
+            r = client.chat.completions.create(model=name, tools=toolset,
                                                messages=[{"role": "user", "content": REQUEST}])
             assert r.choices[0].message.tool_calls, r
             return time.perf_counter() - t0
@@ -70,17 +82,20 @@ def main():
         beside = [ask(tools) for _ in range(args.requests)]
         stop.set()
         th.join()
-        st = s.server.engine.stats()
-        plan = s.server.plan.total_resident
-        peak = model.tracker.summary()["vm_hwm"]
+        stats = json.loads(urllib.request.urlopen(root + "/v1/edge/stats").read())
+        proc.terminate()
+        proc.wait()
+    st, rss = stats["prefix_reuse"], stats["rss"]
+    plan = stats["memory_plan"]["total_resident"]
     a, b = statistics.median(alone), statistics.median(beside)
-    print(f"CPU: {cpu_name()}; default model, 2 sessions x 1 thread, context 2048, "
-          f"snapshot directory on")
+    print(f"CPU: {cpu_name()}; default model, serve --board x86-generic --threads 1 "
+          f"({stats['admission']['slots']} sessions), context 2048, snapshot directory on")
     print("| fixed client | median (s) |\n|---|---:|")
     print(f"| alone | {a:.3f} |\n| beside a client rotating {args.toolsets} toolsets | {b:.3f} |")
     print(f"ratio {b / a:.2f}x (target <= 2x); rotating client: {len(rotating)} requests, "
           f"median {statistics.median(rotating):.3f} s; agents built {st['agents_built']}; "
-          f"peak RSS {peak / 2**20:.0f} MiB, server plan {plan / 2**20:.0f} MiB")
+          f"server peak RSS {rss['vm_hwm'] / 2**20:.0f} MiB (anonymous "
+          f"{rss['peak_anon'] / 2**20:.0f}), its plan {plan / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":
