@@ -33,6 +33,7 @@ BOOK = normalize_tool({
     "name": "book", "description": "Book a room.",
     "parameters": {"type": "object", "required": ["start_date"], "properties": {
         "start_date": {"type": "string", "description": "The first night."},
+        "arrival": {"type": "string", "description": "Check-in, 24-hour HH:MM."},
         "last_day": {"type": "string", "description": "In the format of 'dd/mm/yyyy'."},
         "note": {"type": "string", "description": "For the desk."}}}})
 WORDS = ["set_timer", "(", ")", "5", "50", ",", ", ", ", l", "label", " label", " sound", "=",
@@ -138,6 +139,32 @@ def test_a_percentage_is_a_fraction_only_where_the_property_takes_one():
     # "as a percentage": the number as written; an integer never takes a fraction
     assert _offered(_bonus(ask, "grow(amount=800, rate=0.035, years=6, fee=")) == {"2"}
     assert _offered(_bonus(ask, "grow(amount=800, rate=0.035, years=")) == {"6", "2"}
+
+
+def test_a_duration_is_offered_in_the_unit_the_property_names():
+    """"2 hours" to a property of minutes is 120; "90 seconds" is no whole number of minutes,
+    so it is offered as written (the model decides); in its own unit a duration is as is."""
+    assert _offered(_bonus("set a timer for 2 hours", "set_timer(minutes=")) == {"1"}
+    assert _bonus("set a timer for 2 hours", "set_timer(minutes=12")[b"0"] > 0
+    assert _bonus("set a timer for 2 hours", "set_timer(minutes=120")[b")"] > 0
+    assert _bonus("set a timer for 2 hours", "set_timer(minutes=")[b"2"] < 0   # 2 minutes
+    assert _offered(_bonus("set a timer for 5 minutes", "set_timer(minutes=")) == {"5"}
+    assert _offered(_bonus("set a timer for 90 seconds", "set_timer(minutes=")) == {"9"}
+
+
+def test_a_time_property_is_offered_the_requests_times_as_24_hour_hh_mm():
+    """"3pm" to a property that takes HH:MM is 15:00; "quarter to 7 in the morning" 06:45;
+    "at 7" says neither morning nor evening, so nothing is offered for it."""
+    ask = "a room from 10th December 2022, arriving at quarter to 7 in the evening"
+    assert _offered(_bonus(ask, 'book(start_date="2022-12-10", arrival="')) == {"1"}
+    assert _bonus(ask, 'book(start_date="2022-12-10", arrival="18:4')[b"5"] > 0
+    assert _bonus(ask, 'book(start_date="2022-12-10", arrival="18:45')[b'"'] > 0
+    assert _offered(_bonus("a room on 10th December 2022, in at 3pm",
+                           'book(start_date="2022-12-10", arrival="')) == {"1"}      # 15:00
+    assert _offered(_bonus("a room on 10th December 2022, in at 7",
+                           'book(start_date="2022-12-10", arrival="')) == {"1", "2", "7"}
+    assert _bonus("a room on 10th December 2022, in at 7",       # spans only: no 19:00
+                  'book(start_date="2022-12-10", arrival="1')[b"9"] == 0
 
 
 def test_a_date_property_is_offered_the_requests_dates_in_its_format():

@@ -6,13 +6,18 @@ request does not spell, like a unit's default, can still be written) to the allo
   - continue the string value typed so far as a span of the request (spans start at word
     starts), or close it where such a span ends at a word boundary; for a date property (its
     description spells a format such as 'dd/mm/yyyy', or its name says date), continue or
-    close one of the dates the request spells with a month name, in that format;
+    close one of the dates the request spells with a month name, in that format; for a time
+    property (HH:MM in its description, or time in its name), one of the times of day the
+    request spells with am/pm, a part of the day or "noon", as 24-hour HH:MM;
   - continue the number typed so far as one of the request's numbers (also those it spells:
     "three", "213 million", "1e-9"), or end it where one ends. Each mention of a number in
     the request is offered until the call has written it: a small model otherwise copies the
     first number into every numeric argument (`hours=6, minutes=6` for "at 6:30"). A
     percentage is offered as a fraction ("5%" as 0.05) to a number property that names a
-    rate or asks for a decimal or fraction, unless it says it takes a percentage;
+    rate or asks for a decimal or fraction, unless it says it takes a percentage; a duration
+    ("10 minutes") is offered in the unit a property names ("seconds": 600), where that is a
+    whole number (or the property takes decimals), and its number as written ("10") gets a
+    penalty there;
   - once every required argument is written, lead to an optional argument the request
     mentions (a word of the property's own name, description or enum values, not one of the
     tool's topic, is in the request: see _mentioned), or to the end of the call when it
@@ -28,6 +33,7 @@ import re
 from bisect import bisect_left
 from collections import Counter
 from decimal import Decimal
+from fractions import Fraction
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -48,6 +54,10 @@ _NUMBER_WORDS[b"twice"] = b"2"
 _SCALE = re.compile(rb"\s*(thousand|million|billion)\b")
 _SCALES = {b"thousand": 10 ** 3, b"million": 10 ** 6, b"billion": 10 ** 9}
 _PERCENT = re.compile(rb"\s*(%|percent\b)")
+# a duration's unit after its number, and the units a property may name (stemmed), in seconds
+_DURATION = re.compile(rb"\s*(sec|second|min|minute|hr|hour|day)s?\b")
+_UNIT_SECONDS = {"sec": 1, "second": 1, "min": 60, "minut": 60, "hr": 3600, "hour": 3600,
+                 "day": 86400}
 _WORD = re.compile(rb"\w")
 
 
@@ -89,6 +99,24 @@ class _Mention(NamedTuple):
     """One number the request writes or spells."""
     spellings: frozenset            # how a call writes it: "-5" and "5"; "8.5" and "8500000"
     fraction: Optional[bytes]       # a percentage as a fraction: b"0.05" for "5%"
+    seconds: Optional[Fraction] = None    # a duration ("10 minutes": 600)
+
+    def in_unit(self, unit: int, integer: bool) -> Optional[bytes]:
+        """The duration in a unit of `unit` seconds, as a call writes it; None if it is not a
+        duration, or not a whole number where one is needed."""
+        if self.seconds is None:
+            return None
+        v = self.seconds / unit
+        if v.denominator == 1:
+            return str(v.numerator).encode()
+        return None if integer else _digits(float(v))
+
+    def written_as(self) -> frozenset:
+        """Every way a call may have written it (to count it as written)."""
+        ways = self.spellings | {self.fraction}
+        if self.seconds is not None:
+            ways |= {self.in_unit(u, False) for u in set(_UNIT_SECONDS.values())}
+        return ways - {None}
 
 
 def _number_mentions(plain: bytes) -> list:
@@ -104,12 +132,24 @@ def _number_mentions(plain: bytes) -> list:
             ways.add(_digits(float(n) * _SCALES[scale.group(1)]))
         fraction = _PERCENT.match(plain, end) and \
             format(Decimal(n.decode()) / 100, "f").encode()
-        out.append(_Mention(frozenset(ways), fraction or None))
+        unit = _DURATION.match(plain, end)
+        seconds = Fraction(n.decode()) * _UNIT_SECONDS[_stem(unit.group(1).decode())] \
+            if unit else None
+        out.append(_Mention(frozenset(ways), fraction or None, seconds))
     return out
 
 
 _FRACTION_WORDS = frozenset(_stem(w) for w in "decimal fraction rate ratio yield return".split())
 _PERCENT_WORDS = frozenset(_stem(w) for w in "percent percentage".split())
+
+
+def _unit_of(key: str, schema) -> Optional[int]:
+    """The time unit (in seconds) a number property names ("seconds", "duration_minutes",
+    "How long, in hours"), if it names exactly one."""
+    if not schema or schema.get("type") not in ("integer", "number"):
+        return None
+    units = {_UNIT_SECONDS[w] for w in _words(_property_text(key, schema)) if w in _UNIT_SECONDS}
+    return units.pop() if len(units) == 1 else None
 
 
 def _takes_fraction(key: str, schema) -> bool:
@@ -148,6 +188,49 @@ def _request_dates(request: str) -> list:
                 continue
             found.append((m.start(), d))
     return [d for _, d in sorted(found)]
+
+
+_HOUR = r"(?P<h>\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
+_PART = (r"(?:\s*(?P<ap>[ap])\.?m\b\.?|\s+o'?clock)?"
+         r"(?:\s+(?:in the (?P<part>morning|afternoon|evening)|at (?P<night>night)))?")
+_TIME_FORMS = re.compile(
+    r"\b(?:(?P<rel>quarter past|half past|quarter to)\s+)?" + _HOUR + r"(?::(?P<m>[0-5]\d))?"
+    + _PART + r"|\b(?P<word>noon|midday|midnight)\b", re.I)
+_REL_MINUTES = {"quarter past": 15, "half past": 30, "quarter to": -15}
+
+
+def _request_times(request: str) -> list:
+    """The times of day the request spells unambiguously ("3pm", "7:45 a.m.", "quarter to 7
+    in the morning", "8 o'clock in the evening", "noon"), in order, as (hour, minute)."""
+    out = []
+    for m in _TIME_FORMS.finditer(request):
+        if m["word"]:
+            out.append((0 if m["word"].lower() == "midnight" else 12, 0))
+            continue
+        if not (m["ap"] or m["part"] or m["night"]):
+            continue       # "at 7", "quarter to 7": morning or evening, the request does not say
+        h = m["h"].lower()
+        h = int(h) if h.isdigit() else int(_NUMBER_WORDS[h.encode()])
+        if not 1 <= h <= 12 or (m["rel"] and m["m"]):
+            continue
+        pm = (m["ap"] or "").lower() == "p" or bool(m["night"]) or \
+            (m["part"] or "").lower() in ("afternoon", "evening")
+        minutes = (h % 12 + 12 * pm) * 60 + int(m["m"] or 0) + _REL_MINUTES.get(
+            (m["rel"] or "").lower(), 0)
+        out.append(divmod(minutes % (24 * 60), 60))
+    return out
+
+
+def _takes_time(key, schema) -> bool:
+    """A string property that takes a 24-hour time: its description says HH:MM (and no
+    date), or its name says time (and not date)."""
+    if not schema or schema.get("type") != "string" or "enum" in schema:
+        return False
+    desc = schema.get("description", "").lower()
+    if "hh:mm" in desc:
+        return not _DATE_HINT.search(desc)
+    named = re.sub(r"([a-z])([A-Z])", r"\1 \2", key).lower().replace("_", " ").split()
+    return "time" in named and "date" not in named
 
 
 def _date_format(key, schema) -> Optional[str]:
@@ -206,6 +289,7 @@ class Grounding:
                                                              or not _is_word(r[i]))]
         self.mentions = _number_mentions(r.replace(b",", b"").lower())
         self.dates = _request_dates(request)
+        self.times = _request_times(request)
         self._starts = frozenset(self.word_starts)
         # tool relevance: request words found in each tool's name and descriptions
         asked = _words(request)
@@ -276,7 +360,9 @@ class Grounding:
                     good += self._ids_at(p)
                 closing = bool(f.text) and any(self._boundary(p) for p in ends)
         elif f.kind == "num":
-            good = self._number_ids(f.text, allowed, self._offered(constraint, st, written))
+            offered, stale = self._offered(constraint, st, written)
+            good = self._number_ids(f.text, allowed, offered)
+            bad = set(self._number_ids(f.text, allowed, stale)) - set(good)
         elif f.kind == "words":
             # symbols (codes >= 256, e.g. FunctionGemma's <escape>) are tokens of their own
             return self._words_bonus(constraint, f.node, bytes(c for c in f.prefix if c < 256),
@@ -288,6 +374,8 @@ class Grounding:
         out = np.zeros(len(allowed), np.float32)
         if good:
             out[np.isin(allowed, np.asarray(good, np.int32))] = self.bonus_value
+        if f.kind == "num" and bad:
+            out[np.isin(allowed, np.asarray(sorted(bad), np.int32))] = -self.bonus_value
         if closing:
             out[np.isin(allowed, self._closer_ids(constraint))] = self.bonus_value
         return out if out.any() else None
@@ -370,34 +458,51 @@ class Grounding:
         return name, self.props.get(_tool_name(g, st[1].node), {}).get(name)
 
     def _dates_for(self, constraint, st, written: bytes) -> list:
-        """The request's dates not yet in the call, as the string being written (a date
-        property's) would spell them; [] for other properties."""
-        if not self.dates:
+        """The request's dates (or times of day) not yet in the call, as the string being
+        written (a date property's, or a time property's: HH:MM) would spell them; [] for
+        other properties."""
+        if not self.dates and not self.times:
             return []
         head = written[:len(written) - len(st[-1].text)]
-        fmt = _date_format(*self._property(constraint, st, head))
-        if fmt is None:
+        key, schema = self._property(constraint, st, head)
+        fmt = _date_format(key, schema) if self.dates else None
+        if fmt is not None:
+            spelled = [d.strftime(fmt).encode() for d in self.dates]
+        elif self.times and _takes_time(key, schema):
+            spelled = [b"%02d:%02d" % t for t in self.times]
+        else:
             return []
-        spelled = (d.strftime(fmt).encode() for d in self.dates)
         return [d for d in dict.fromkeys(spelled) if d not in head]
 
-    def _offered(self, constraint, st, written: bytes) -> frozenset:
-        """The spellings the number being written may take: those of the mentions the call
-        has not written yet (none once it has written each: the number is then not the
-        request's); a percentage as a fraction where the property takes one (module
-        docstring)."""
+    def _offered(self, constraint, st, written: bytes) -> tuple:
+        """(offered, stale): the spellings the number being written may take - those of the
+        mentions the call has not written yet (none once it has written each: the number is
+        then not the request's), a percentage as a fraction where the property takes one, a
+        duration in the property's unit (module docstring) - and the spellings that would
+        write a duration in the wrong unit."""
         head = written[:len(written) - len(st[-1].text)]    # up to the number's first byte
         done = Counter(_WRITTEN_NUMBER.findall(head))
         left = []
         for m in self.mentions:
-            w = next((w for w in m.spellings | {m.fraction} if done[w]), None)
+            w = next((w for w in m.written_as() if done[w]), None)
             if w is None:
                 left.append(m)
             else:
                 done[w] -= 1
-        fraction = _takes_fraction(*self._property(constraint, st, head))
-        return frozenset().union(*({m.fraction} if fraction and m.fraction else m.spellings
-                                   for m in left))
+        key, schema = self._property(constraint, st, head)
+        fraction, unit = _takes_fraction(key, schema), _unit_of(key, schema)
+        integer = bool(schema) and schema.get("type") == "integer"
+        out, stale = set(), set()
+        for m in left:
+            converted = m.in_unit(unit, integer) if unit else None
+            if fraction and m.fraction:
+                out.add(m.fraction)
+            elif converted is not None:
+                out.add(converted)
+                stale |= m.spellings     # "10" (minutes) where seconds are asked: wrong
+            else:
+                out |= m.spellings
+        return frozenset(out), frozenset(stale - out)
 
     def _name_bonus(self, constraint, typed: tuple, allowed):
         """Each token of a tool name gets the relevance of the best tool it leads to."""
