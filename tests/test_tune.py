@@ -110,6 +110,59 @@ def test_a_tool_result_is_context_not_target(tiny_gguf_factory):
     assert "response:lamp{state:<escape>on<escape>}<end_function_response>" in T.decode(tok, ids)
 
 
+def test_a_packed_pass_is_the_sum_of_its_examples(tiny_gguf_factory):
+    """Requests on one toolset share its declarations in one pass (train.pack): the loss and
+    every gradient must be those of the examples run one by one, past the sliding window."""
+    path = tiny_gguf_factory(**TINY)
+    tok = train.tokenizer_of(path)
+    group = [train.encode(tok, ex) for ex in _tool_examples()]
+    m = M.load(path, rank=4, rows=train.CONTROL_ROWS, seed=3)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) / 8)
+
+    def run(packed):
+        m.zero_grad()
+        total = 0.0
+        for ids, nxt, pos, branch in packed:
+            loss = m.loss(torch.tensor(ids), torch.tensor(nxt), pos=torch.tensor(pos),
+                          branch=torch.tensor(branch))
+            loss.backward()
+            total += float(loss.detach())
+        return total, [p.grad.clone() for p in m.parameters()]
+
+    one_by_one = [train.pack([e]) for e in group]
+    together = train.pack(group)
+    stem = together[3].count(0)
+    assert stem > TINY["sliding_window"] and len(together[0]) < sum(len(p[0]) for p in one_by_one)
+    assert sum(t != train.IGNORE for t in together[1]) == \
+        sum(t != train.IGNORE for _, tg in group for t in tg)
+    want, want_grads = run(one_by_one)
+    got, got_grads = run([together])
+    assert abs(got - want) <= 1e-5 * abs(want)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
+
+
+@pytest.mark.parametrize("make, size", [
+    (lambda data: data.generate(40, 1, "train", 7), 4),
+    (lambda data: data.examples_for_tools([LAMP, FAN], 40, 1), 8)])
+def test_grouped_examples_share_their_declarations(make, size):
+    from edge_runtime.tune import data
+    groups = {}
+    for ex in make(data):
+        if ex["group"] is not None:
+            groups.setdefault(ex["group"], []).append(ex)
+    assert 40 / size <= len(groups) < 40 / 2 and all(len(g) <= size for g in groups.values())
+    assert any(len(g) == size for g in groups.values())
+    for g in groups.values():
+        assert all(ex["tools"] == g[0]["tools"] for ex in g)
+        for ex in g:
+            names = {t["function"]["name"] for t in ex["tools"]}
+            called = [c["function"]["name"] for c in ex["messages"][1].get("tool_calls", [])]
+            assert set(called) <= names
+
+
 # ---- training, the adapter file, merging ------------------------------------------------------
 
 QUICK = train.Settings(rank=4, alpha=8.0, lr=2e-2, batch=5, steps=4, warmup=1, bf16=False,

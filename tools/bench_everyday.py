@@ -172,11 +172,14 @@ def main(argv=None):
     ap.add_argument("--requests", default=str(REQUESTS), help="requests file (JSONL)")
     ap.add_argument("--show-wrong", action="store_true", help="print each wrong case")
     ap.add_argument("--out", default=None, help="append a markdown table to this file")
+    ap.add_argument("--call-bias", type=float, default=None,
+                    help="Agent(call_bias=) (default: the agent's)")
     args = ap.parse_args(argv)
     requests = load_requests(args.requests)[::max(1, args.every)][:args.limit]
     path = args.model or er.models.default()
     model = er.Model.load(path, max_inference_len=4096, threads=1)
-    agent = er.Agent(model, tools=TOOLS, format=args.format)
+    agent = er.Agent(model, tools=TOOLS, format=args.format,
+                     **({} if args.call_bias is None else {"call_bias": args.call_bias}))
     defaults = defaults_of()
     t0 = time.time()
     results = run(agent, requests, args.tool_choice)
@@ -195,6 +198,7 @@ def main(argv=None):
     errors = sum(1 for _, _, e, _ in results if e)
     table = [f"Everyday requests (tools/everyday: {len(TOOLS)} home tools, {len(results)} "
              f"requests), format `{agent.format.name}`, tool_choice `{args.tool_choice}`, "
+             f"call bias {agent.call_bias:+.2f}, "
              "greedy, 1 thread", "",
              f"CPU: {cpu_name()}; date: {time.strftime('%Y-%m-%d')}; model: "
              f"`{Path(path).name}` (sha256 {file_sha(path)}); commit: {git_commit()}; "

@@ -31,6 +31,7 @@ class Recipe(NamedTuple):
     sizes: tuple
     made: float
     shares: tuple = (0.10, 0.27, 0.15, 0.20, 0.13, 0.15)
+    group: int = 1      # requests per toolset: they share the declarations (train.pack)
 
 
 # Version 2 declared one to five tools; taught on it, the model declined plain requests once
@@ -44,13 +45,17 @@ class Recipe(NamedTuple):
 # still: taught on version 5, two calls stayed the weakest kind (dev 13/47: one call, or the first
 # tool again for the second action) and conversions next (17/32). The stage it made was not
 # shipped (no better on the dev split: docs/TOOL_CALLING.md); it stays so that run can be redone.
+# Version 7 is version 5's mix with four requests per toolset: the declarations are most of an
+# example's tokens, and requests sharing them are trained in one packed pass (train.pack), so an
+# hour sees about twice the examples.
 KINDS = ("single", "choose", "parallel", "none", "convert", "followup")
 _UP_TO_12 = (tuple(range(1, 13)), (1, 3, 4, 4, 3, 3, 2, 2, 2, 2, 1, 1))
 RECIPES = {2: Recipe(((1, 2, 3, 4, 5), (1, 4, 5, 3, 1)), 0.0),
            3: Recipe(_UP_TO_12, 0.0),
            4: Recipe(_UP_TO_12, 0.5),
            5: Recipe(_UP_TO_12, 0.5, (0.06, 0.30, 0.24, 0.16, 0.14, 0.10)),
-           6: Recipe(_UP_TO_12, 0.5, (0.05, 0.27, 0.30, 0.14, 0.17, 0.07))}
+           6: Recipe(_UP_TO_12, 0.5, (0.05, 0.27, 0.30, 0.14, 0.17, 0.07)),
+           7: Recipe(_UP_TO_12, 0.5, (0.06, 0.30, 0.24, 0.16, 0.14, 0.10), group=4)}
 MADE_POOL = (24, 12)     # made-up tools and templates in a made-up pool
 
 _DEV = {t.name for t in TEMPLATES[4::5]}
@@ -98,8 +103,14 @@ def generate(n: int, seed: int, split: str = "train", version: int = GENERATOR_V
         raise ValueError(f"split must be 'train' or 'dev', got {split!r}")
     if version not in RECIPES:
         raise ValueError(f"generator version must be one of {sorted(RECIPES)}")
-    g = _Gen(random.Random(f"{split}:{seed}"), split, RECIPES[version])
-    return [g.example(k) for k in g.r.choices(KINDS, RECIPES[version].shares, k=n)]
+    recipe = RECIPES[version]
+    g = _Gen(random.Random(f"{split}:{seed}"), split, recipe)
+    if recipe.group == 1:
+        return [g.example(k) for k in g.r.choices(KINDS, recipe.shares, k=n)]
+    out = []
+    while len(out) < n:
+        out += [dict(ex, group=len(out)) for ex in g.group(recipe.group)]
+    return out[:n]
 
 
 # ---- schema rendering ----------------------------------------------------------------------
@@ -379,6 +390,88 @@ class _Gen:
             self.pool = self.made_pool()
         return getattr(self, "_" + kind)(kind)
 
+    def group(self, size):
+        """Up to size examples of drawn kinds on one toolset (the same declarations)."""
+        r = self.r
+        self.pool = self.templates
+        if self.recipe.made and r.random() < self.recipe.made:
+            self.pool = self.made_pool()
+        chosen = self._toolset(r.choice(self.pool), self.k(1))
+        rendered = {t.name: _Tool(t, r) for t in chosen}
+        tools = [rendered[t.name].tool for t in chosen]
+        out = []
+        for kind in r.choices(KINDS, self.recipe.shares, k=size):
+            ex = self._on_toolset(kind, chosen, rendered, tools)
+            if ex is not None:
+                out.append(ex)
+        return out
+
+    def _toolset(self, first, k):
+        """first plus up to k - 1 others from the pool, same-domain ones likely, in random
+        order, no two that _EXCLUSIVE keeps apart."""
+        r = self.r
+        chosen = [first]
+        others = [t for t in self.pool if t is not first]
+        r.shuffle(others)
+        if r.random() < 0.6:
+            others.sort(key=lambda t: t.domain != first.domain)   # stable: still shuffled
+        for t in others:
+            if len(chosen) >= k:
+                break
+            if not any(frozenset((t.name, c.name)) in _EXCLUSIVE for c in chosen):
+                chosen.append(t)
+        r.shuffle(chosen)
+        return chosen
+
+    def _on_toolset(self, kind, chosen, rendered, tools):
+        """One example of kind on the given toolset, or None when it cannot make one."""
+        r = self.r
+
+        def reply(text, calls=None, answer=None):
+            label = "single" if kind in ("single", "choose") and len(chosen) == 1 else \
+                "choose" if kind == "single" else kind
+            out = {"role": "assistant", "tool_calls": calls} if calls else \
+                {"role": "assistant", "content": answer}
+            return {"kind": label, "tools": tools,
+                    "messages": [{"role": "user", "content": text}, out]}
+
+        if kind == "parallel":
+            if not any(t.params for t in chosen):
+                return None
+            text, style, open_end, calls = self._several(chosen)
+            return reply(self.polish(text, style, open_end),
+                         [rendered[t.name].call(a) for t, a in calls])
+        if kind == "none":
+            domains = {t.domain for t in chosen}
+            away = [t for t in self.pool if t.domain not in domains and not any(
+                frozenset((t.name, c.name)) in _EXCLUSIVE for c in chosen)]
+            roll = r.random()
+            near = [t for t in away if t.near]
+            if roll < 0.35 and near:    # a request near a tool's domain that no tool here does
+                t = r.choice(near)
+                req, gist = r.choice(t.near)
+                vals = {p.name: _draw(p, r, self.split)[0] for p in t.params
+                        if p.name in _slots(req)}
+                return reply(_cap(req.format(**vals), r),
+                             answer=r.choice(self.decline).format(gist))
+            if roll < 0.8 and away:     # another domain altogether
+                t = r.choice(away)
+                said = self.phrase(t)
+                return reply(self.polish(said.text, said.style, said.open_end),
+                             answer=r.choice(self.decline).format(t.gist))
+            text, answer = r.choice(self.chat)
+            return reply(_cap(text, r), answer=answer)
+        for _ in range(8 if kind == "convert" else 1):
+            t = r.choice(chosen)
+            said = self.phrase(t, kind == "convert")
+            if said.converted or kind != "convert":
+                break
+        else:
+            return None
+        ex = reply(self.polish(said.text, said.style, said.open_end),
+                   [rendered[t.name].call(said.args)])
+        return self._result_and_answer(ex, t, said.args) if kind == "followup" else ex
+
     def made_pool(self):
         made = {}
         while len(made) < MADE_POOL[0]:
@@ -411,6 +504,10 @@ class _Gen:
 
     def _followup(self, kind):
         ex, t, args = self._one_call(kind, self.k(1))
+        return self._result_and_answer(ex, t, args)
+
+    def _result_and_answer(self, ex, t, args):
+        """ex (one call of t with args) followed by the tool's result and the answer to it."""
         r = self.r
         res = t.res(r, args)
         call = ex["messages"][1]["tool_calls"][0]["function"]
@@ -423,9 +520,19 @@ class _Gen:
         return ex
 
     def _parallel(self, kind):
+        text, style, open_end, calls = self._several(self.pool)
+        rendered, tools = self.tools(list({t.name: t for t, _ in calls}.values()),
+                                     max(len(calls), self.k(1)))
+        msgs = [{"role": "user", "content": self.polish(text, style, open_end)},
+                {"role": "assistant", "tool_calls": [rendered[t.name].call(a) for t, a in calls]}]
+        return {"kind": kind, "tools": tools, "messages": msgs}
+
+    def _several(self, pool):
+        """One request for two or three calls of pool's templates: (text, style, open_end,
+        [(template, args)])."""
         r = self.r
-        if r.random() < 0.5:      # the same tool with different arguments
-            t = r.choice([t for t in self.pool if t.params])
+        if r.random() < 0.5 or len(pool) < 2:      # the same tool with different arguments
+            t = r.choice([t for t in pool if t.params])
             if t.pair and r.random() < 0.6:
                 text, both, style = self.pair(t)
                 calls, open_end = [(t, a) for a in both], False
@@ -438,15 +545,11 @@ class _Gen:
                 text, style, open_end = self.join(said)
                 calls = [(t, s.args) for s in said]
         else:
-            ts = r.sample(self.pool, r.choice((2, 2, 2, 3)))
+            ts = r.sample(pool, min(len(pool), r.choice((2, 2, 2, 3))))
             said = [self.phrase(t, imperative=True) for t in ts]
             text, style, open_end = self.join(said)
             calls = [(t, s.args) for t, s in zip(ts, said)]
-        rendered, tools = self.tools(list({t.name: t for t, _ in calls}.values()),
-                                     max(len(calls), self.k(1)))
-        msgs = [{"role": "user", "content": self.polish(text, style, open_end)},
-                {"role": "assistant", "tool_calls": [rendered[t.name].call(a) for t, a in calls]}]
-        return {"kind": kind, "tools": tools, "messages": msgs}
+        return text, style, open_end, calls
 
     def _none(self, kind):
         r = self.r
@@ -761,10 +864,15 @@ class _UserTool:
                          f"{core}, {joined}", f"{core} ({', '.join(parts)})"))
 
 
+USER_GROUP = 8     # a user's examples per declaration order: one packed pass (train.pack)
+
+
 def examples_for_tools(tools: list, n: int, seed: int, extra_unfit: bool = True) -> list:
     """n examples for a user's own toolset, built from the schemas alone: single and parallel
     calls, spoken-number conversions, follow-ups, and (extra_unfit) requests none of the tools
-    can serve, taken from the built-in domains with no word in common with the user's tools."""
+    can serve, taken from the built-in domains with no word in common with the user's tools.
+    The tools are declared in an order drawn anew for every USER_GROUP examples, which share
+    it ("group")."""
     r = random.Random(f"user:{seed}")
     users = [_UserTool(t) for t in tools]
     callable_ = [u for u in users if u.args(random.Random(0)) is not None]
@@ -775,19 +883,21 @@ def examples_for_tools(tools: list, n: int, seed: int, extra_unfit: bool = True)
     kinds = [k for k, _ in _USER_KINDS if extra_unfit or k != "none"]
     weights = [w for k, w in _USER_KINDS if extra_unfit or k != "none"]
     g = _Gen(r, "train")
-    out = []
+    out, order = [], []
     while len(out) < n:
+        if len(out) % USER_GROUP == 0:
+            order = [u.tool for u in users]
+            r.shuffle(order)
+            order = copy.deepcopy(order)
         kind = r.choices(kinds, weights)[0]
-        ex = _user_example(kind, users, callable_, unfit, g, r)
+        ex = _user_example(kind, users, callable_, unfit, g, r, order)
         if ex:
-            out.append(ex)
+            same = ex["tools"] is order
+            out.append(dict(ex, group=f"user:{len(out) // USER_GROUP}" if same else None))
     return out
 
 
-def _user_example(kind, users, callable_, unfit, g, r):
-    toolset = [u.tool for u in users]
-    r.shuffle(toolset)
-    toolset = copy.deepcopy(toolset)
+def _user_example(kind, users, callable_, unfit, g, r, toolset):
     if kind == "none":
         if r.random() < 0.3 and len(users) > 1:     # a tool the toolset could have, but not here
             u = r.choice(users)

@@ -112,13 +112,9 @@ class Gemma3(nn.Module):
         cap = self.cfg.final_logit_softcap
         return torch.tanh(out / cap) * cap if cap else out
 
-    def _attention(self, q, k, v, local: bool):
+    def _attention(self, q, k, v, keep):
         c = self.cfg
         T = q.shape[0]
-        pos = torch.arange(T)
-        keep = pos[None, :] <= pos[:, None]
-        if local:
-            keep &= pos[:, None] - pos[None, :] < c.sliding_window
         group = c.n_head // c.n_head_kv
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)
@@ -127,11 +123,25 @@ class Gemma3(nn.Module):
                                            v.transpose(0, 1), attn_mask=keep, scale=scale)
         return o.transpose(0, 1).reshape(T, c.n_head * c.head_dim_v)
 
-    def hidden(self, ids: torch.Tensor) -> torch.Tensor:
-        """Final hidden states [T, C] (before the output norm) of one sequence ids [T]."""
+    def masks(self, pos: torch.Tensor, branch: torch.Tensor) -> tuple:
+        """(global, local) attention masks [T, T] of a packed sequence: a token sees the
+        tokens before it in the shared stem (branch 0) and in its own branch, the local layers
+        only those fewer than sliding_window positions back."""
+        idx = torch.arange(len(pos))
+        keep = (idx[None, :] <= idx[:, None]) & \
+            ((branch[None, :] == 0) | (branch[None, :] == branch[:, None]))
+        return keep, keep & (pos[:, None] - pos[None, :] < self.cfg.sliding_window)
+
+    def hidden(self, ids: torch.Tensor, pos: torch.Tensor | None = None,
+               branch: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden states [T, C] (before the output norm) of one sequence ids [T], or of
+        a packed one: a stem shared by several branches (pack()), pos the positions, branch
+        0 for the stem and 1, 2, ... for the branches."""
         c = self.cfg
         T = ids.shape[0]
-        pos = torch.arange(T)
+        if pos is None:
+            pos, branch = torch.arange(T), torch.zeros(T, dtype=torch.long)
+        keep_global, keep_local = self.masks(pos, branch)
         x = self.embed(ids)
         for il in range(c.n_layer):
             n, p = self.norms[il], self.lora[il]
@@ -145,7 +155,7 @@ class Gemma3(nn.Module):
                 (c.rope_base_global, c.rope_scale_global)
             q = rope(q, pos, base, scale, c.head_dim_k)
             k = rope(k, pos, base, scale, c.head_dim_k)
-            a = p["attn_output"](self._attention(q, k, v, local))
+            a = p["attn_output"](self._attention(q, k, v, keep_local if local else keep_global))
             x = x + rms_norm(a, n["post_attention_norm"], c.eps)
             h = rms_norm(x, n["ffn_norm"], c.eps)
             f = p["ffn_down"](F.gelu(p["ffn_gate"](h), approximate="tanh") * p["ffn_up"](h))
@@ -156,15 +166,17 @@ class Gemma3(nn.Module):
         """Logits at every position [T, V]."""
         return self.logits(self.hidden(ids))
 
-    def loss(self, ids: torch.Tensor, targets: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    def loss(self, ids: torch.Tensor, targets: torch.Tensor, bf16: bool = False,
+             pos: torch.Tensor | None = None, branch: torch.Tensor | None = None) -> torch.Tensor:
         """Summed cross-entropy over the positions whose target is >= 0 (the model's reply):
-        only those rows of the output matrix product are computed. bf16: the layers run under
-        bfloat16 autocast (1.4x on a CPU with bf16 dot products); the output matrix product
-        stays float32, as autocast would recast the whole embedding at every step."""
+        only those rows of the output matrix product are computed. targets[i] is the token that
+        should follow ids[i] (pack() gives ids, targets, pos, branch). bf16: the layers run
+        under bfloat16 autocast (1.4x on a CPU with bf16 dot products); the output matrix
+        product stays float32, as autocast would recast the whole embedding at every step."""
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            h = self.hidden(ids[:-1])
-        tgt = targets[1:]
-        sel = tgt >= 0
+            h = self.hidden(ids, pos, branch)
+        sel = targets >= 0
+        tgt = targets
         return F.cross_entropy(self.logits(h[sel].float()), tgt[sel], reduction="sum")
 
     # ---- the adapter's tensors -------------------------------------------------------------

@@ -90,6 +90,52 @@ def encode(tok, example) -> tuple[list, list]:
     return ids, targets
 
 
+def pack(encoded) -> tuple:
+    """One pass for examples that share their first tokens (the declarations of one toolset):
+    (ids, next_targets, pos, branch). The shared stem is written once (branch 0); each
+    example's rest follows as branch 1, 2, ..., at the positions it has on its own, seeing
+    the stem and itself only (Gemma3.masks). next_targets[i] is the target for the token after
+    ids[i] within its own sequence, so the loss is the sum of the examples' own losses."""
+    if len(encoded) == 1:
+        stem = len(encoded[0][0])
+    else:
+        stem = 0
+        first = encoded[0][0]
+        shortest = min(len(ids) for ids, _ in encoded)
+        while stem < shortest - 1 and all(ids[stem] == first[stem] for ids, _ in encoded):
+            stem += 1
+        # the stem's last token is followed by each branch's own first token: not a target
+        while stem and any(tg[stem] != IGNORE for _, tg in encoded):
+            stem -= 1
+    ids0, tg0 = encoded[0]
+    ids, nxt = list(ids0[:stem]), list(tg0[1:stem]) + [IGNORE] * min(stem, 1)
+    pos, branch = list(range(stem)), [0] * stem
+    for b, (e_ids, e_tg) in enumerate(encoded, 1):
+        if stem == len(e_ids):
+            continue
+        ids += e_ids[stem:]
+        nxt += list(e_tg[stem + 1:]) + [IGNORE]
+        pos += range(stem, len(e_ids))
+        branch += [b] * (len(e_ids) - stem)
+    return ids, nxt, pos, branch
+
+
+def _groups(examples) -> list:
+    """Lists of indices into examples: the examples of one group (data.py's "group"), else
+    each on its own."""
+    out, where = [], {}
+    for i, ex in enumerate(examples):
+        g = ex.get("group")
+        if g is None:
+            out.append([i])
+        elif g in where:
+            out[where[g]].append(i)
+        else:
+            where[g] = len(out)
+            out.append([i])
+    return out
+
+
 def tokenizer_of(path) -> Tokenizer:
     g = open_gguf(path)
     return Tokenizer.from_gguf(g)
@@ -154,9 +200,11 @@ def train(base_path, examples, out_path, settings: Settings = Settings(), *, min
     torch.manual_seed(s.seed)
     tok = tokenizer_of(base_path)
     encoded = [encode(tok, ex) for ex in examples]
-    encoded = [e for e in encoded if len(e[0]) <= s.max_len]
-    if not encoded:
+    fits = [i for i, e in enumerate(encoded) if len(e[0]) <= s.max_len]
+    if not fits:
         raise ValueError("no training example fits in max_len")
+    groups = _groups([examples[i] for i in fits])
+    encoded = [encoded[i] for i in fits]
     fingerprint = hashlib.sha256(json.dumps([e[0] for e in encoded]).encode()).hexdigest()
     model = M.load(base_path, rank=s.rank, alpha=s.alpha, rows=CONTROL_ROWS, seed=s.seed)
     if init is not None:
@@ -178,7 +226,15 @@ def train(base_path, examples, out_path, settings: Settings = Settings(), *, min
             (log or print)(f"resuming at step {step}/{s.steps} from {ckpt}")
         else:
             (log or print)(f"{ckpt} is from another run (settings or data differ): starting over")
-    order = _order(len(encoded), s.steps * s.batch, s.seed)
+    # a step takes whole groups until it holds `batch` examples
+    order = _order(len(groups), s.steps * s.batch, s.seed)
+    steps, at = [], 0
+    while len(steps) < s.steps:
+        take, n = [], 0
+        while n < s.batch:
+            take.append(groups[order[at]])
+            n, at = n + len(groups[order[at]]), at + 1
+        steps.append(take)
     bar = Progress(s.steps)
     t0, tokens0, first_step = time.time(), 0, step
     ema = None
@@ -195,12 +251,13 @@ def train(base_path, examples, out_path, settings: Settings = Settings(), *, min
             break
         for g in opt.param_groups:
             g["lr"] = _lr(s, step)
-        batch = [encoded[i] for i in order[step * s.batch:(step + 1) * s.batch]]
-        n_target = sum(sum(t != IGNORE for t in tg) for _, tg in batch)
+        batch = [pack([encoded[i] for i in g]) for g in steps[step]]
+        n_target = sum(sum(t != IGNORE for t in p[1]) for p in batch)
         opt.zero_grad(set_to_none=True)
         total = 0.0
-        for ids, tg in batch:
-            loss = model.loss(torch.tensor(ids), torch.tensor(tg), bf16=s.bf16) / n_target
+        for ids, nxt, pos, branch in batch:
+            loss = model.loss(torch.tensor(ids), torch.tensor(nxt), bf16=s.bf16,
+                              pos=torch.tensor(pos), branch=torch.tensor(branch)) / n_target
             loss.backward()
             total += float(loss.detach())
             tokens0 += len(ids)
