@@ -359,6 +359,48 @@ def test_the_users_examples_file_is_checked_line_by_line(tmp_path):
             read_examples(f, [LAMP, FAN])
 
 
+@pytest.mark.model
+def test_tune_trains_on_every_example_of_an_everyday_toolset(monkeypatch, tmp_path):
+    """Each example declares all of the user's tools (11 here: ~1,000 tokens); none may be
+    dropped for its length (they once all were, at the trainer's 768-token default)."""
+    from pathlib import Path
+
+    from edge_runtime import models
+    from edge_runtime.cli import _load_tools
+    from edge_runtime.tune import user
+    seen = {}
+
+    def fake_train(base, examples, out, settings, **kw):
+        seen.update(examples=examples, settings=settings)
+        return {}
+    monkeypatch.setattr(user, "train", fake_train)
+    monkeypatch.setattr(user, "score", lambda *a, **k: {})
+    monkeypatch.setattr(models, "merged", lambda *a, **k: "unused")
+    tools = _load_tools(str(Path(__file__).resolve().parents[1] / "tools/everyday/home_tools.py"))
+    user.tune(tools, tmp_path / "home.adapter", n_generated=100, log=lambda *a: None)
+    tok = train.tokenizer_of(models.source())
+    mine = [e for e in seen["examples"] if str(e.get("group")).startswith("user:")]
+    lengths = [len(train.encode(tok, e)[0]) for e in mine]
+    assert len(mine) >= 40 and min(lengths) > 768
+    assert max(lengths) <= seen["settings"].max_len
+
+
+def test_train_says_when_it_skips_long_examples(tiny_gguf_factory, tmp_path):
+    path = tiny_gguf_factory(**TINY)
+    said = []
+    short = train.Settings(**dict(vars(QUICK), max_len=40, steps=1))
+    examples = _tool_examples()
+    examples[0] = _example("lamp on " * 20, _call("lamp", {"on": True}))
+    with pytest.raises(ValueError, match="no training example fits"):
+        train.train(path, examples, tmp_path / "none.adapter", short, threads=1, log=said.append)
+    said.clear()
+    medium = train.Settings(**dict(vars(QUICK), steps=1,
+                                   max_len=len(train.encode(train.tokenizer_of(path),
+                                                            examples[1])[0]) + 8))
+    train.train(path, examples, tmp_path / "a.adapter", medium, threads=1, log=said.append)
+    assert any("1 of 5 examples are longer than max_len" in s for s in said), said
+
+
 def test_tune_without_torch_names_the_extra(tmp_path):
     tools = tmp_path / "t.py"
     tools.write_text("def lamp(on: bool) -> dict:\n    '''Switch the lamp.'''\n    return {}\n")

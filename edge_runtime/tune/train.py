@@ -203,6 +203,9 @@ def train(base_path, examples, out_path, settings: Settings = Settings(), *, min
     fits = [i for i, e in enumerate(encoded) if len(e[0]) <= s.max_len]
     if not fits:
         raise ValueError("no training example fits in max_len")
+    if len(fits) < len(encoded):
+        (log or print)(f"{len(encoded) - len(fits)} of {len(encoded)} examples are longer than "
+                       f"max_len {s.max_len} tokens: skipped")
     groups = _groups([examples[i] for i in fits])
     encoded = [encoded[i] for i in fits]
     fingerprint = hashlib.sha256(json.dumps([e[0] for e in encoded]).encode()).hexdigest()

@@ -23,6 +23,7 @@ from .train import Settings, train
 
 GENERAL_SHARE = 0.25
 GENERAL_VERSION = 7       # the general data's generator: requests grouped per toolset
+TOKENS_MAX = 16384        # an example's length limit: a toolset of 60 tools is ~5k tokens
 HELD_OUT = 40
 
 
@@ -121,8 +122,9 @@ def tune(tools, out_path, examples_path=None, minutes=20.0, steps=120, seed=0,
     log(f"tune: {len(tools)} tools, {len(train_set)} training examples "
         f"({len(mine)} of yours), {len(held)} held out")
     before = score(models.default(), tools, held, threads)
+    # every example declares the user's whole toolset: none may be skipped for its length
     settings = Settings(rank=shipped.manifest["rank"], alpha=shipped.manifest["alpha"],
-                        steps=steps, lr=2e-4, warmup=5)
+                        steps=steps, lr=2e-4, warmup=5, max_len=TOKENS_MAX)
     manifest = train(base, train_set, out_path, settings,
                      minutes=minutes, init=shipped, threads=threads, log=log, record={
                          "generator_version": GENERAL_VERSION, "data_seed": seed,
