@@ -364,18 +364,9 @@ class _Gen:
         """need's templates plus distractors up to k, in random order; same-domain distractors
         are likely (the hard case). Nothing from avoid_domains, nor what avoid excludes."""
         r = self.r
-        chosen = list(need)
-        domains = {t.domain for t in need}
-        others = [t for t in self.pool if t not in chosen and t.domain not in avoid_domains
+        others = [t for t in self.pool if t not in need and t.domain not in avoid_domains
                   and not (avoid and frozenset((t.name, avoid.name)) in _EXCLUSIVE)]
-        r.shuffle(others)
-        if r.random() < 0.6:
-            others.sort(key=lambda t: t.domain not in domains)   # stable: still shuffled
-        for t in others:
-            if len(chosen) >= k:
-                break
-            if not any(frozenset((t.name, c.name)) in _EXCLUSIVE for c in chosen):
-                chosen.append(t)
+        chosen = self._fill(list(need), others, k)
         rendered = {t.name: _Tool(t, r) for t in chosen}
         order = list(rendered.values())
         r.shuffle(order)
@@ -407,20 +398,23 @@ class _Gen:
         return out
 
     def _toolset(self, first, k):
-        """first plus up to k - 1 others from the pool, same-domain ones likely, in random
-        order, no two that _EXCLUSIVE keeps apart."""
-        r = self.r
-        chosen = [first]
-        others = [t for t in self.pool if t is not first]
-        r.shuffle(others)
-        if r.random() < 0.6:
-            others.sort(key=lambda t: t.domain != first.domain)   # stable: still shuffled
+        """first plus up to k - 1 others from the pool, in random order."""
+        chosen = self._fill([first], [t for t in self.pool if t is not first], k)
+        self.r.shuffle(chosen)
+        return chosen
+
+    def _fill(self, chosen, others, k):
+        """chosen plus others up to k: same-domain ones likely (the hard case), no two that
+        _EXCLUSIVE keeps apart."""
+        domains = {t.domain for t in chosen}
+        self.r.shuffle(others)
+        if self.r.random() < 0.6:
+            others.sort(key=lambda t: t.domain not in domains)   # stable: still shuffled
         for t in others:
             if len(chosen) >= k:
                 break
             if not any(frozenset((t.name, c.name)) in _EXCLUSIVE for c in chosen):
                 chosen.append(t)
-        r.shuffle(chosen)
         return chosen
 
     def _on_toolset(self, kind, chosen, rendered, tools):
