@@ -45,7 +45,8 @@ def test_deterministic_per_seed_and_split():
 def test_every_kind_present():
     counts = Counter(e["kind"] for e in data.generate(2000, 11))
     assert set(counts) == set(data.KINDS) == set(data.kinds())
-    assert all(counts[k] >= 100 for k in data.KINDS), counts
+    # grouped requests (version 7) declare one tool only when the toolset has one: "single" is rare
+    assert all(counts[k] >= 20 for k in data.KINDS), counts
 
 
 def test_schemas_and_calls_validate(train, dev):

@@ -20,7 +20,7 @@ from . import synth
 from .domains import (CITIES, CURRENCIES, FILES, FOLDERS, LANGS, NAMES, NOT_COMMANDS, NOTES,
                       ROOMS, SONGS, TEMPLATES, TOPICS, URLS, P, dates, split_pool, times)
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 7
 
 
 class Recipe(NamedTuple):

@@ -22,7 +22,6 @@ from . import data, evaluate
 from .train import Settings, train
 
 GENERAL_SHARE = 0.25
-GENERAL_VERSION = 7       # the general data's generator: requests grouped per toolset
 TOKENS_MAX = 16384        # an example's length limit: a toolset of 60 tools is ~5k tokens
 HELD_OUT = 40
 
@@ -115,7 +114,7 @@ def tune(tools, out_path, examples_path=None, minutes=20.0, steps=120, seed=0,
     train_set = [e for i, e in enumerate(generated) if i % 5 or i // 5 >= HELD_OUT] + \
         [e for i, e in enumerate(mine) if i % 4]
     n_general = int(len(train_set) * GENERAL_SHARE / (1 - GENERAL_SHARE))
-    train_set += data.generate(n_general, seed, "train", GENERAL_VERSION)
+    train_set += data.generate(n_general, seed, "train")
     random.Random(seed).shuffle(train_set)
     base = models.source()
     shipped = adapter_file.read(models.DEFAULT_ADAPTER)
@@ -127,7 +126,7 @@ def tune(tools, out_path, examples_path=None, minutes=20.0, steps=120, seed=0,
                         steps=steps, lr=2e-4, warmup=5, max_len=TOKENS_MAX)
     manifest = train(base, train_set, out_path, settings,
                      minutes=minutes, init=shipped, threads=threads, log=log, record={
-                         "generator_version": GENERAL_VERSION, "data_seed": seed,
+                         "generator_version": data.GENERATOR_VERSION, "data_seed": seed,
                          "tools": [normalize_tool(t)["name"] for t in tools],
                          "user_examples": os.path.basename(examples_path or "") or None})
     after = score(models.merged(base, out_path), tools, held, threads)
