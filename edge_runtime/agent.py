@@ -487,7 +487,8 @@ class Agent:
 
     def _answer(self, dec, max_tokens, stop, on_text, emit, logits=None):
         """Free text until the format's stop, a newline (plain-text formats), a stop string,
-        a repetition or max_tokens: (text, finish_reason)."""
+        a repetition or max_tokens: (text, finish_reason). The answer is never empty: its first
+        token may not be the stop (a model leaning to a call, told not to, would stop at once)."""
         fmt, tok = self.format, self.model.tokenizer
         limit = self.max_tokens if max_tokens is None else max_tokens
         if logits is None:
@@ -497,10 +498,11 @@ class Agent:
             if fmt.symbol_ids else np.zeros(0, np.int64)
         text, finish = bytearray(), "length"
         stops = [s for s in ([stop] if isinstance(stop, str) else (stop or [])) if s]
+        first = np.asarray(sorted(set(fmt.answer_stops) | set(never.tolist())), np.int64)
         for _ in range(limit):
             if logits is None:
                 logits = dec.logits()
-            logits[never] = -np.inf
+            logits[first if not text else never] = -np.inf
             t = dec.sampler.sample(logits)
             logits = None
             if t in fmt.answer_stops:
