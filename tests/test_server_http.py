@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -635,7 +636,11 @@ def test_the_access_log_has_a_line_per_request(tiny_model, capfd):
             "model": s.server.name, "max_tokens": 3, "temperature": 0,
             "messages": [{"role": "user", "content": "hello"}]})
         assert status == 200
-        out = capfd.readouterr().out.splitlines()
+        # the server writes a request's line once the reply is sent: the client may be first
+        out, deadline = [], time.monotonic() + 10
+        while len(out) < 3 and time.monotonic() < deadline:
+            out += capfd.readouterr().out.splitlines()
+            time.sleep(0.02)
     got = [line.match(x) for x in out]
     assert all(got) and len(got) == 3, out
     assert [(m[1], m[2], m[3], m[4]) for m in got[:2]] == [
