@@ -104,6 +104,36 @@ def test_made_up_tools_are_read_from_their_schema():
     assert ids > 20
 
 
+def test_formula_tools_carry_lists_amounts_and_rates():
+    """Version 8's calculation tools: a list of numbers is called with every number in the
+    request's order, "$2,000,000" with 2000000, and "5%" with 0.05 where the schema asks for a
+    decimal and 5 where it asks for percent; older versions have no such tools."""
+    lists = amounts = fractions = percents = 0
+    for ex in data.generate(3000, 3, "train", version=8):
+        text = ex["messages"][0]["content"]
+        schemas = {t["function"]["name"]: t["function"]["parameters"]["properties"]
+                   for t in ex["tools"]}
+        for c in _calls(ex):
+            for k, v in c["arguments"].items():
+                s = schemas[c["name"]][k]
+                if s["type"] == "array" and s["items"]["type"] == "number":
+                    said = [float(x) for x in re.findall(r"\d+(?:\.\d+)?", text)]
+                    it = iter(said)
+                    assert v and all(float(x) in it for x in v), (v, text)   # in order
+                    lists += 1
+                elif isinstance(v, int) and v >= 1000 and f"{v:,}" in text:
+                    amounts += 1
+                elif s.get("description", "").startswith("Annual rate as a decimal"):
+                    assert f"{round(v * 100, 2):g}%" in text, (v, text)
+                    fractions += 1
+                elif s.get("description", "").startswith("Annual rate in percent"):
+                    assert f"{v:g}%" in text, (v, text)
+                    percents += 1
+    assert min(lists, amounts, fractions, percents) > 5, (lists, amounts, fractions, percents)
+    assert not any("_calculator" in t["function"]["name"] or "compute_" in t["function"]["name"]
+                   for e in data.generate(600, 3, "train", version=7) for t in e["tools"])
+
+
 def test_kind_shapes(train):
     by = {k: [e for e in train if e["kind"] == k] for k in data.KINDS}
     for ex in by["none"]:

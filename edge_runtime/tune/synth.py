@@ -251,3 +251,232 @@ def template(r, split: str) -> T:
         if place is not None and len(params) == 1 else []
     return T(name, FAMILIES[family], desc, params, say, gist=f"{said} {plural}", res=res,
              done=done, pair=pair)
+
+
+# ---- formulas: tools that compute from numbers, lists and named columns ----------------------
+# Version 8 of the generator (data.RECIPES). Taught without them, the model wrote an empty list
+# for every array of numbers, dropped digits from "$2,000,000" and put one measurement in
+# another's place (BFCL simple_python, a development category: docs/TOOL_CALLING.md).
+
+def _measure(lo, hi, unit, digits=0):
+    def gen(r, s):
+        v = r.randint(lo, hi) if digits == 0 else round(r.uniform(lo, hi), digits)
+        return (f"{v} {unit}" if unit else str(v)), v
+    return gen
+
+
+def _money(r, s):
+    v = r.choice((r.randrange(1, 100) * 1000, r.randrange(1, 50) * 100,
+                  r.randrange(1, 20) * 1_000_000, r.randrange(100, 99999)))
+    return r.choice((f"${v:,}", f"{v:,} dollars", f"${v}", f"{v:,} USD")), v
+
+
+def _percent(as_fraction):
+    """A rate said in percent: the value is 0.05 for "5%" when the schema asks for a decimal."""
+    def gen(r, s):
+        pct = r.choice((1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25))
+        return f"{pct}%", round(pct / 100, 4) if as_fraction else pct
+    return gen
+
+
+def _numbers(lo, hi, digits=0):
+    def gen(r, s):
+        v = [r.randint(lo, hi) if digits == 0 else round(r.uniform(lo, hi), digits)
+             for _ in range(r.randint(2, 6))]
+        t = [str(x) for x in v]
+        form = r.random()
+        text = ("[" + ", ".join(t) + "]" if form < 0.35 else ", ".join(t) if form < 0.6
+                else ", ".join(t[:-1]) + " and " + t[-1])
+        return text, v
+    return gen
+
+
+COLUMNS = ["Age", "Income", "Education", "Region", "Score", "Price", "Weight", "Height",
+           "Salary", "Tenure", "Rating", "Clicks", "Visits", "Revenue", "Churn", "Distance"]
+
+
+def _columns(r, s):
+    items = r.sample(split_pool(COLUMNS, s), r.randint(2, 4))
+    t = [r.choice(("'{}'", "{}", '"{}"')).format(x) for x in items]
+    return ", ".join(t[:-1]) + " and " + t[-1], items
+
+
+def _column(r, s):
+    v = r.choice(split_pool(COLUMNS, s))
+    return r.choice((f"'{v}'", v)), v
+
+
+class _Q:
+    """A quantity a formula takes: names it may have, its description, values, the fragments
+    that say it ("{}" is the value) and a companion that comes with it (group A, group B)."""
+
+    def __init__(self, names, desc, gen, frags, type="number", items=None, with_=None):
+        self.names, self.desc, self.gen, self.frags = names, desc, gen, frags
+        self.type = "array" if items else type
+        self.items, self.with_ = items, with_
+
+
+_NUM = {"type": "number"}
+QUANTITIES = {
+    "physics": [
+        _Q(("mass", "mass_kg"), "Mass in kilograms", _measure(1, 500, "kg", 1),
+           ["a mass of {}", "weighing {}"]),
+        _Q(("volume", "volume_m3"), "Volume in cubic meters", _measure(1, 80, "cubic meters", 1),
+           ["a volume of {}", "taking up {}"]),
+        _Q(("velocity", "speed"), "Speed in m/s", _measure(1, 90, "m/s"),
+           ["moving at {}", "a speed of {}"]),
+        _Q(("height", "drop_height"), "Height in meters", _measure(2, 400, "m"),
+           ["from a height of {}", "dropped from {}"]),
+        _Q(("time", "duration"), "Time in seconds", _measure(2, 120, "seconds"),
+           ["over {}", "during {}"]),
+        _Q(("force", "force_n"), "Force in newtons", _measure(5, 900, "N"),
+           ["a force of {}", "pushed with {}"]),
+        _Q(("area", "surface_area"), "Area in square meters", _measure(1, 60, "m²", 2),
+           ["over an area of {}", "an area of {}"]),
+        _Q(("distance", "displacement"), "Distance in meters", _measure(5, 5000, "m"),
+           ["over a distance of {}", "across {}"]),
+    ],
+    "finance": [
+        _Q(("principal", "initial_investment", "loan_amount"), "Starting amount in dollars",
+           _money, ["a starting amount of {}", "an initial investment of {}", "a principal of {}"]),
+        _Q(("rate", "annual_rate", "interest_rate"), "Annual rate as a decimal (0.05 for 5%)",
+           _percent(True), ["an annual rate of {}", "at {} a year"]),
+        _Q(("rate_percent", "growth_percent"), "Annual rate in percent (5 for 5%)",
+           _percent(False), ["a yearly rate of {}", "growing {} a year"]),
+        _Q(("years", "term_years", "period"), "Number of years", _measure(1, 40, "years"),
+           ["over {}", "for {}"], type="integer"),
+        _Q(("revenue", "total_revenue"), "Revenue in dollars", _money,
+           ["revenue of {}", "a revenue of {}"]),
+        _Q(("cost", "total_cost", "expenses"), "Cost in dollars", _money,
+           ["costs of {}", "a total cost of {}"]),
+        _Q(("cash_flows", "payments"), "Yearly amounts in dollars", _numbers(100, 9000),
+           ["cash flows of {}", "yearly amounts {}"], items=_NUM),
+        _Q(("shares", "units"), "How many shares", _measure(10, 50000, ""),
+           ["{} shares", "holding {} shares"], type="integer"),
+    ],
+    "stats": [
+        _Q(("values", "data", "numbers", "samples"), "The numbers", _numbers(1, 99),
+           ["the values {}", "the numbers {}", "data {}"], items=_NUM),
+        _Q(("group_a", "sample1", "first"), "First sample", _numbers(1, 60),
+           ["group A {}", "a first sample of {}"], items=_NUM, with_=1),
+        _Q(("group_b", "sample2", "second"), "Second sample", _numbers(1, 60),
+           ["group B {}", "a second sample of {}"], items=_NUM),
+        _Q(("features", "columns", "predictors"), "Column names", _columns,
+           ["the columns {}", "predictors {}", "features {}"], items={"type": "string"}),
+        _Q(("target", "label_column"), "The column to predict", _column,
+           ["target {}", "predicting {}"], type="string"),
+        _Q(("percentile", "q"), "Percentile, 1-99", _measure(1, 99, ""),
+           ["the {}th percentile", "percentile {}"], type="integer"),
+        _Q(("window", "window_size"), "Window length in points", _measure(2, 30, ""),
+           ["a window of {}", "window size {}"], type="integer"),
+        _Q(("measurements", "readings"), "Readings", _numbers(0, 40, 1),
+           ["the readings {}", "measurements {}"], items=_NUM),
+    ],
+    "health": [
+        _Q(("weight_kg", "weight"), "Body weight in kg", _measure(40, 140, "kg"),
+           ["weighing {}", "a weight of {}"]),
+        _Q(("height_m",), "Height in meters", _measure(1, 2, "m", 2), ["{} tall", "a height of {}"]),
+        _Q(("height_cm",), "Height in centimeters", _measure(140, 205, "cm"),
+           ["{} tall", "a height of {}"]),
+        _Q(("age", "age_years"), "Age in years", _measure(18, 90, "years old"),
+           ["{}", "aged {}"], type="integer"),
+        _Q(("resting_hr", "resting_heart_rate"), "Resting heart rate in bpm",
+           _measure(45, 95, "bpm"), ["a resting heart rate of {}", "resting pulse {}"],
+           type="integer"),
+        _Q(("steps", "daily_steps"), "Steps per day", _measure(1000, 25000, "steps"),
+           ["walking {} a day", "{} daily"], type="integer"),
+    ],
+    "geometry": [
+        _Q(("radius", "r"), "Radius in cm", _measure(1, 80, "cm", 1), ["a radius of {}", "radius {}"]),
+        _Q(("length", "side_a"), "Length in cm", _measure(1, 300, "cm"), ["a length of {}", "{} long"]),
+        _Q(("width", "side_b"), "Width in cm", _measure(1, 300, "cm"), ["a width of {}", "{} wide"]),
+        _Q(("angle", "angle_deg"), "Angle in degrees", _measure(5, 175, "degrees"),
+           ["an angle of {}", "at {}"]),
+        _Q(("sides", "side_lengths"), "Side lengths in cm", _numbers(1, 40),
+           ["sides of {}", "side lengths {}"], items=_NUM),
+    ],
+}
+RESULTS = {
+    "physics": ["density", "kinetic energy", "momentum", "pressure", "final velocity",
+                "fall time", "power output", "work done", "buoyant force", "stopping distance",
+                "impact speed", "drag force"],
+    "finance": ["compound interest", "future value", "monthly payment", "return on investment",
+                "break even point", "net present value", "profit margin", "payback period",
+                "annual yield", "dividend per share", "growth rate", "tax owed"],
+    "stats": ["mean", "standard deviation", "t statistic", "correlation", "regression fit",
+              "moving average", "z scores", "outliers", "histogram", "median", "variance",
+              "confidence interval"],
+    "health": ["body mass index", "daily calories", "target heart rate", "body fat estimate",
+               "water intake", "fitness score", "ideal weight", "recovery time"],
+    "geometry": ["area", "perimeter", "volume", "surface area", "diagonal", "circumference",
+                 "arc length", "inscribed circle"],
+}
+_SHORT = {"body mass index": "bmi", "return on investment": "roi", "net present value": "npv",
+          "standard deviation": "std_dev", "t statistic": "t_stat"}
+
+
+def _optional(r) -> P:
+    """An optional parameter with a default, set only when a request mentions it."""
+    kind = r.randrange(3)
+    if kind == 0:
+        return P(r.choice(("decimals", "round_to", "precision")), "integer",
+                 "Decimal places in the result, default 2", _measure(0, 6, ""), lo=0, hi=10,
+                 default=2, opt=[", rounded to {} decimals", " to {} decimal places"])
+    if kind == 1:
+        return P("unit_system", "string", "metric or imperial, default metric",
+                 ["metric", "imperial"], enum=["metric", "imperial"], default="metric",
+                 opt=[" in {} units", ", {} units"])
+    return P(r.choice(("detailed", "include_steps", "verbose")), "boolean",
+             "Include the working, default false", default=False,
+             opt={True: [" and show the working", " with the steps"],
+                  False: [" without the working"]})
+
+
+def formula(r, split: str) -> T:
+    """One made-up calculation tool: 1-3 required quantities of a domain, 0-1 optional."""
+    domain = r.choice(sorted(QUANTITIES))
+    noun = r.choice(split_pool(RESULTS[domain], split))
+    qs = QUANTITIES[domain]
+    picked = []
+    for q in r.sample(qs, r.randint(1, 3)):
+        if q in picked:
+            continue
+        picked.append(q)
+        if q.with_ is not None:
+            picked.append(qs[qs.index(q) + q.with_])
+    params, frags = [], {}
+    for q in picked:
+        name = r.choice(q.names)
+        if name in frags:
+            continue
+        params.append(P(name, q.type, q.desc, q.gen, key=True, items=q.items))
+        frags[name] = q.frags
+    if r.random() < 0.5:
+        params.append(_optional(r))
+    word = _SHORT.get(noun, noun.replace(" ", "_"))
+    name = r.choice((f"compute_{word}", f"{word}_calculator", f"estimate_{word}",
+                     f"{word}_from_inputs", f"calc_{word}"))
+
+    def phrasing(ask):
+        fs = [r.choice(frags[p.name]).format("{%s}" % p.name) for p in params if not p.opt]
+        r.shuffle(fs)
+        said = fs[0] if len(fs) == 1 else ", ".join(fs[:-1]) + " and " + fs[-1]
+        if ask:
+            return r.choice(("what is the {} for {}?", "what's the {} with {}?",
+                             "how big is the {} given {}?")).format(noun, said)
+        return r.choice(("calculate the {} for {}", "compute the {} with {}",
+                         "work out the {} given {}", "find the {} using {}",
+                         "get the {} from {}")).format(noun, said)
+
+    say = list(dict.fromkeys(phrasing(False) for _ in range(4)))
+    ask = list(dict.fromkeys(phrasing(True) for _ in range(2)))
+    first = params[0]
+    pair = []
+    if len([p for p in params if not p.opt]) == 1 and first.type != "array":
+        f = frags[first.name]
+        pair = [f"compute the {noun} for {f[0].format('{%s}' % first.name)} and for "
+                f"{f[-1].format('{%s2}' % first.name)}"]
+    return T(name, domain, f"{noun.capitalize()} from the given inputs.", params, say, ask,
+             gist=f"compute the {noun}",
+             res=lambda r_, a: {"result": round(r_.uniform(0.5, 5000), 2)},
+             done=f"The {noun} is {{result}}.", pair=pair)
