@@ -443,9 +443,12 @@ class Agent:
             return [], *self._answer(dec, max_tokens, stop, on_text, emit)
         calls = []
         while True:
-            calls.append(self._call(dec, ground, named))
+            call = self._call(dec, ground, named)
             dec.feed(encode_segments(self.model.tokenizer, fmt.close_call(), False))
-            if named or len(calls) >= most or "error" in calls[-1]:
+            if call in calls:     # the same call again is the model repeating itself: one action
+                break
+            calls.append(call)
+            if named or len(calls) >= most or "error" in call:
                 break
             if self._decide(dec, {"call": fmt.call_id, "results": fmt.result_id}) != "call":
                 break

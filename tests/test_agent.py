@@ -332,6 +332,21 @@ def test_respond_in_the_functiongemma_format():
     assert turn.finish_reason == "tool_calls" and rec.log == []
 
 
+def test_a_call_repeated_in_one_reply_is_made_once():
+    """The same call twice in one reply is one action (the model repeating itself); two
+    different calls stay two."""
+    rec = Recorder()
+    call = "<start_function_call>call:get_weather{city:<escape>Paris<escape>}<end_function_call>"
+    other = "<start_function_call>call:set_timer{minutes:12}<end_function_call>"
+    for script, want in [(call + call + other, [("get_weather", {"city": "Paris"})]),
+                         (call + other, [("get_weather", {"city": "Paris"}),
+                                         ("set_timer", {"minutes": 12})])]:
+        agent = Agent(ScriptedModel([script + "<start_function_response>"]), rec.tools(),
+                      format=FG)
+        turn = agent.respond(_messages(), tool_choice="auto")
+        assert [(c["name"], c["arguments"]) for c in turn.calls] == want
+
+
 # ---- the real default model ------------------------------------------------------------------
 
 TOOLSETS = {
