@@ -208,7 +208,7 @@ def test_a_tiny_model_learns_a_two_tool_set(tiny_gguf_factory, tmp_path, monkeyp
                                     n_ff=256))
     taught = data.examples_for_tools([LAMP, FAN], 240, seed=0, extra_unfit=False)
     seen = {e["messages"][0]["content"] for e in taught}
-    held = [e for e in data.examples_for_tools([LAMP, FAN], 80, seed=1, extra_unfit=False)
+    held = [e for e in data.examples_for_tools([LAMP, FAN], 120, seed=1, extra_unfit=False)
             if e["kind"] in ("single", "choose", "convert")
             and e["messages"][0]["content"] not in seen]
     assert len(held) >= 30

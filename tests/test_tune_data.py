@@ -269,6 +269,52 @@ def test_examples_for_tools_cover_a_toy_toolset():
                for e in spoken)
 
 
+GARDEN = [
+    {"name": "toggle_gate", "description": "Open or close the garden gate.",
+     "parameters": {"type": "object", "properties": {
+         "open": {"type": "boolean", "description": "True to open it, False to close it"}},
+         "required": ["open"]}},
+    {"name": "order_seeds", "description": "Put a seed packet on the next garden order.",
+     "parameters": {"type": "object", "properties": {
+         "seed": {"type": "string", "description": "What to buy, e.g. basil"},
+         "count": {"type": "integer", "minimum": 1, "maximum": 20}}, "required": ["seed"]}},
+    {"name": "message_neighbour", "description": "Send a note to a neighbour.",
+     "parameters": {"type": "object", "properties": {
+         "neighbour": {"type": "string", "description": "Name of the neighbour"},
+         "message": {"type": "string", "description": "The text to send"}},
+         "required": ["neighbour", "message"]}},
+]
+
+
+def test_examples_for_tools_say_requests_the_way_the_description_does():
+    """Requests are made from a tool's description with the values in place ("open the garden
+    gate" / "close the garden gate" by the boolean; "put 3 basil on ..."), values come from
+    pools the parameter's words point to, and a message is said after the request."""
+    exs = data.examples_for_tools(GARDEN, 600, 4)
+    said = Counter()
+    for ex in exs:
+        text = ex["messages"][0]["content"].lower()
+        calls = _calls(ex)
+        if ex["kind"] == "none" or len(calls) != 1:
+            continue
+        c = calls[0]
+        a = c["arguments"]
+        if c["name"] == "toggle_gate" and "the garden gate" in text:
+            verb = "open" if a["open"] else "close"
+            assert re.search(rf"\b{verb} the garden gate", text), (text, a)
+            said[verb] += 1
+        if c["name"] == "order_seeds":
+            assert a["seed"] not in data.NAMES, a          # a seed is bought, not a person
+            if "count" in a and re.search(r"\bput \d+ ", text):
+                assert f"put {a['count']} {a['seed'].lower()}" in text, (text, a)
+                said["counted"] += 1
+        if c["name"] == "message_neighbour" and f"send a note to {a['neighbour'].lower()}" \
+                in text:
+            assert text.index(a["message"].lower()) > text.index("send a note to")
+            said["message"] += 1
+    assert min(said[k] for k in ("open", "close", "counted", "message")) > 5, said
+
+
 def test_examples_for_tools_without_unfit_and_unfillable():
     exs = data.examples_for_tools(TOY[:1], 100, 2, extra_unfit=False)
     assert all(e["kind"] != "none" and len(e["tools"]) == 1 for e in exs)

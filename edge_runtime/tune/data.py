@@ -17,8 +17,9 @@ from typing import NamedTuple
 
 from ..calls.schema import normalize_tool, validate
 from . import synth
-from .domains import (CITIES, CURRENCIES, FILES, FOLDERS, LANGS, NAMES, NOT_COMMANDS, NOTES,
-                      ROOMS, SONGS, TEMPLATES, TOPICS, URLS, P, dates, split_pool, times)
+from .domains import (ARTISTS, CITIES, CURRENCIES, FILES, FOLDERS, GROCERIES, LANGS, NAMES,
+                      NOT_COMMANDS, NOTES, ROOMS, SONGS, TEMPLATES, TOPICS, URLS, P, dates,
+                      split_pool, times)
 
 GENERATOR_VERSION = 8
 
@@ -588,7 +589,7 @@ download upload sort filter count measure estimate generate summarize plan reply
 archive mark pause resume skip adjust increase decrease raise lower dim change query preheat
 brew heat cool notify print scan water feed ping wake draft apply submit register assign
 approve reject refund transfer withdraw deposit charge invite join rate review tag sync
-backup restore clean empty fill return retrieve provide give obtain""".split())
+backup restore clean empty fill return retrieve provide give obtain put place""".split())
 # descriptions say what a tool does ("Returns the price"); a request asks for it
 _AS_REQUEST = {"return": "get", "retrieve": "get", "provide": "get", "give": "get",
                "obtain": "get"}
@@ -624,22 +625,32 @@ def _emails(r, split):
     return v, v
 
 
-def _string_pool(words: set, desc: str):
-    """Values for a string parameter, guessed from its name and description words."""
-    guesses = [({"yyyy", "date", "day"}, dates), ({"hh", "time"}, times),
-               ({"email"}, _emails),
-               ({"url", "link", "website"}, URLS), ({"city", "location", "place", "destination",
-                                                    "origin", "town"}, CITIES),
-               ({"language", "lang"}, LANGS), ({"currency"}, CURRENCIES),
-               ({"name", "contact", "person", "recipient", "to", "user"}, NAMES),
-               ({"file", "path", "filename"}, FILES), ({"folder", "directory", "dir"}, FOLDERS),
-               ({"query", "topic", "search", "keyword", "term"}, TOPICS),
-               ({"message", "text", "body", "content", "note", "reminder"}, NOTES),
-               ({"room"}, ROOMS), ({"song", "track", "title"}, SONGS)]
-    for keys, pool in guesses:
+# specific pools first: "What to buy" is groceries before "name" or "text" make it a name
+_GUESSES = [({"yyyy", "date", "day"}, dates), ({"hh", "time"}, times), ({"email"}, _emails),
+            ({"url", "link", "website"}, URLS),
+            ({"city", "location", "place", "destination", "origin", "town"}, CITIES),
+            ({"language", "lang"}, LANGS), ({"currency"}, CURRENCIES),
+            ({"buy", "shopping", "grocery", "groceries"}, GROCERIES),
+            ({"artist", "album", "song", "genre", "playlist", "music", "track"},
+             SONGS + ARTISTS),
+            ({"file", "path", "filename"}, FILES), ({"folder", "directory", "dir"}, FOLDERS),
+            ({"room"}, ROOMS), ({"title"}, SONGS),
+            ({"name", "contact", "person", "recipient", "user"}, NAMES),
+            ({"query", "topic", "search", "keyword", "term"}, TOPICS),
+            ({"message", "text", "body", "content", "note", "reminder"}, NOTES)]
+
+
+def _string_pool(key: str, desc: str):
+    """Values for a string parameter, guessed from the words of its name and description; the
+    description's own examples ("e.g. milk") join the pool."""
+    said = re.search(r"\b(?:e\.g\.|for example|such as|like)\s+([^.;()]+)", desc)
+    examples = [x.strip(" '\"") for x in re.split(r",|\bor\b|\band\b", said.group(1))
+                if 0 < len(x.strip(" '\"")) <= 30] if said else []
+    words = set(_words(key).split()) | set(re.findall(r"[a-z]+", desc.lower()))
+    for keys, pool in _GUESSES:
         if keys & words:
-            return pool
-    return _GENERIC
+            return pool if callable(pool) else list(dict.fromkeys(pool + examples))
+    return examples + _GENERIC
 
 
 def _bounds(s, desc):
@@ -670,13 +681,15 @@ def _user_value(key, s, r):
         lo, hi = _bounds(s, desc)
         if t == "integer":
             lo, hi = int(math.ceil(lo)), int(math.floor(hi))
-            v = r.randint(lo, hi) if lo <= hi else None
+            nice = [x for x in _ROUND if lo <= x <= hi]
+            v = r.choice(nice) if nice and r.random() < 0.6 else \
+                r.randint(lo, hi) if lo <= hi else None
         else:
             v = round(r.uniform(lo, hi), r.choice((0, 1, 2)))
             v = int(v) if v == int(v) else v
         return None if v is None else (str(v), v)
     if t == "string":
-        pool = _string_pool(set(re.findall(r"[a-z]+", _words(key) + " " + desc.lower())), desc)
+        pool = _string_pool(key, desc)
         got = pool(r, "train") if callable(pool) else (lambda v: (v, v))(r.choice(pool))
         if "pattern" in s and validate(got[1], s):     # a date pool beats digits from \d{4}
             return _from_pattern(s["pattern"], r)
@@ -805,6 +818,9 @@ class _UserTool:
             len(desc.split()) <= 9 else self.words
         self.verb = self.core.split(" ")[0]
         self.topic = _content(self.words + " " + n["description"])
+        # the description as a request to fill in ("Put an item on the shopping list"), or None
+        self.sentence = (stem + desc[len(first):]) if stem in _VERBS and \
+            len(desc.split()) <= 16 else None
 
     def args(self, r, convert=False):
         """(request text, arguments, converted) or None when no valid arguments were found."""
@@ -844,6 +860,8 @@ class _UserTool:
         return False
 
     def _say(self, texts, args, r):
+        if self.sentence and (r.random() < 0.6 or re.match(r"\w+ or \w+ ", self.sentence)):
+            return _natural(self.sentence, self.schema["properties"], texts, args, r)
         props = self.schema["properties"]
         parts = []
         for k in args:
@@ -864,6 +882,116 @@ class _UserTool:
         joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
         return r.choice((f"{core} with {joined}", f"{core}: {', '.join(parts)}",
                          f"{core}, {joined}", f"{core} ({', '.join(parts)})"))
+
+
+_ARTICLE = r"(?:one of the|one of|an|a|the|one|some)"
+_COUNT_WORDS = {"quantity", "count", "number", "amount", "copies", "how"}
+_SENTENCES = {"message", "body", "content", "text message"}    # said after the request
+_PLACES = {"room", "area", "place", "location", "door", "floor", "zone"}
+# the numbers people say: small ones and round ones
+_ROUND = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 45, 50, 60, 75, 90, 100, 120,
+          150, 180, 200, 240, 300, 500, 600, 1000)
+
+
+def _unit_of(key: str, s: dict) -> str | None:
+    """The unit a number is said in, from its name and description."""
+    text = f"{_words(key)} {s.get('description', '')}".lower()
+    for unit, words in (("seconds", ("second",)), ("minutes", ("minute",)), ("hours", ("hour",)),
+                        ("%", ("percent", "brightness", "volume", "level")),
+                        ("degrees", ("degree", "celsius", "fahrenheit", "temperature"))):
+        if any(w in text for w in words):
+            return unit
+    return None
+
+
+def _mention(key, s, text, r) -> str:
+    """A request fragment saying one argument that the tool's description has no place for."""
+    w, t = _words(key), s["type"]
+    desc = s.get("description", "").lower()
+    if t == "boolean":
+        return r.choice((f"with {w}", f"and {w} on")) if text == "true" else \
+            r.choice((f"without {w}", f"with no {w}"))
+    if t in ("integer", "number"):
+        unit = _unit_of(key, s)
+        if unit and not re.search(r"[a-z]", text):      # "180", not "three minutes"
+            text = f"{text}%" if unit == "%" else f"{text} {unit}"
+        prep = "for" if unit in ("seconds", "minutes", "hours") else "to" if unit else None
+        return f"{prep} {text}" if prep else r.choice((f"{w} {text}", f"with {w} {text}"))
+    if "hh" in desc or "time" in w.split():
+        return f"at {text}"
+    if "yyyy" in desc or "date" in w.split():
+        return f"on {text}"
+    if w in _SENTENCES:
+        return r.choice((f"saying {text}", f"that says {text}", f": {text}"))
+    if w in ("text", "note", "reminder", "what", "title", "subject") or "what to" in desc:
+        return r.choice((f"to {text}", f"about {text}", f"saying {text}"))
+    if w in ("label", "name", "nickname", "tag"):
+        return r.choice((f"called {text}", f"named {text}", f"labelled {text}"))
+    if w in ("room", "location", "place", "area", "zone name"):
+        return f"in the {text}" if text.islower() else f"in {text}"
+    if w in ("query", "search", "topic", "keyword", "term"):
+        return r.choice((f"for {text}", f": {text}"))
+    if "enum" in s:
+        return r.choice((f"in {text} {w}", f"{w} {text}", f"on {text}"))
+    return r.choice((f"for {text}", f"{w} {text}"))
+
+
+def _natural(sentence, props, texts, args, r) -> str:
+    """A request made from the tool's own description: its noun phrases replaced by the
+    arguments ("Put an item on the shopping list" -> "put 6 eggs on the shopping list"), the
+    rest said after it."""
+    base = re.split(r",\s*(?:optionally|if|unless|or)\b|\s+\(", sentence.rstrip(". "))[0]
+    if r.random() < 0.5:                # "a reminder that goes off later today" -> "a reminder"
+        base = re.sub(r"\s+(?:that|which|who)\s.*$", "", base)
+    base = base[0].lower() + base[1:]
+    tail, count = [], None
+    for k in args:
+        s, text = props[k], texts[k]
+        if s["type"] == "integer" and set(_words(k).split()) & _COUNT_WORDS:
+            count = text             # said with the thing it counts: "6 eggs"
+            continue
+        if s["type"] == "boolean":
+            m = re.match(r"(\w+) or (\w+) ", base)
+            if m:                   # "lock or unlock the door": the word for this value
+                base = (m.group(1) if args[k] else m.group(2)) + base[m.end() - 1:]
+                continue
+            if " on or off" in base:
+                base = base.replace(" on or off", " on" if args[k] else " off", 1)
+                continue
+            tail.append(_mention(k, s, text, r))
+            continue
+        nouns = [] if _words(k) in _SENTENCES else [
+            w for w in _words(k).split() + re.findall(r"[a-z]+", s.get("description", "")
+                                                      .lower())[:4]
+            if w not in _STOP and len(w) > 2]
+        m = re.search(rf"\b({_ARTICLE})\s+((?:[\w/-]+\s+){{0,2}}?)({'|'.join(map(re.escape, nouns))})"
+                      rf"(s?)\b", base) if nouns and s["type"] == "string" else None
+        if m is None and s["type"] == "integer" and nouns:     # "one zone" -> "zone 3"
+            m2 = re.search(rf"\b(?:one|a|an|the)\s+({'|'.join(map(re.escape, nouns))})\b", base)
+            if m2 and _unit_of(k, s) is None:
+                base = base[:m2.start()] + f"{m2.group(1)} {text}" + base[m2.end():]
+                continue
+        if m is None:
+            if "for a while" in base and _unit_of(k, s) in ("seconds", "minutes", "hours"):
+                base = base.replace("for a while", _mention(k, s, text, r), 1)
+            else:
+                tail.append(_mention(k, s, text, r))
+            continue
+        if "enum" in s and text.islower() and " " not in text:
+            said = f"the {text} {m.group(3)}"          # "one of the doors" -> "the back door"
+        elif text.islower() and (m.group(1) not in ("a", "an") or m.group(3) in _PLACES):
+            said = f"the {text}"                       # "a room" -> "the kitchen"
+        else:
+            said = text
+        base = base[:m.start()] + said + base[m.end():]
+    m = re.match(r"(\w+) or (\w+) ", base)
+    if m:                                    # no value chose between them: the first one
+        base = m.group(1) + base[m.end() - 1:]
+    if count is not None:
+        base = re.sub(r"\b(put|add|buy|order|get)\s+", rf"\g<0>{count} ", base, count=1) \
+            if re.search(r"\b(put|add|buy|order|get)\s+", base) else base + f", {count} of them"
+    r.shuffle(tail)
+    return " ".join([base] + tail).replace(" :", ":")
 
 
 USER_GROUP = 8     # a user's examples per declaration order: one packed pass (train.pack)
