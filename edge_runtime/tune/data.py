@@ -21,7 +21,7 @@ from .domains import (ARTISTS, CITIES, CURRENCIES, FILES, FOLDERS, GROCERIES, LA
                       NOT_COMMANDS, NOTES, ROOMS, SONGS, TEMPLATES, TOPICS, URLS, P, dates,
                       split_pool, times)
 
-GENERATOR_VERSION = 8
+GENERATOR_VERSION = 9
 
 
 class Recipe(NamedTuple):
@@ -53,17 +53,21 @@ class Recipe(NamedTuple):
 # arrays of numbers and of names, amounts with thousands separators, rates in percent or as a
 # decimal, optional settings with defaults) and declares one tool alone three times as often:
 # taught on version 7, the model wrote [] for every list of numbers and lost digits of large
-# amounts (BFCL simple_python, a development category).
+# amounts (BFCL simple_python, a development category). Version 9 is version 8 with fewer
+# requests that no tool serves (10% of examples, not 16%) and more two-call ones: taught on
+# version 8, the model leant to declining (its best call bias on the dev split moved from -2.0
+# to 0.0) and declined "is it raining in London?" beside get_weather (tests/test_builtin_agent.py).
 KINDS = ("single", "choose", "parallel", "none", "convert", "followup")
 _UP_TO_12 = (tuple(range(1, 13)), (1, 3, 4, 4, 3, 3, 2, 2, 2, 2, 1, 1))
+_ONE_MORE = (_UP_TO_12[0], (3,) + _UP_TO_12[1][1:])     # one tool alone three times as often
 RECIPES = {2: Recipe(((1, 2, 3, 4, 5), (1, 4, 5, 3, 1)), 0.0),
            3: Recipe(_UP_TO_12, 0.0),
            4: Recipe(_UP_TO_12, 0.5),
            5: Recipe(_UP_TO_12, 0.5, (0.06, 0.30, 0.24, 0.16, 0.14, 0.10)),
            6: Recipe(_UP_TO_12, 0.5, (0.05, 0.27, 0.30, 0.14, 0.17, 0.07)),
            7: Recipe(_UP_TO_12, 0.5, (0.06, 0.30, 0.24, 0.16, 0.14, 0.10), group=4),
-           8: Recipe((_UP_TO_12[0], (3,) + _UP_TO_12[1][1:]), 0.5,
-                     (0.06, 0.30, 0.24, 0.16, 0.14, 0.10), group=4, formulas=0.5)}
+           8: Recipe(_ONE_MORE, 0.5, (0.06, 0.30, 0.24, 0.16, 0.14, 0.10), group=4, formulas=0.5),
+           9: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4, formulas=0.5)}
 MADE_POOL = (24, 12)     # made-up tools and templates in a made-up pool
 
 _DEV = {t.name for t in TEMPLATES[4::5]}
