@@ -26,11 +26,13 @@ sys.path.insert(0, str(ROOT))
 from edge_runtime import adapter, models  # noqa: E402
 from edge_runtime.tune import data, train  # noqa: E402
 
-# The shipped adapter's stages (docs/TOOL_CALLING.md says what each changed and measured): one,
-# from scratch in 87 minutes, since the fifth session of 2026-12-06 (four stages of about an hour
-# each before).
+# The shipped adapter's stages (docs/TOOL_CALLING.md says what each changed and measured): the
+# fifth session's run from scratch (87 minutes), then the sixth session's 33 minutes on generator
+# version 9 (calculation tools: lists of numbers, large amounts, rates); two hours in all.
 SHIPPED = [
     dict(generator_version=7, examples=5440, steps=680, lr=4e-4, warmup=20, seed=6, max_len=1280,
+         rank=16, alpha=32.0),
+    dict(generator_version=9, examples=1760, steps=220, lr=2e-4, warmup=10, seed=9, max_len=1280,
          rank=16, alpha=32.0),
 ]
 
