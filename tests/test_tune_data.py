@@ -274,6 +274,10 @@ GARDEN = [
      "parameters": {"type": "object", "properties": {
          "open": {"type": "boolean", "description": "True to open it, False to close it"}},
          "required": ["open"]}},
+    {"name": "shed_door", "description": "Open or close the shed door.",
+     "parameters": {"type": "object", "properties": {
+         "closed": {"type": "boolean", "description": "True to close it, False to open it"}},
+         "required": ["closed"]}},
     {"name": "order_seeds", "description": "Put a seed packet on the next garden order.",
      "parameters": {"type": "object", "properties": {
          "seed": {"type": "string", "description": "What to buy, e.g. basil"},
@@ -288,7 +292,8 @@ GARDEN = [
 
 def test_examples_for_tools_say_requests_the_way_the_description_does():
     """Requests are made from a tool's description with the values in place ("open the garden
-    gate" / "close the garden gate" by the boolean; "put 3 basil on ..."), values come from
+    gate" / "close the garden gate" by the boolean, whichever word its description says True
+    means; "put 3 basil on ..."), values come from
     pools the parameter's words point to, and a message is said after the request."""
     exs = data.examples_for_tools(GARDEN, 600, 4)
     said = Counter()
@@ -303,6 +308,10 @@ def test_examples_for_tools_say_requests_the_way_the_description_does():
             verb = "open" if a["open"] else "close"
             assert re.search(rf"\b{verb} the garden gate", text), (text, a)
             said[verb] += 1
+        if c["name"] == "shed_door" and "the shed door" in text:
+            verb = "close" if a["closed"] else "open"        # True is the second word here
+            assert re.search(rf"\b{verb} the shed door", text), (text, a)
+            said["shed " + verb] += 1
         if c["name"] == "order_seeds":
             assert a["seed"] not in data.NAMES, a          # a seed is bought, not a person
             if "count" in a and re.search(r"\bput \d+ ", text):
@@ -312,7 +321,8 @@ def test_examples_for_tools_say_requests_the_way_the_description_does():
                 in text:
             assert text.index(a["message"].lower()) > text.index("send a note to")
             said["message"] += 1
-    assert min(said[k] for k in ("open", "close", "counted", "message")) > 5, said
+    assert min(said[k] for k in ("open", "close", "shed open", "shed close", "counted",
+                                 "message")) > 5, said
 
 
 def test_examples_for_tools_without_unfit_and_unfillable():

@@ -957,7 +957,10 @@ def _natural(sentence, props, texts, args, r) -> str:
         if s["type"] == "boolean":
             m = re.match(r"(\w+) or (\w+) ", base)
             if m:                   # "lock or unlock the door": the word for this value
-                base = (m.group(1) if args[k] else m.group(2)) + base[m.end() - 1:]
+                said = re.search(r"\btrue\W+(?:to |for |means )?(\w+)",
+                                 s.get("description", "").lower())
+                yes, no = (2, 1) if said and said.group(1) == m.group(2).lower() else (1, 2)
+                base = m.group(yes if args[k] else no) + base[m.end() - 1:]
                 continue
             if " on or off" in base:
                 base = base.replace(" on or off", " on" if args[k] else " off", 1)
@@ -968,10 +971,11 @@ def _natural(sentence, props, texts, args, r) -> str:
             w for w in _words(k).split() + re.findall(r"[a-z]+", s.get("description", "")
                                                       .lower())[:4]
             if w not in _STOP and len(w) > 2]
-        m = re.search(rf"\b({_ARTICLE})\s+((?:[\w/-]+\s+){{0,2}}?)({'|'.join(map(re.escape, nouns))})"
-                      rf"(s?)\b", base) if nouns and s["type"] == "string" else None
+        named = "|".join(map(re.escape, nouns))
+        m = re.search(rf"\b({_ARTICLE})\s+((?:[\w/-]+\s+){{0,2}}?)({named})s?\b", base) \
+            if nouns and s["type"] == "string" else None
         if m is None and s["type"] == "integer" and nouns:     # "one zone" -> "zone 3"
-            m2 = re.search(rf"\b(?:one|a|an|the)\s+({'|'.join(map(re.escape, nouns))})\b", base)
+            m2 = re.search(rf"\b(?:one|a|an|the)\s+({named})\b", base)
             if m2 and _unit_of(k, s) is None:
                 base = base[:m2.start()] + f"{m2.group(1)} {text}" + base[m2.end():]
                 continue
