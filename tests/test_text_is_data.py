@@ -147,9 +147,10 @@ def _run_ids(model, fmt_name, result_text, request):
         """
         return {"stored": result_text, "note": note}
 
-    # the spy's scored rows tie: a call bias makes each later "auto" decision a call
+    # a call bias above the spy's preference for a newline (and its tied scored rows) makes
+    # each later "auto" decision a call: every step calls, and results go back each time
     r = Agent(spy, [fetch, store], format=fmt_name, max_tokens=4, tool_choice="required",
-              call_bias=1.0).run(request, max_steps=3)
+              call_bias=11.0).run(request, max_steps=3)
     assert len(spy.fed) == 1 and len(r.calls) >= 2       # results went back, more calls came
     return spy.fed[0]
 

@@ -192,7 +192,9 @@ def test_optional_arguments_only_when_mentioned(train):
 
 def test_example_size(train):
     sizes = sorted(len(json.dumps(e)) for e in train)
-    assert sizes[len(sizes) // 2] < 2000     # up to twelve tools (data.RECIPES)
+    # up to twelve tools (data.RECIPES); version 9's median is 2,018 characters (version 7's
+    # 1,936): it has fewer declines, whose replies are short
+    assert sizes[len(sizes) // 2] < 2100
 
 
 def test_no_benchmark_overlap(train, dev):
