@@ -86,13 +86,31 @@ class Decoder:
     def __init__(self, session, sampler):
         self.session, self.sampler, self.pending = session, sampler, []
         self.evaluated = 0
+        self.keep = None     # after rewind(): the state's first `keep` tokens stay, then pending
 
     def feed(self, ids):
         self.pending.extend(int(i) for i in ids)
 
+    def position(self) -> int:
+        """How many tokens the context holds, evaluated or pending."""
+        return (self.session.n_past if self.keep is None else self.keep) + len(self.pending)
+
+    def rewind(self, n):
+        """Forget every token after the first n; the state catches up at the next logits()."""
+        held = self.session.n_past if self.keep is None else self.keep
+        if n >= held:
+            self.pending = self.pending[:n - held]
+        else:
+            self.keep, self.pending = n, []
+
     def logits(self, rows=None):
         ids, self.pending = self.pending, []
         self.evaluated += len(ids)
+        if self.keep is not None:
+            # prepare() keeps the state's common prefix and evaluates the rest
+            full, self.keep = list(self.session.history[:self.keep]) + ids, None
+            out = np.asarray(self.session.prepare(full), np.float32)
+            return out if rows is None else out[np.asarray(rows)]
         return np.asarray(self.session.eval(ids, rows=rows), np.float32)
 
     def choose(self, allowed, bonus=None) -> int:
@@ -443,9 +461,11 @@ class Agent:
             return [], *self._answer(dec, max_tokens, stop, on_text, emit)
         calls = []
         while True:
+            mark = dec.position()
             call = self._call(dec, ground, named)
             dec.feed(encode_segments(self.model.tokenizer, fmt.close_call(), False))
-            if call in calls:     # the same call again is the model repeating itself: one action
+            if call in calls:     # the same call again is the model repeating itself: one action,
+                dec.rewind(mark)  # and the context holds it once, as its result will say
                 break
             calls.append(call)
             if named or len(calls) >= most or "error" in call:

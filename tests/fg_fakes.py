@@ -100,6 +100,14 @@ class ScriptedModel:
             return at + 1
         return None
 
+    def prepare(self, ids, snapshot=None):
+        """Session.prepare: keep the common prefix (at most all but the last id), eval the rest."""
+        n = 0
+        while n < min(len(ids) - 1, len(self.history)) and self.history[n] == ids[n]:
+            n += 1
+        del self.history[n:]
+        return self.eval(ids[n:])
+
     def eval(self, ids, rows=None):
         ids = [int(i) for i in ids]
         assert ids, "eval needs at least one id"

@@ -347,6 +347,18 @@ def test_a_call_repeated_in_one_reply_is_made_once():
         assert [(c["name"], c["arguments"]) for c in turn.calls] == want
 
 
+def test_a_repeated_call_leaves_the_context_before_its_result():
+    """run(): the model reads its call once, then the result, as if it had not repeated it."""
+    rec = Recorder()
+    call = "<start_function_call>call:get_weather{city:<escape>Paris<escape>}<end_function_call>"
+    model = ScriptedModel([call + call + "<start_function_response>", "It is sunny<end_of_turn>"])
+    result = Agent(model, rec.tools(), format=FG).run("is it sunny in Paris?")
+    assert [c["name"] for c in result.calls] == ["get_weather"] and result.text == "It is sunny"
+    fed = _fed_text(model)
+    assert fed.count("call:get_weather") == 1, fed
+    assert call + "<start_function_response>response:get_weather" in fed, fed
+
+
 # ---- the real default model ------------------------------------------------------------------
 
 TOOLSETS = {

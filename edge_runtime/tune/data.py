@@ -17,11 +17,11 @@ from typing import NamedTuple
 
 from ..calls.schema import normalize_tool, validate
 from . import synth
-from .domains import (ARTISTS, CITIES, CURRENCIES, FILES, FOLDERS, GROCERIES, LANGS, NAMES,
-                      NOT_COMMANDS, NOTES, ROOMS, SONGS, TEMPLATES, TOPICS, URLS, P, dates,
+from .domains import (ARTISTS, CITIES, CURRENCIES, FILES, FOLDERS, GROCERIES, LANGS, MORE_CITIES,
+                      MORE_NAMES, NAMES, NOT_COMMANDS, NOTES, ROOMS, SONGS, TEMPLATES, TOPICS, URLS, P, dates,
                       split_pool, times)
 
-GENERATOR_VERSION = 9
+GENERATOR_VERSION = 10
 
 
 class Recipe(NamedTuple):
@@ -34,6 +34,9 @@ class Recipe(NamedTuple):
     shares: tuple = (0.10, 0.27, 0.15, 0.20, 0.13, 0.15)
     group: int = 1      # requests per toolset: they share the declarations (train.pack)
     formulas: float = 0.0   # the share of made-up tools that compute from numbers (synth.formula)
+    wide: bool = False      # cities and names from the wider pools too (_WIDER)
+    typed: bool = False     # made-up tools may take a `type` (synth.template)
+    mention: float = 0.35   # how often a request mentions each optional argument
 
 
 # Version 2 declared one to five tools; taught on it, the model declined plain requests once
@@ -57,6 +60,11 @@ class Recipe(NamedTuple):
 # requests that no tool serves (10% of examples, not 16%) and more two-call ones: taught on
 # version 8, the model leant to declining (its best call bias on the dev split moved from -2.0
 # to 0.0) and declined "is it raining in London?" beside get_weather (tests/test_builtin_agent.py).
+# Version 10 is version 9 with wider pools of cities and names and made-up tools that take a
+# `type`: taught on version 9, the model put a city it had learnt for one it had not, and wrote
+# "STRING" (the declaration's word) for a parameter named `type` (BFCL development categories),
+# and left out optional arguments a request mentioned (tools/everyday), so requests mention each
+# optional argument half of the time, not 35%.
 KINDS = ("single", "choose", "parallel", "none", "convert", "followup")
 _UP_TO_12 = (tuple(range(1, 13)), (1, 3, 4, 4, 3, 3, 2, 2, 2, 2, 1, 1))
 _ONE_MORE = (_UP_TO_12[0], (3,) + _UP_TO_12[1][1:])     # one tool alone three times as often
@@ -67,7 +75,11 @@ RECIPES = {2: Recipe(((1, 2, 3, 4, 5), (1, 4, 5, 3, 1)), 0.0),
            6: Recipe(_UP_TO_12, 0.5, (0.05, 0.27, 0.30, 0.14, 0.17, 0.07)),
            7: Recipe(_UP_TO_12, 0.5, (0.06, 0.30, 0.24, 0.16, 0.14, 0.10), group=4),
            8: Recipe(_ONE_MORE, 0.5, (0.06, 0.30, 0.24, 0.16, 0.14, 0.10), group=4, formulas=0.5),
-           9: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4, formulas=0.5)}
+           9: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4, formulas=0.5),
+           10: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4,
+                      formulas=0.5, wide=True, typed=True, mention=0.5)}
+# a pool and the wider one it stands for under Recipe.wide (the same list, extended)
+_WIDER = {id(CITIES): CITIES + MORE_CITIES, id(NAMES): NAMES + MORE_NAMES}
 MADE_POOL = (24, 12)     # made-up tools and templates in a made-up pool
 
 _DEV = {t.name for t in TEMPLATES[4::5]}
@@ -196,9 +208,11 @@ def spell(v: int) -> str:
     return _TENS[v // 10] + ("" if v % 10 == 0 else " " + _ONES[v % 10])
 
 
-def _draw(p, r, split):
-    """(text, value) for parameter p."""
+def _draw(p, r, split, wide=False):
+    """(text, value) for parameter p; wide: from the wider pool where there is one."""
     pool = p.pool if p.pool is not None else p.enum
+    if wide:
+        pool = _WIDER.get(id(pool), pool)
     if pool is None:
         v = r.random() < 0.5
         return str(v).lower(), v
@@ -307,7 +321,7 @@ class _Gen:
         for p in t.params:
             if p.name in fixed:
                 args[p.name] = fixed[p.name]
-            elif p.name in slots or (p.opt and r.random() < 0.35):
+            elif p.name in slots or (p.opt and r.random() < self.recipe.mention):
                 if isinstance(p.opt, dict):   # a boolean said in words: "and don't shuffle"
                     v = r.random() < 0.5
                     args[p.name] = v
@@ -334,7 +348,7 @@ class _Gen:
     def draw(self, p, args):
         """A value for p unlike the strings already chosen (no flights from OPO to OPO)."""
         for _ in range(5):
-            text, v = _draw(p, self.r, self.split)
+            text, v = _draw(p, self.r, self.split, self.recipe.wide)
             if not (isinstance(v, str) and v in args.values()):
                 break
         return text, v
@@ -351,7 +365,7 @@ class _Gen:
                 texts[p.name], args[p.name] = self.draw(p, args)
         p = next(p for p in t.params if p.name + "2" in slots)
         while True:
-            texts[p.name + "2"], v = _draw(p, r, self.split)
+            texts[p.name + "2"], v = _draw(p, r, self.split, self.recipe.wide)
             if v != args[p.name]:
                 break
         style = "ask" if text.endswith("?") else _style(text)
@@ -456,7 +470,7 @@ class _Gen:
             if roll < 0.35 and near:    # a request near a tool's domain that no tool here does
                 t = r.choice(near)
                 req, gist = r.choice(t.near)
-                vals = {p.name: _draw(p, r, self.split)[0] for p in t.params
+                vals = {p.name: _draw(p, r, self.split, self.recipe.wide)[0] for p in t.params
                         if p.name in _slots(req)}
                 return reply(_cap(req.format(**vals), r),
                              answer=r.choice(self.decline).format(gist))
@@ -482,7 +496,8 @@ class _Gen:
         made = {}
         while len(made) < MADE_POOL[0]:
             formula = self.recipe.formulas and self.r.random() < self.recipe.formulas
-            t = (synth.formula if formula else synth.template)(self.r, self.split)
+            t = (synth.formula(self.r, self.split) if formula else
+                 synth.template(self.r, self.split, self.recipe.typed))
             made.setdefault(t.gist, t)     # one tool per thing and action
         return list(made.values()) + self.r.sample(self.templates, MADE_POOL[1])
 
@@ -565,7 +580,8 @@ class _Gen:
         if roll < 0.35 and near:    # same domain, but not what the tool does
             t = r.choice(near)
             req, gist = r.choice(t.near)
-            vals = {p.name: _draw(p, r, self.split)[0] for p in t.params if p.name in _slots(req)}
+            vals = {p.name: _draw(p, r, self.split, self.recipe.wide)[0] for p in t.params
+                    if p.name in _slots(req)}
             text = _cap(req.format(**vals), r)
             _, tools = self.tools([t], self.k(1), avoid_domains={t.domain})
             answer = r.choice(self.decline).format(gist)

@@ -48,6 +48,36 @@ CITIES = ["Lisbon", "Denver", "Osaka", "Nairobi", "Toronto", "Krakow", "Austin",
 NAMES = ["Maria", "Tom", "Priya", "Jonas", "Aiko", "Lucas", "Fatima", "Ben", "Elena", "Omar",
          "Grace", "Mateo", "Nina", "Hugo", "Zoe", "Ravi", "Clara", "Sam", "Ines", "Leo",
          "Hannah", "Kofi", "Ada", "Felix"]
+# Version 10 of the generator (data.RECIPES: wide) draws from these as well: taught on 18 cities,
+# the model wrote one of them for a city it had not seen ("Calgary" for California; BFCL
+# live_simple, a development category). Appended, so each keeps its split (split_pool).
+MORE_CITIES = [
+    "Berkeley, CA", "Chicago", "Boston, MA", "Phoenix, AZ", "Seattle", "Miami, FL", "Atlanta",
+    "Portland, OR", "Dallas, TX", "Nashville", "Madison, WI", "Reno, NV", "Boise", "Tampa, FL",
+    "Pittsburgh", "Omaha, NE", "Sacramento, CA", "Raleigh", "Cleveland, OH", "Anchorage",
+    "Honolulu, HI", "Salt Lake City", "Buffalo, NY", "Savannah", "Mumbai", "Cairo", "Lima",
+    "Bogota", "Santiago", "Helsinki", "Tallinn", "Riga", "Vilnius", "Prague", "Vienna",
+    "Zurich", "Geneva", "Munich", "Hamburg", "Rotterdam", "Antwerp", "Bordeaux", "Marseille",
+    "Naples", "Turin", "Bologna", "Athens", "Istanbul", "Tbilisi", "Dubai", "Doha", "Muscat",
+    "Karachi", "Lahore", "Dhaka", "Kathmandu", "Colombo", "Chennai", "Bangalore", "Jaipur",
+    "Bangkok", "Chiang Mai", "Manila", "Cebu", "Jakarta", "Bali", "Kuala Lumpur", "Singapore",
+    "Taipei", "Seoul", "Kyoto", "Sapporo", "Shanghai", "Chengdu", "Ulaanbaatar", "Perth",
+    "Brisbane", "Hobart", "Auckland", "Wellington", "Suva", "Accra", "Lagos", "Kigali",
+    "Addis Ababa", "Casablanca", "Tunis", "Cape Town", "Durban", "Windhoek", "Lusaka",
+    "Havana", "San Juan", "Kingston", "Panama City", "San Jose", "Guadalajara", "Monterrey",
+    "Oaxaca", "Medellin", "Cusco", "La Paz", "Montevideo", "Cordoba", "Recife", "Manaus",
+    "Vancouver, BC", "Ottawa", "Halifax", "Winnipeg", "Quebec City", "Edmonton", "Reykjavik",
+    "Texas", "California", "Ohio", "Bavaria", "Ontario", "Queensland", "Tuscany", "Kerala"]
+MORE_NAMES = [
+    "Alex Chen", "Jordan", "Mei", "Diego", "Sofia", "Arjun", "Chloe", "Mohammed", "Yuki",
+    "Isabel", "Tariq", "Emma Stone", "Noah", "Olga", "Pedro Alvarez", "Sven", "Layla", "Chidi",
+    "Rosa", "Dmitri", "Amara", "Kenji Sato", "Lars", "Beatriz", "Wei Zhang", "Anika", "Tomas",
+    "Farah", "Jamal", "Lena Fischer", "Oscar", "Rin", "Santiago", "Ivy", "Marek", "Nadia",
+    "Paolo", "Quinn", "Rahul Gupta", "Selin", "Thabo", "Uma", "Victor", "Wanda", "Xavier",
+    "Yara", "Zain", "Bridget", "Caleb", "Dana Brooks", "Esther", "Fiona", "Gustavo", "Hiro",
+    "Imani", "Jakob", "Keiko", "Luis", "Mona", "Nils", "Otto", "Pia", "Ruth", "Stefan",
+    "Tessa", "Uri", "Vera", "Will", "Xin", "Yusuf", "Zara", "Mr. Patel", "Dr. Okafor",
+    "Aunt Julia", "Grandpa Joe", "Coach Miller", "Ms. Rivera"]
 ROOMS = ["kitchen", "bedroom", "living room", "bathroom", "office", "hallway", "garage",
          "dining room", "nursery", "basement", "porch", "attic", "guest room", "study",
          "laundry room", "patio"]

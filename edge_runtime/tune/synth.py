@@ -200,8 +200,28 @@ _SHAPES = {
 }
 
 
-def template(r, split: str) -> T:
-    """One made-up tool: its schema, phrasings, refusal gist and follow-up answer."""
+# a required `type` (data.Recipe.typed): (values, description, fragments) per family
+_TYPES = {
+    "device": (["quick", "full", "deep", "standard", "gentle", "eco"], "Cycle type",
+               [" with the {} cycle", ", {} type", " (type {})"]),
+    "record": (["bug", "feature", "question", "refund", "incident", "hardware", "billing"],
+               "Type of {}", [" of type {}", ", type {}", " (a {} one)"]),
+    "booking": (["standard", "premium", "group", "private", "express", "family"],
+                "Booking type", [" ({} type)", ", {} option", " of type {}"]),
+}
+
+
+def _typed(thing, family, r):
+    values, desc, frags = _TYPES[family]
+    values = r.sample(values, r.randint(3, len(values)))
+    name = r.choice(("type", "type", "kind", "category"))
+    return P(name, "string", desc.format(thing), values,
+             enum=values if r.random() < 0.5 else None), frags
+
+
+def template(r, split: str, typed: bool = False) -> T:
+    """One made-up tool: its schema, phrasings, refusal gist and follow-up answer. typed: it
+    takes a `type` a third of the time."""
     thing, plural, family = r.choice(split_pool(THINGS, split))
     said, word, reads = r.choice(ACTIONS[family])
     req_kinds, opt_kinds = _SHAPES[(family, reads)]
@@ -218,6 +238,12 @@ def template(r, split: str) -> T:
         names.add(p.name)
         params.append(p)
         frags[p.name] = f
+    if typed and r.random() < 0.33:
+        p, f = _typed(thing, family, r)
+        if p.name not in names:
+            names.add(p.name)
+            params.insert(0, p)
+            frags[p.name] = f
     thing_ = thing.replace(" ", "_")
     name = r.choice((f"{word}_{thing_}", f"{thing_}_{word}", f"{word}_{thing_}"))
     verb = f"{said} a" if said in ("create", "book", "reserve") else f"{said} the"
