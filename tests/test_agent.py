@@ -359,6 +359,37 @@ def test_a_repeated_call_leaves_the_context_before_its_result():
     assert call + "<start_function_response>response:get_weather" in fed, fed
 
 
+def test_rewind_leaves_the_state_as_if_the_tokens_were_never_fed(tiny_gguf_factory):
+    """Decoder.rewind on a real session: evaluated tokens after the mark are dropped from the
+    KV state (the next logits equal a session that never saw them), pending ones too."""
+    import numpy as np
+    import edge_runtime as er
+    from edge_runtime.agent import Decoder
+    from edge_runtime.sampling import Sampler
+    m = er.Model.load(tiny_gguf_factory(), threads=1, max_inference_len=64)
+    a, b, c, rows = [2, 5, 9, 11], [20, 21, 22], [30, 31], [3, 4, 7, 40]
+    dec = Decoder(m.new_session(), Sampler())
+    dec.feed(a)
+    dec.logits()
+    mark = dec.position()
+    dec.feed(b)
+    dec.logits()                 # b is in the KV state now
+    dec.feed([23])
+    dec.rewind(mark)
+    assert dec.position() == len(a)
+    dec.feed(c)
+    got = dec.logits(rows)
+    ref = m.new_session()
+    ref.eval(a)
+    assert dec.session.history == a + c
+    assert np.allclose(got, ref.eval(c)[rows], atol=1e-5, rtol=0)
+    dec.feed([40, 41])           # pending only: nothing to recompute
+    mark2 = dec.position()
+    dec.feed([42])
+    dec.rewind(mark2)
+    assert dec.pending == [40, 41] and dec.keep is None
+
+
 # ---- the real default model ------------------------------------------------------------------
 
 TOOLSETS = {
