@@ -122,6 +122,23 @@ class SpyModel:
     def reset(self):
         self.fed.append([])
 
+    @property
+    def history(self):
+        return self.fed[-1]
+
+    @property
+    def n_past(self):
+        return len(self.fed[-1])
+
+    def prepare(self, ids):
+        """Session.prepare: keep the common prefix (at most all but the last id), eval the rest
+        (the agent rewinds a call the model repeated)."""
+        n = 0
+        while n < min(len(ids) - 1, self.n_past) and self.fed[-1][n] == ids[n]:
+            n += 1
+        del self.fed[-1][n:]
+        return self.eval(ids[n:])
+
     def eval(self, ids, rows=None):
         self.fed[-1] += [int(i) for i in ids]
         if rows is not None:
