@@ -10,6 +10,7 @@ import threading
 import time
 from contextlib import contextmanager
 import warnings
+import weakref
 
 import numpy as np
 
@@ -29,13 +30,17 @@ WEIGHT_TYPES = ("Q8_0", "F32", "F16", "BF16")
 _local = threading.local()
 
 
+class _Token:
+    __slots__ = ("__weakref__",)     # a session's set of evicted threads forgets dead ones
+
+
 def _thread_token():
     """The calling thread's identity for session ownership: unlike its ident, never reused by
     a later thread."""
     try:
         return _local.token
     except AttributeError:
-        _local.token = object()
+        _local.token = _Token()
         return _local.token
 
 
@@ -430,7 +435,9 @@ class Session:
         self._user = self._user_thread = None   # the call or generator using it, and its thread
         self._lease_thread = None                # the thread acquire_session() lent it to
         self._state_thread = None   # who last set the state (None: nobody, after a lease)
-        self._evicted_thread = None  # whose tokens another thread's reset last dropped
+        # whose tokens another thread's reset dropped, until they reset themselves: every one,
+        # since a later reset of the empty state must not hand it back to them
+        self._evicted = weakref.WeakSet()
         self.history: list[int] = []   # the ids whose keys and values the state holds
         # The snapshot the state starts with (restored or taken), while its positions are
         # still held: restoring it again reads back only the ring slots overwritten since.
@@ -476,11 +483,13 @@ class Session:
         return thread in (self._user_thread, self._lease_thread)
 
     def _lend_to(self, thread):
-        self._lease_thread, self._state_thread, self._evicted_thread = thread, None, None
+        self._lease_thread, self._state_thread = thread, None
+        self._evicted.clear()
 
     def _give_back(self):
         with self._cond:
-            self._lease_thread, self._state_thread, self._evicted_thread = None, None, None
+            self._lease_thread, self._state_thread = None, None
+            self._evicted.clear()
             self._cond.notify_all()
 
     # ---- state -----------------------------------------------------------------------------
@@ -503,8 +512,9 @@ class Session:
         me = _thread_token()
         # whose tokens another thread's reset just dropped: their next eval must not land on
         # what is left as if their tokens were still there
-        dropped = len(self.history) > n and self._state_thread not in (None, me)
-        self._evicted_thread = self._state_thread if dropped else None
+        if len(self.history) > n and self._state_thread not in (None, me):
+            self._evicted.add(self._state_thread)
+        self._evicted.discard(me)
         self.history = self.history[:n]
         self._keep_base(n)
         self._interrupted = False
@@ -514,7 +524,7 @@ class Session:
         """Append ids to the state; logits of the last position (all rows or just `rows`)."""
         with self._owned():
             me = _thread_token()
-            if not self.history and self._evicted_thread != me:
+            if not self.history and me not in self._evicted:
                 self._state_thread = me      # an empty state: whoever emptied it hands it on
             elif self._state_thread != me:
                 raise SessionBusyError(

@@ -228,6 +228,28 @@ def test_a_reset_by_another_thread_between_two_evals_is_an_error(tiny_gguf_facto
     np.testing.assert_array_equal(m.eval(p), load(tiny_gguf_factory).eval(p))
 
 
+def test_a_second_reset_does_not_hand_the_state_back_to_the_thread_first_evicted(
+        tiny_gguf_factory):
+    """A evaluates a prefix, B resets, C resets the empty state, A appends the rest: A's tokens
+    are still gone, so its eval is refused (not answered as if the rest were all there)."""
+    m = load(tiny_gguf_factory)
+    p = PROMPTS[0]
+
+    def other_thread(fn):
+        t = threading.Thread(target=fn)
+        t.start()
+        t.join(JOIN_S)
+
+    m.reset()
+    m.eval(p[:10])
+    other_thread(m.reset)
+    other_thread(m.reset)
+    with pytest.raises(SessionBusyError):
+        m.eval(p[10:])
+    m.reset()
+    np.testing.assert_array_equal(m.eval(p), load(tiny_gguf_factory).eval(p))
+
+
 @pytest.mark.parametrize("pool", [1, 2])
 def test_threads_on_acquired_sessions_give_the_sequential_results(
         tiny_gguf_factory, fast_switching, sequential_generations, pool):
