@@ -377,3 +377,26 @@ def test_version_10_draws_types_and_wider_pools():
     typed, wide = count(10)
     assert typed > 20 and wide > 20, (typed, wide)
     assert count(9) == (0, 0)
+
+
+def test_version_11_draws_values_the_words_imply():
+    """Version 11 asks "heat the house to 21 degrees" and expects mode "heat" though the request
+    never says the enum's word; version 10 never draws those phrasings."""
+    from edge_runtime.tune.domains import TEMPLATES
+    # each implied phrasing as a pattern, its slots any text; short ones ("average {values}")
+    # could match other requests
+    said = [re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(text.lower())))
+            for t in TEMPLATES for text, _ in t.implied if len(re.sub(r"\{\w+\}", "", text)) > 16]
+
+    def count(version):
+        seen = 0
+        for ex in data.generate(3000, 5, "train", version=version):
+            text = ex["messages"][0]["content"].lower()
+            calls = _calls(ex)
+            if len(calls) == 1 and calls[0]["name"] == "set_thermostat" and "heat the house" in text:
+                assert calls[0]["arguments"].get("mode") == "heat", (text, calls)
+            seen += any(p.search(text) for p in said)
+        return seen
+
+    assert count(11) > 10
+    assert count(10) == 0

@@ -37,6 +37,7 @@ class Recipe(NamedTuple):
     wide: bool = False      # cities and names from the wider pools too (_WIDER)
     typed: bool = False     # made-up tools may take a `type` (synth.template)
     mention: float = 0.35   # how often a request mentions each optional argument
+    implied: bool = False   # phrasings whose words imply a value (domains.T.implied)
 
 
 # Version 2 declared one to five tools; taught on it, the model declined plain requests once
@@ -66,7 +67,10 @@ class Recipe(NamedTuple):
 # and left out optional arguments a request mentioned (tools/everyday), so requests mention each
 # optional argument half of the time, not 35%. The stage it made from scratch was not shipped
 # (docs/TOOL_CALLING.md: it then wrote optional arguments nobody mentioned); it stays so that
-# run can be redone.
+# run can be redone. Version 11 is version 10 with mentions back at 35% and phrasings whose words
+# imply a value ("heat the house to 21" -> mode "heat", "at double speed" -> 2.0): taught on
+# version 10, the model wrote optional arguments nobody mentioned, and left out a mode a request
+# implied (tools/everyday).
 KINDS = ("single", "choose", "parallel", "none", "convert", "followup")
 _UP_TO_12 = (tuple(range(1, 13)), (1, 3, 4, 4, 3, 3, 2, 2, 2, 2, 1, 1))
 _ONE_MORE = (_UP_TO_12[0], (3,) + _UP_TO_12[1][1:])     # one tool alone three times as often
@@ -79,7 +83,9 @@ RECIPES = {2: Recipe(((1, 2, 3, 4, 5), (1, 4, 5, 3, 1)), 0.0),
            8: Recipe(_ONE_MORE, 0.5, (0.06, 0.30, 0.24, 0.16, 0.14, 0.10), group=4, formulas=0.5),
            9: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4, formulas=0.5),
            10: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4,
-                      formulas=0.5, wide=True, typed=True, mention=0.5)}
+                      formulas=0.5, wide=True, typed=True, mention=0.5),
+           11: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4,
+                      formulas=0.5, wide=True, typed=True, implied=True)}
 # a pool and the wider one it stands for under Recipe.wide (the same list, extended)
 _WIDER = {id(CITIES): CITIES + MORE_CITIES, id(NAMES): NAMES + MORE_NAMES}
 MADE_POOL = (24, 12)     # made-up tools and templates in a made-up pool
@@ -316,7 +322,8 @@ class _Gen:
         """Said for template t."""
         r = self.r
         asks = [] if imperative else t.ask
-        pick = r.choice(t.say + asks if r.random() < 0.7 or not asks else asks)
+        say = t.say + t.implied if self.recipe.implied else t.say
+        pick = r.choice(say + asks if r.random() < 0.7 or not asks else asks)
         text, fixed = pick if isinstance(pick, tuple) else (pick, {})
         style = "ask" if pick in t.ask else _style(text)
         slots, texts, args, extra = _slots(text), {}, {}, ""

@@ -29,13 +29,15 @@ class T:
     ask: phrasings used as written; near: (request, what it asks for) that this tool cannot
     serve; res: rng, args -> result dict; done: the follow-up answer, formatted with the
     arguments and result (or a function of them); pair: phrasings asking for two calls
-    that differ in one value, "{room}" and "{room2}"."""
+    that differ in one value, "{room}" and "{room2}"; implied: phrasings (text, values) whose
+    words carry an argument's value without naming it ("heat the house" -> mode "heat"), drawn
+    beside say under Recipe.implied."""
 
     def __init__(self, name, domain, desc, params, say, ask=(), *, gist, near=(), res=None,
-                 done="", pair=()):
+                 done="", pair=(), implied=()):
         self.name, self.domain, self.desc, self.params = name, domain, desc, params
         self.say, self.ask, self.gist, self.near = list(say), list(ask), gist, list(near)
-        self.pair = list(pair)
+        self.pair, self.implied = list(pair), list(implied)
         self.res = res or (lambda r, a: {"status": "ok"})
         self.done = done
 
@@ -219,6 +221,11 @@ TEMPLATES = [
       ["set the thermostat to {temperature}", "make it {temperature} degrees in here",
        "change the heating to {temperature} degrees", "thermostat {temperature}"],
       ["could the house be at {temperature} degrees?"],
+      implied=[("heat the house to {temperature} degrees", {"mode": "heat"}),
+               ("warm it up to {temperature} in here", {"mode": "heat"}),
+               ("cool the house down to {temperature}", {"mode": "cool"}),
+               ("run the AC at {temperature} degrees", {"mode": "cool"}),
+               ("keep it at {temperature} on the energy saving setting", {"mode": "eco"})],
       gist="control the thermostat",
       near=[("what's the humidity inside right now?", "read the humidity")],
       done="The thermostat is set to {temperature} degrees."),
@@ -262,6 +269,10 @@ TEMPLATES = [
          pool=["quiet", "standard", "turbo"], opt=[" on {}", " using {} suction"])],
       ["start the robot vacuum", "vacuum the house", "run the vacuum"],
       ["can the robot vacuum do a round?"],
+      implied=[("vacuum the {room} quietly", {"mode": "quiet"}),
+               ("run the vacuum quietly", {"mode": "quiet"}),
+               ("vacuum the {room} on full power", {"mode": "turbo"}),
+               ("give the house a deep vacuum at maximum suction", {"mode": "turbo"})],
       gist="run the vacuum", near=[("mop the kitchen floor", "mop floors")],
       done="The vacuum has started."),
     T("set_fan_speed", "home", "Ceiling fan speed.",
@@ -290,6 +301,9 @@ TEMPLATES = [
        P("speed", "number", "Playback speed", [1.0, 1.25, 1.5, 2.0], enum=[1.0, 1.25, 1.5, 2.0],
          opt=[" at {}x speed", " at speed {}"])],
       ["play the latest {show}", "put on {show}", "start the newest episode of {show}"],
+      implied=[("play the latest {show} at double speed", {"speed": 2.0}),
+               ("put on {show} at normal speed", {"speed": 1.0}),
+               ("play {show} at one and a half times speed", {"speed": 1.5})],
       gist="play podcasts", near=[("subscribe me to {show}", "subscribe to podcasts")],
       done="Playing the latest episode of {show}."),
     T("tv_channel", "media", "Switch the TV to a channel.",
@@ -389,6 +403,10 @@ TEMPLATES = [
       ["find flights from {origin} to {destination} on {date}",
        "search {origin} to {destination} flights for {date}"],
       ["any flights {origin} -> {destination} on {date}?"],
+      implied=[("find business class flights from {origin} to {destination} on {date}",
+                {"cabin": "business"}),
+               ("search economy seats {origin} to {destination} for {date}",
+                {"cabin": "economy"})],
       gist="search flights",
       near=[("what's the baggage allowance on my flight?", "check baggage rules")],
       res=lambda r, a: {"cheapest": r.randrange(80, 900), "currency": "EUR"},
@@ -482,6 +500,14 @@ TEMPLATES = [
          default=12, opt=[", compounded {} times a year"])],
       ["work out what {deposit} grows to at {rate}% over {years} years"],
       ["if I invest {deposit} at {rate} percent for {years} years, what will I have?"],
+      implied=[("work out what {deposit} grows to at {rate}% over {years} years, compounded "
+                "monthly", {"per_year": 12}),
+               ("compute {deposit} at {rate}% for {years} years compounded quarterly",
+                {"per_year": 4}),
+               ("find the value of {deposit} after {years} years at {rate}% compounded yearly",
+                {"per_year": 1}),
+               ("work out {deposit} at {rate}% over {years} years with daily compounding",
+                {"per_year": 365})],
       gist="compute compound interest", res=lambda r, a: {"value": round(a["deposit"] * 1.5, 2)},
       done="It grows to {value}."),
     T("quote_ticker", "finance", "Latest stock quote.",
@@ -540,6 +566,9 @@ TEMPLATES = [
          enum=["mean", "median", "stdev"])],
       ["give me the {stat} of {values}", "compute the {stat} for {values}"],
       ["what's the {stat} of {values}?"],
+      implied=[("average {values}", {"stat": "mean"}),
+               ("find the middle value of {values}", {"stat": "median"}),
+               ("work out the standard deviation of {values}", {"stat": "stdev"})],
       gist="compute statistics", near=[("plot {values} as a bar chart", "draw charts")],
       res=lambda r, a: {"result": round(sum(a["values"]) / len(a["values"]), 2)},
       done="The {stat} is {result}."),
@@ -596,6 +625,8 @@ TEMPLATES = [
        P("unit", "string", "default 'km'", ["km", "miles"], enum=["km", "miles"], default="km",
          opt=[" in {}"])],
       ["get the distance between {city_a} and {city_b}"], ["how far is {city_a} from {city_b}?"],
+      implied=[("tell me how many miles it is from {city_a} to {city_b}", {"unit": "miles"}),
+               ("give me the kilometers between {city_a} and {city_b}", {"unit": "km"})],
       gist="measure distances",
       near=[("give me driving directions to {city_b}", "give directions")],
       res=lambda r, a: {"distance": r.randrange(100, 9000)},
