@@ -2,7 +2,8 @@
 
 An adapter file is a zip archive (the format numpy's .npz uses) of:
   manifest.json   what it is for and how it was made: base model shape and source hash, rank,
-                  alpha, call format, training record, and each tensor's dtype, shape, sha256
+                  alpha, call format, training record, each tensor's dtype, shape, sha256, and
+                  the call bias the taught model decides with (set_call_bias; optional)
   NAME.npy        blk.{i}.{proj}.lora_a [r, in] and .lora_b [out, r] (float16),
                   token_embd.rows [R] (int64) and token_embd.row_delta [R, n_embd] (float32)
 
@@ -25,7 +26,7 @@ import numpy as np
 from .errors import AdapterError
 from .files import replacing
 
-__all__ = ["Adapter", "AdapterError", "FORMAT", "read", "write"]
+__all__ = ["Adapter", "AdapterError", "FORMAT", "read", "set_call_bias", "write"]
 
 FORMAT = "edge_runtime.adapter"
 VERSION = 1
@@ -43,6 +44,7 @@ class Adapter:
         self.rank = int(manifest["rank"])
         self.scale = float(manifest["alpha"]) / self.rank
         self.call_format = manifest.get("call_format")
+        self.call_bias = manifest.get("call_bias")
         self.sha256 = manifest.get("sha256", "")
 
     @property
@@ -90,9 +92,18 @@ def _expected_shapes(base: dict, rank: int, n_rows: int) -> dict:
     return out
 
 
+def _identity(manifest) -> str:
+    """The hash that names an adapter in cache keys: of its tensors, and of its call bias, which
+    a merged model carries too."""
+    text = json.dumps(manifest["tensors"], sort_keys=True)
+    if manifest.get("call_bias") is not None:
+        text += f"\ncall_bias={float(manifest['call_bias'])!r}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def write(path, tensors: dict, manifest: dict) -> str:
     """Write an adapter file atomically; returns its sha256 (also stored in the manifest's
-    'sha256' field as the hash of the tensors, which names the adapter in cache keys)."""
+    'sha256' field: _identity)."""
     stored = {}
     for k, v in tensors.items():
         if k.endswith((".lora_a", ".lora_b")):
@@ -101,8 +112,9 @@ def write(path, tensors: dict, manifest: dict) -> str:
     manifest = dict(manifest, format=FORMAT, version=VERSION,
                     tensors={k: {"dtype": str(v.dtype), "shape": list(v.shape), "sha256": _sha(v)}
                              for k, v in sorted(stored.items())})
-    manifest["sha256"] = hashlib.sha256(json.dumps(manifest["tensors"], sort_keys=True)
-                                        .encode()).hexdigest()
+    if manifest.get("call_bias") is not None and not np.isfinite(manifest["call_bias"]):
+        raise AdapterError(f"call bias must be a finite number, got {manifest['call_bias']!r}")
+    manifest["sha256"] = _identity(manifest)
     with replacing(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
         for k, v in sorted(stored.items()):
@@ -110,6 +122,16 @@ def write(path, tensors: dict, manifest: dict) -> str:
             np.save(buf, v, allow_pickle=False)
             z.writestr(k + ".npy", buf.getvalue())
     return manifest["sha256"]
+
+
+def set_call_bias(path, bias: float, chosen_on: str) -> dict:
+    """Record in the adapter file at path the call bias its model decides with (added to the
+    call token's logit where tool_choice "auto" decides: edge_runtime.agent) and the data it was
+    chosen on; returns the new manifest. A model merged with it carries the bias (convert.py)."""
+    a = read(path)
+    manifest = dict(a.manifest, call_bias=float(bias), call_bias_chosen_on=str(chosen_on))
+    write(path, a.tensors, manifest)
+    return read(path).manifest
 
 
 def read(path) -> Adapter:

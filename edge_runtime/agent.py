@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .calls.formats import encode_segments, get_format, prefix_ids
+from .calls.formats import CALL_BIAS_KEY, encode_segments, get_format, prefix_ids
 from .calls.grammar import CallGrammar, TokenConstraint
 from .calls.grounding import Grounding
 from .calls.schema import declare, validate
@@ -48,13 +48,18 @@ from .tool_exec import ToolRunner
 MAX_PARALLEL = 4          # calls in one model reply
 MAX_CALL_TOKENS = 1024    # unconstrained call bodies are cut here (constrained ones are bounded)
 TOOL_CHOICES = ("required", "auto", "none")
-# Added to the call token's logit where tool_choice "auto" decides between a call and an
-# answer. Chosen on the generator's dev split (tools/bench_dev.py --sweep-call-bias, seed 8,
-# generator version 5; never a benchmark) for the shipped adapter (stages 6 + 7b), among the
-# biases that keep the built-in requests of tests/test_builtin_agent.py at issue 11's >= 90%:
-# -2.0 and -1.75 tie for best (123/200; -1.25: 119), -1.75 is the better on seed 7 (127 vs
-# 126), and the 11 built-in requests it calls have call margins of 5.3 and more.
-DEFAULT_CALL_BIAS = -1.75
+
+
+def model_call_bias(model) -> float:
+    """The call bias a model decides with: the one its adapter was chosen with, which a merged
+    model carries (CALL_BIAS_KEY: the shipped adapter's was chosen on the generator's dev split,
+    `tune`'s on held-out examples of the user's tools), else 0.0, the model's own lean."""
+    meta = getattr(getattr(model, "gguf", None), "metadata", None) or {}
+    try:
+        return float(meta[CALL_BIAS_KEY]) if CALL_BIAS_KEY in meta else 0.0
+    except (TypeError, ValueError):   # a fake or odd model: no evidence
+        return 0.0
+
 
 # The preamble's KV state per model, shared by the agents of that model and format. It is kept
 # only once a second toolset needs it: a single agent holds its whole prefix anyway, and a board
@@ -148,7 +153,7 @@ class Agent:
     demonstrations: the format's worked examples in the (cached) prefix.
     grounding: bias argument values toward the request's own spans and numbers.
     call_bias: added to the call token's logit where "auto" decides between a call and an
-    answer (call_margin() shows the model's own lean).
+    answer (call_margin() shows the model's own lean); None: the model's (model_call_bias).
     A schema without a callable is declared to the model but has nothing to execute: its call
     is returned with result None and the run stops there, for the caller to carry out.
     """
@@ -156,13 +161,13 @@ class Agent:
     def __init__(self, model, tools, system=None, cache_dir=None, timeout=10.0,
                  tool_choice="auto", constrained=True, max_tokens=48, reuse_prefix=True,
                  format=None, grounding=True, demonstrations=True,
-                 call_bias=DEFAULT_CALL_BIAS):
+                 call_bias=None):
         if tool_choice not in TOOL_CHOICES:
             raise ValueError(f"tool_choice must be one of {', '.join(TOOL_CHOICES)}")
         self.model, self.system, self.timeout = model, system, timeout
         self.tool_choice, self.constrained, self.max_tokens = tool_choice, constrained, max_tokens
         self.cache_dir, self.reuse_prefix, self.grounding = cache_dir, reuse_prefix, grounding
-        self.call_bias = float(call_bias)
+        self.call_bias = model_call_bias(model) if call_bias is None else float(call_bias)
         self.format = get_format(format, model, demonstrations)
         tools = list(tools or [])
         self.tools = declare(tools)

@@ -226,11 +226,13 @@ def cmd_tune(args):
     t = report.manifest["training"]
     if args.json:
         _print_json({"adapter": report.adapter, "complete": t["complete"],
-                     "steps": t["steps_done"], "before": report.before, "after": report.after})
+                     "steps": t["steps_done"], "call_bias": report.call_bias,
+                     "before": report.before, "after": report.after})
         return 0
     state = "" if t["complete"] else \
         f" (stopped at step {t['steps_done']} by --minutes: run the same command to go on)"
-    print(f"wrote {report.adapter}{state}\nright calls on held-out requests, per tool:")
+    print(f"wrote {report.adapter}{state} (call bias {report.call_bias:+.2f}, chosen on examples "
+          f"held out from training)\nright calls on held-out requests, per tool:")
     print(report.table())
     print(f"use it: edge-runtime agent --tools {args.tools} --adapter {report.adapter} \"...\"")
     return 0
@@ -398,7 +400,8 @@ def build_parser():
     t.add_argument("--examples", help="your own examples, JSONL: {\"request\": ..., \"calls\": "
                    "[{\"name\": ..., \"arguments\": {...}}]} (calls [] = no call)")
     t.add_argument("--minutes", type=float, default=20.0,
-                   help="stop training by then (default 20); the same command resumes")
+                   help="the whole run, scoring included, ends about then (default 20); "
+                        "training stopped early resumes with the same command")
     t.add_argument("--steps", type=int, default=120, help="optimizer steps (default 120)")
     t.add_argument("--out", default="my.adapter", help="adapter file to write")
     t.add_argument("--seed", type=int, default=0)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import ConversionError
 from .files import replacing
-from .calls.formats import CALL_FORMAT_KEY
+from .calls.formats import CALL_BIAS_KEY, CALL_FORMAT_KEY
 from .gguf import GGML_TYPE_IDS, GGML_TYPES, open_gguf
 
 __all__ = ["convert", "quantize_q8_0", "FUNCTION_TOKENS", "FILE_TYPE_MOSTLY_Q8_0"]
@@ -80,14 +80,14 @@ def _can_dequantize(type_name: str) -> bool:
     return True
 
 
-# Metadata a merged model carries: the call format its adapter taught (read by calls/formats/),
-# and the adapter's hash.
+# Metadata a merged model carries: the call format its adapter taught and the call bias it
+# decides with (read by calls/formats/ and the agent), and the adapter's hash.
 ADAPTER_KEY = "edge_runtime.adapter_sha256"
 
 
 def _copy_metadata(src, writer, rename_function_tokens, adapter=None):
     """Copy every kv pair with its original value type, renaming function tokens if asked;
-    a merged adapter adds its call format and hash."""
+    a merged adapter adds its call format, call bias and hash."""
     from gguf import GGUFValueType as V
     types = _value_type_table()
     meta = src.metadata
@@ -96,7 +96,7 @@ def _copy_metadata(src, writer, rename_function_tokens, adapter=None):
     for key in meta:
         if key in ("general.architecture", "general.file_type", "general.alignment"):
             continue  # the writer sets these itself
-        if adapter is not None and key in (CALL_FORMAT_KEY, ADAPTER_KEY):
+        if adapter is not None and key in (CALL_FORMAT_KEY, CALL_BIAS_KEY, ADAPTER_KEY):
             continue  # replaced below
         tname, value = src.meta_type(key), meta[key]
         if not tname.startswith("array["):
@@ -113,6 +113,8 @@ def _copy_metadata(src, writer, rename_function_tokens, adapter=None):
     if adapter is not None:
         if adapter.call_format:
             writer.add_key_value(CALL_FORMAT_KEY, adapter.call_format, V.STRING)
+        if adapter.call_bias is not None:
+            writer.add_key_value(CALL_BIAS_KEY, float(adapter.call_bias), V.FLOAT32)
         writer.add_key_value(ADAPTER_KEY, adapter.sha256, V.STRING)
     writer.add_key_value("general.file_type", FILE_TYPE_MOSTLY_Q8_0, V.UINT32)
     if "general.quantization_version" not in meta:

@@ -24,7 +24,7 @@ from pathlib import Path
 from .errors import ConversionError
 from .files import replacing, write_atomically
 
-__all__ = ["default", "base", "merged", "source", "cache_dir", "DefaultModelUnavailable",
+__all__ = ["default", "base", "merged", "forget", "source", "cache_dir", "DefaultModelUnavailable",
            "MODEL_FILE", "BASE_FILE", "DEFAULT_ADAPTER"]
 
 MODEL_FILE = "gemma-3-270m-tools-q8_0.gguf"     # base + the shipped adapter
@@ -151,6 +151,12 @@ def _build(src, model: Path, adapter):
 def _write_stamp(model: Path, fields: dict):
     stamp = dict(fields, size=model.stat().st_size, sha256=file_sha256(model), recipe=RECIPE)
     write_atomically(_stamp_path(model), [(json.dumps(stamp, indent=1) + "\n").encode()])
+
+
+def forget(model_path):
+    """Remove a model built into the cache, and its stamp (a merged model no longer needed)."""
+    for p in (Path(model_path), _stamp_path(Path(model_path))):
+        p.unlink(missing_ok=True)
 
 
 def merged(path, adapter_path) -> str:

@@ -290,6 +290,65 @@ def test_model_load_with_an_adapter_merges_once(tiny_gguf_factory, tmp_path, mon
     assert merged[0].stat().st_mtime_ns == mtime               # cached, not rebuilt
 
 
+def test_a_recorded_call_bias_travels_with_the_merged_model(tiny_gguf_factory, tmp_path,
+                                                            monkeypatch):
+    """The call bias recorded in an adapter names a new adapter (a new merge), is carried by the
+    merged model, and is what an Agent decides with unless told otherwise; a model with none
+    decides with 0.0, its own lean."""
+    import edge_runtime as er
+    from edge_runtime.agent import model_call_bias
+    monkeypatch.setenv("EDGE_RUNTIME_CACHE", str(tmp_path / "cache"))
+    path, out = _trained(tiny_gguf_factory, tmp_path)
+    before = adapter_file.read(out)
+    manifest = adapter_file.set_call_bias(out, -1.25, "a test")
+    after = adapter_file.read(out)
+    assert after.call_bias == -1.25 and manifest["call_bias_chosen_on"] == "a test"
+    assert after.sha256 != before.sha256 and all(
+        np.array_equal(after.tensors[k], v) for k, v in before.tensors.items())
+    m = er.Model.load(path, adapter=str(out))
+    assert len(list((tmp_path / "cache").glob("merged-*.gguf"))) == 1
+    assert model_call_bias(m) == -1.25
+    assert er.Agent(m, tools=[LAMP]).call_bias == -1.25
+    assert er.Agent(m, tools=[LAMP], call_bias=2.0).call_bias == 2.0
+    assert er.Agent(er.Model.load(path), tools=[LAMP]).call_bias == 0.0
+    with pytest.raises(AdapterError, match="finite"):
+        adapter_file.set_call_bias(out, float("nan"), "a test")
+
+
+def test_tune_chooses_the_call_bias_on_examples_it_neither_trains_on_nor_reports(monkeypatch,
+                                                                                 tmp_path):
+    """Training, the bias and the before/after report each see their own examples; the bias
+    chosen is recorded in the adapter the report names; training leaves time for the rest."""
+    from edge_runtime import models
+    from edge_runtime.tune import user
+    seen = {}
+
+    def fake_train(base, examples, out, settings, **kw):
+        seen.update(train=examples, minutes=kw["minutes"])
+        return {}
+
+    def fake_choose(model_path, tools, examples, threads=None, log=None):
+        seen["bias"] = examples
+        return -0.5
+    monkeypatch.setattr(user, "train", fake_train)
+    monkeypatch.setattr(user, "score", lambda p, t, held, th=None: seen.setdefault("held", held)
+                        and {})
+    monkeypatch.setattr(user, "choose_call_bias", fake_choose)
+    monkeypatch.setattr(user.adapter_file, "set_call_bias",
+                        lambda path, bias, how: seen.update(recorded=(path, bias)) or {})
+    monkeypatch.setattr(models, "merged", lambda *a, **k: "unused")
+    monkeypatch.setattr(models, "default", lambda: "unused")
+    report = user.tune([LAMP, FAN], tmp_path / "lamp.adapter", n_generated=300, log=lambda *a: None)
+    # by example drawn, not by text: two tools give few distinct requests, and the same one
+    # may be drawn twice
+    drawn = {k: {id(e) for e in seen[k]} for k in ("train", "bias", "held")}
+    assert len(drawn["bias"]) >= 30 and len(drawn["held"]) >= 30
+    assert not drawn["bias"] & drawn["train"] and not drawn["held"] & drawn["train"]
+    assert not drawn["bias"] & drawn["held"]
+    assert report.call_bias == -0.5 and seen["recorded"] == (tmp_path / "lamp.adapter", -0.5)
+    assert 1 <= seen["minutes"] <= 20 - 2 * user.MERGE_SECONDS / 60
+
+
 # ---- walls -----------------------------------------------------------------------------------
 
 def test_the_runtime_never_imports_torch_or_the_trainer():
@@ -310,6 +369,7 @@ def test_the_shipped_adapter_is_small_and_says_how_it_was_made():
         assert key in t, key
     assert a.manifest["base"]["n_layer"] == 18 and a.manifest["base"]["n_embd"] == 640
     assert a.call_format == "functiongemma"
+    assert a.call_bias is not None and "dev split" in a.manifest["call_bias_chosen_on"]
 
 
 @pytest.mark.model
@@ -375,6 +435,8 @@ def test_tune_trains_on_every_example_of_an_everyday_toolset(monkeypatch, tmp_pa
         return {}
     monkeypatch.setattr(user, "train", fake_train)
     monkeypatch.setattr(user, "score", lambda *a, **k: {})
+    monkeypatch.setattr(user, "choose_call_bias", lambda *a, **k: 0.0)
+    monkeypatch.setattr(user.adapter_file, "set_call_bias", lambda *a, **k: {})
     monkeypatch.setattr(models, "merged", lambda *a, **k: "unused")
     tools = _load_tools(str(Path(__file__).resolve().parents[1] / "tools/everyday/home_tools.py"))
     user.tune(tools, tmp_path / "home.adapter", n_generated=100, log=lambda *a: None)

@@ -356,6 +356,13 @@ def test_the_call_bias_sweep_counts_what_the_auto_decision_would_get():
                                                              (3.5, 2)]
 
 
+def test_the_best_bias_is_the_most_right_and_the_nearest_zero_among_equals():
+    from edge_runtime.tune import evaluate
+    assert evaluate.best_bias([(-2.0, 5), (-1.0, 7), (1.0, 7), (0.5, 6)]) == -1.0
+    assert evaluate.best_bias([(-3.0, 4), (-0.5, 4), (2.0, 3)]) == -0.5
+    assert min(evaluate.BIASES) < -3 and 0.0 in evaluate.BIASES
+
+
 def test_version_10_draws_types_and_wider_pools():
     """Version 10's made-up tools may take a `type` whose value the request says, and its
     cities and names come from wider pools too; version 9 has neither."""

@@ -5,8 +5,8 @@
     python tools/bench_dev.py --sweep-call-bias [...]
 
 --sweep-call-bias measures each example's call margin and forced calls once, then prints the
-accuracy the auto decision would have at each call bias from -2 to 6 (Agent(call_bias=)): the
-data agent.DEFAULT_CALL_BIAS is chosen on.
+accuracy the auto decision would have at each call bias from -4 to 6 (Agent(call_bias=)): the
+data the shipped adapter's call bias is chosen on (adapter.set_call_bias).
 
 This is the data choices are made on (grounding kept or not, the call format): never a
 benchmark's. Prints accuracy per kind and overall, with the CPU, the date and the commit.
@@ -46,21 +46,23 @@ def main(argv=None):
               **({} if args.call_bias is None else {"call_bias": args.call_bias}))
     if args.sweep_call_bias:
         rows = evaluate.margins(model, examples, **kw)
-        table = evaluate.sweep(rows, [b / 4 for b in range(-8, 25)])
-        best = max(table, key=lambda bt: (bt[1], -abs(bt[0])))
+        table = evaluate.sweep(rows)
+        best = evaluate.best_bias(table)
         print(f"call bias sweep, dev split, {len(rows)} examples (seed {args.seed}, generator "
-              f"version {args.generator_version}), {Path(path).name}: best {best[0]:+.2f} "
-              f"({best[1]}/{len(rows)}) ({time.time() - t0:.0f} s; {cpu_name()}; {git_commit()})")
+              f"version {args.generator_version}), {Path(path).name}: best {best:+.2f} "
+              f"({dict(table)[best]}/{len(rows)}) ({time.time() - t0:.0f} s; {cpu_name()}; "
+              f"{git_commit()})")
         for b, right in table:
             print(f"  {b:+6.2f}  {right}/{len(rows)} = {100 * right / len(rows):.1f}%")
         return
     results = evaluate.run(model, examples, **kw)
     kinds = evaluate.by_kind(results)
     right = sum(ok for _, _, ok in results)
+    bias = er.agent.model_call_bias(model) if args.call_bias is None else args.call_bias
     print(f"dev split, {len(results)} examples (seed {args.seed}, generator version "
           f"{args.generator_version}), {Path(path).name}, format "
           f"{args.format or 'auto'}, grounding {'off' if args.no_grounding else 'on'}, call bias "
-          f"{args.call_bias if args.call_bias is not None else 'default'}: "
+          f"{bias:+.2f}: "
           f"{right}/{len(results)} = {100 * right / len(results):.1f}%  "
           f"({time.time() - t0:.0f} s; {cpu_name()}; {git_commit()})")
     for k, (r, n) in sorted(kinds.items()):

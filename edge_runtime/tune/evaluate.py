@@ -67,7 +67,16 @@ def margins(model, examples, **agent_kw) -> list:
     return out
 
 
-def sweep(rows, biases) -> list:
+# the call biases a sweep tries: a tuned model's calls and refusals can part anywhere in here
+BIASES = tuple(b / 4 for b in range(-16, 25))
+
+
+def best_bias(table) -> float:
+    """The bias of a sweep's table with the most right, the nearest to 0 among equals."""
+    return max(table, key=lambda bt: (bt[1], -abs(bt[0])))[0]
+
+
+def sweep(rows, biases=BIASES) -> list:
     """[(bias, right)] for each bias: an example expecting calls is right when margin + bias
     decides for a call (>= 0) and the forced calls were right; one expecting text when it
     decides against."""

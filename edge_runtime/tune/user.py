@@ -5,13 +5,17 @@ examples_for_tools), the user's own examples (JSONL) are added, and a share of t
 keeps the rest from being forgotten. Training starts from the shipped adapter, so the result is
 a complete adapter for the base model. A fifth of the generated examples and a quarter of the
 user's are held out, and right calls on them are counted per tool before (the default model)
-and after (the base with the new adapter merged in).
+and after (the base with the new adapter merged in). Another slice of the generated examples,
+also never trained on, chooses the call bias the tuned model decides with: tuning moves where
+its calls and refusals part (docs/TOOL_CALLING.md), so the shipped model's bias would turn
+plain requests into refusals. The bias is recorded in the adapter, and a merged model carries it.
 """
 from __future__ import annotations
 
 import json
 import os
 import random
+import time
 from dataclasses import dataclass, field
 
 from .. import adapter as adapter_file
@@ -23,7 +27,9 @@ from .train import Settings, train
 
 GENERAL_SHARE = 0.25
 TOKENS_MAX = 16384        # an example's length limit: a toolset of 60 tools is ~5k tokens
-HELD_OUT = 40
+MERGE_SECONDS = 20        # base + adapter into a Q8_0 GGUF, on a 2-core machine
+HELD_OUT = 40             # generated examples held out for the report, and as many to choose
+                          # the call bias on
 
 
 class ExamplesError(InvalidArgumentError):
@@ -34,6 +40,7 @@ class ExamplesError(InvalidArgumentError):
 class Report:
     adapter: str
     manifest: dict
+    call_bias: float
     before: dict = field(default_factory=dict)   # {tool name or NO_CALL: (right, total)}
     after: dict = field(default_factory=dict)
 
@@ -104,14 +111,17 @@ def score(model_path, tools, held_out, threads=None) -> dict:
 
 def tune(tools, out_path, examples_path=None, minutes=20.0, steps=120, seed=0,
          n_generated=800, threads=None, log=print) -> Report:
-    """Train an adapter for `tools` (callables or OpenAI-style schemas) into out_path."""
+    """Train an adapter for `tools` (callables or OpenAI-style schemas) into out_path, all of it
+    within about `minutes`."""
+    t0 = time.time()
     tools = [_tool_dict(t) for t in tools]
     if not tools:
         raise InvalidArgumentError("tune needs at least one tool")
     mine = read_examples(examples_path, tools) if examples_path else []
     generated = data.examples_for_tools(tools, n_generated, seed)
     held = generated[::5][:HELD_OUT] + mine[::4]
-    train_set = [e for i, e in enumerate(generated) if i % 5 or i // 5 >= HELD_OUT] + \
+    calibrate = generated[1::5][:HELD_OUT]
+    train_set = [e for i, e in enumerate(generated) if i % 5 > 1 or i // 5 >= HELD_OUT] + \
         [e for i, e in enumerate(mine) if i % 4]
     n_general = int(len(train_set) * GENERAL_SHARE / (1 - GENERAL_SHARE))
     train_set += data.generate(n_general, seed, "train")
@@ -119,15 +129,38 @@ def tune(tools, out_path, examples_path=None, minutes=20.0, steps=120, seed=0,
     base = models.source()
     shipped = adapter_file.read(models.DEFAULT_ADAPTER)
     log(f"tune: {len(tools)} tools, {len(train_set)} training examples "
-        f"({len(mine)} of yours), {len(held)} held out")
+        f"({len(mine)} of yours), {len(held)} held out, {len(calibrate)} to choose the call "
+        f"bias on")
+    t_score = time.time()
     before = score(models.default(), tools, held, threads)
+    # after training come the bias's examples and the report's, each about as long as this
+    # scoring, and two merges
+    left = minutes * 60 - (time.time() - t0) - 2 * (time.time() - t_score) - 2 * MERGE_SECONDS
     # every example declares the user's whole toolset: none may be skipped for its length
     settings = Settings(rank=shipped.manifest["rank"], alpha=shipped.manifest["alpha"],
                         steps=steps, lr=2e-4, warmup=5, max_len=TOKENS_MAX)
     manifest = train(base, train_set, out_path, settings,
-                     minutes=minutes, init=shipped, threads=threads, log=log, record={
+                     minutes=max(left, 60) / 60, init=shipped, threads=threads, log=log, record={
                          "generator_version": data.GENERATOR_VERSION, "data_seed": seed,
                          "tools": [normalize_tool(t)["name"] for t in tools],
                          "user_examples": os.path.basename(examples_path or "") or None})
+    bias = choose_call_bias(models.merged(base, out_path), tools, calibrate, threads, log)
+    manifest = adapter_file.set_call_bias(out_path, bias, f"tune: {len(calibrate)} held-out "
+                                          f"generated examples (seed {seed}), best of a sweep")
     after = score(models.merged(base, out_path), tools, held, threads)
-    return Report(os.fspath(out_path), manifest, before, after)
+    return Report(os.fspath(out_path), manifest, bias, before, after)
+
+
+def choose_call_bias(model_path, tools, examples, threads=None, log=print) -> float:
+    """The call bias with the most right decisions on examples (evaluate.sweep). The merged model
+    it was measured on is removed: the adapter changes once the bias is recorded."""
+    import edge_runtime as er
+    model = er.Model.load(model_path, threads=threads)
+    rows = evaluate.margins(model, [dict(ex, tools=tools) for ex in examples])
+    model.close()
+    models.forget(model_path)
+    table = evaluate.sweep(rows)
+    bias = evaluate.best_bias(table)
+    log(f"tune: call bias {bias:+.2f} ({dict(table)[bias]}/{len(rows)} right on its examples; "
+        f"0.00: {dict(table)[0.0]})")
+    return bias

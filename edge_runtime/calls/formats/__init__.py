@@ -43,8 +43,10 @@ class CallFormat(Protocol):
     def render_call(self, name, arguments) -> str: ...
 
 
-# A model with an adapter merged in names the call format the adapter taught (convert.py).
+# A model with an adapter merged in names the call format the adapter taught, and the call bias
+# the taught model decides with where its adapter records one (convert.py, agent.py).
 CALL_FORMAT_KEY = "edge_runtime.call_format"
+CALL_BIAS_KEY = "edge_runtime.call_bias"
 
 
 def is_functiongemma(model) -> bool:
@@ -73,5 +75,5 @@ def get_format(name, model, demonstrations=True) -> CallFormat:
     raise ValueError(f"unknown call format {name!r} (use one of {', '.join(FORMATS)})")
 
 
-__all__ = ["CALL_FORMAT_KEY", "FORMATS", "CallFormat", "FunctionGemmaFormat", "PythonFormat",
+__all__ = ["CALL_BIAS_KEY", "CALL_FORMAT_KEY", "FORMATS", "CallFormat", "FunctionGemmaFormat", "PythonFormat",
            "encode_segments", "get_format", "is_functiongemma", "prefix_ids"]
