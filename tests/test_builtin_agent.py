@@ -63,3 +63,12 @@ def test_everyday_requests_call_the_right_builtin_tool(model):
     print(f"{sum(right)}/{len(CASES)} right ({agent.format.name} format)")
     # the issue's target, scaled to this test's case count: >= 90% right
     assert sum(right) >= -(-9 * len(CASES) // 10), f"{sum(right)}/{len(CASES)} right"
+
+
+def test_the_default_model_decides_with_the_shipped_adapter_s_call_bias(model):
+    """The bias was chosen for the shipped adapter on the generator's dev split; the merged
+    model carries it, and an agent on it decides with it."""
+    from edge_runtime import adapter, models
+    shipped = adapter.read(models.DEFAULT_ADAPTER).call_bias
+    assert shipped is not None
+    assert Agent(model, tools_builtin.TOOLS).call_bias == pytest.approx(shipped)

@@ -173,7 +173,7 @@ def main(argv=None):
     ap.add_argument("--show-wrong", action="store_true", help="print each wrong case")
     ap.add_argument("--out", default=None, help="append a markdown table to this file")
     ap.add_argument("--call-bias", type=float, default=None,
-                    help="Agent(call_bias=) (default: the agent's)")
+                    help="Agent(call_bias=) (default: the one the model carries)")
     args = ap.parse_args(argv)
     requests = load_requests(args.requests)[::max(1, args.every)][:args.limit]
     path = args.model or er.models.default()
