@@ -400,7 +400,8 @@ def test_version_11_draws_values_the_words_imply():
         for ex in data.generate(3000, 5, "train", version=version):
             text = ex["messages"][0]["content"].lower()
             calls = _calls(ex)
-            if len(calls) == 1 and calls[0]["name"] == "set_thermostat" and "heat the house" in text:
+            if len(calls) == 1 and calls[0]["name"] == "set_thermostat" \
+                    and "heat the house" in text:
                 assert calls[0]["arguments"].get("mode") == "heat", (text, calls)
             seen += any(p.search(text) for p in said)
         return seen
