@@ -70,7 +70,8 @@ class Recipe(NamedTuple):
 # run can be redone. Version 11 is version 10 with mentions back at 35% and phrasings whose words
 # imply a value ("heat the house to 21" -> mode "heat", "at double speed" -> 2.0): taught on
 # version 10, the model wrote optional arguments nobody mentioned, and left out a mode a request
-# implied (tools/everyday).
+# implied (tools/everyday). The stage it made from scratch was not shipped (docs/TOOL_CALLING.md:
+# below the rule on the dev split); it stays so that run can be redone.
 KINDS = ("single", "choose", "parallel", "none", "convert", "followup")
 _UP_TO_12 = (tuple(range(1, 13)), (1, 3, 4, 4, 3, 3, 2, 2, 2, 2, 1, 1))
 _ONE_MORE = (_UP_TO_12[0], (3,) + _UP_TO_12[1][1:])     # one tool alone three times as often
