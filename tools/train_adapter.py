@@ -28,7 +28,9 @@ from edge_runtime.tune import data, train  # noqa: E402
 
 # The shipped adapter's stages (docs/TOOL_CALLING.md says what each changed and measured): the
 # fifth session's run from scratch (87 minutes), then the sixth session's 33 minutes on generator
-# version 9 (calculation tools: lists of numbers, large amounts, rates); two hours in all.
+# version 9 (calculation tools: lists of numbers, large amounts, rates); two hours in all. Its
+# call bias was then chosen with tools/bench_dev.py --sweep-call-bias and recorded with
+# adapter.set_call_bias (the manifest's call_bias_chosen_on says on what).
 SHIPPED = [
     dict(generator_version=7, examples=5440, steps=680, lr=4e-4, warmup=20, seed=6, max_len=1280,
          rank=16, alpha=32.0),
