@@ -219,8 +219,9 @@ def test_no_benchmark_overlap(train, dev):
                     if isinstance(m, dict) and isinstance(m.get("content"), str):
                         questions.add(m["content"].strip().lower())
     assert names and questions
-    ours = {t["function"]["name"] for e in train + dev for t in e["tools"]}
-    asked = {e["messages"][0]["content"].strip().lower() for e in train + dev}
+    newest = data.generate(1500, 7, "train", version=max(data.RECIPES))
+    ours = {t["function"]["name"] for e in train + dev + newest for t in e["tools"]}
+    asked = {e["messages"][0]["content"].strip().lower() for e in train + dev + newest}
     assert not ours & names, sorted(ours & names)
     assert not asked & questions, sorted(asked & questions)[:5]
 
@@ -408,3 +409,30 @@ def test_version_11_draws_values_the_words_imply():
 
     assert count(11) > 10
     assert count(10) == 0
+
+
+def test_version_12_says_requests_as_people_do_and_off_takes_no_level():
+    """Version 12 draws tools and phrasings said as people say them ("we're out of eggs",
+    "unlock" where `locked` defaults to true, a light switch with an optional brightness);
+    "lights off" never carries a brightness, "unlock" always says locked=false; version 11
+    draws none of them."""
+    from edge_runtime.tune.domains import SPOKEN_TEMPLATES
+    spoken = {_base(t.name) for t in SPOKEN_TEMPLATES}
+
+    def count(version):
+        seen = 0
+        for ex in data.generate(3000, 5, "train", version=version):
+            text = ex["messages"][0]["content"].lower()
+            for call in _calls(ex):
+                name = _base(call["name"])
+                seen += name in spoken
+                args = call["arguments"]
+                if name == "setlight" and args.get("on") is False:
+                    assert "brightness" not in args, (text, call)
+                if name == "doorlock" and "unlock" in text and len(_calls(ex)) == 1:
+                    assert args.get("locked") is False, (text, call)
+        return seen
+
+    assert count(12) > 30
+    assert count(11) == 0
+    assert not {_base(t.name) for t in data._spoken_pool("dev")} & spoken

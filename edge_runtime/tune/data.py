@@ -18,8 +18,8 @@ from typing import NamedTuple
 from ..calls.schema import normalize_tool, validate
 from . import synth
 from .domains import (ARTISTS, CITIES, CURRENCIES, FILES, FOLDERS, GROCERIES, LANGS, MORE_CITIES,
-                      MORE_NAMES, NAMES, NOT_COMMANDS, NOTES, ROOMS, SONGS, TEMPLATES, TOPICS, URLS, P, dates,
-                      split_pool, times)
+                      MORE_NAMES, NAMES, NOT_COMMANDS, NOTES, ROOMS, SONGS, SPOKEN,
+                      SPOKEN_TEMPLATES, TEMPLATES, TOPICS, URLS, P, dates, split_pool, times)
 
 GENERATOR_VERSION = 9      # the shipped adapter's last stage's (tools/train_adapter.py)
 
@@ -38,6 +38,7 @@ class Recipe(NamedTuple):
     typed: bool = False     # made-up tools may take a `type` (synth.template)
     mention: float = 0.35   # how often a request mentions each optional argument
     implied: bool = False   # phrasings whose words imply a value (domains.T.implied)
+    spoken: bool = False    # domains.SPOKEN_TEMPLATES and SPOKEN's phrasings (train split)
 
 
 # Version 2 declared one to five tools; taught on it, the model declined plain requests once
@@ -71,7 +72,10 @@ class Recipe(NamedTuple):
 # imply a value ("heat the house to 21" -> mode "heat", "at double speed" -> 2.0): taught on
 # version 10, the model wrote optional arguments nobody mentioned, and left out a mode a request
 # implied (tools/everyday). The stage it made from scratch was not shipped (docs/TOOL_CALLING.md:
-# below the rule on the dev split); it stays so that run can be redone.
+# below the rule on the dev split); it stays so that run can be redone. Version 12 is version 11
+# with tools and phrasings said as people say them (domains.SPOKEN_TEMPLATES, SPOKEN): taught on
+# version 11, the model wrote a brightness for "turn on the lights", left out locked=false for
+# "unlock" where the boolean has a default, and declined "we're out of eggs" (tools/everyday).
 KINDS = ("single", "choose", "parallel", "none", "convert", "followup")
 _UP_TO_12 = (tuple(range(1, 13)), (1, 3, 4, 4, 3, 3, 2, 2, 2, 2, 1, 1))
 _ONE_MORE = (_UP_TO_12[0], (3,) + _UP_TO_12[1][1:])     # one tool alone three times as often
@@ -86,7 +90,9 @@ RECIPES = {2: Recipe(((1, 2, 3, 4, 5), (1, 4, 5, 3, 1)), 0.0),
            10: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4,
                       formulas=0.5, wide=True, typed=True, mention=0.5),
            11: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4,
-                      formulas=0.5, wide=True, typed=True, implied=True)}
+                      formulas=0.5, wide=True, typed=True, implied=True),
+           12: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4,
+                      formulas=0.5, wide=True, typed=True, implied=True, spoken=True)}
 # a pool and the wider one it stands for under Recipe.wide (the same list, extended)
 _WIDER = {id(CITIES): CITIES + MORE_CITIES, id(NAMES): NAMES + MORE_NAMES}
 MADE_POOL = (24, 12)     # made-up tools and templates in a made-up pool
@@ -97,7 +103,24 @@ _POOLS = {s: [t for t in TEMPLATES if (t.name in _DEV) == (s == "dev")] for s in
 # read as serving the other's requests.
 _EXCLUSIVE = {frozenset(p) for p in (("lock_door", "engage_deadbolt"),
                                      ("world_clock", "timezone_of"),
-                                     ("create_note", "add_reminder"))}
+                                     ("create_note", "add_reminder"),
+                                     ("door_lock", "lock_door"), ("door_lock", "engage_deadbolt"),
+                                     ("set_light", "set_light_power"), ("set_light", "dim_lights"),
+                                     ("add_item", "add_to_list"))}
+
+
+def _spoken_pool(split):
+    """Version 12's templates: SPOKEN_TEMPLATES joined, SPOKEN's phrasings added (train only)."""
+    if split != "train":
+        return _POOLS[split]
+    out = []
+    for t in _POOLS[split] + SPOKEN_TEMPLATES:
+        say, ask = SPOKEN.get(t.name, ((), ()))
+        if say or ask:
+            t = copy.copy(t)
+            t.say, t.ask = t.say + list(say), t.ask + list(ask)
+        out.append(t)
+    return out
 
 WRAP = ["{}", "{}", "please {}", "{} please", "can you {}?", "could you {}?", "hey, {}",
         "{}, thanks", "I need you to {}", "would you {}?", "quick one: {}", "ok so {}",
@@ -313,7 +336,7 @@ def _cap(s, r):
 class _Gen:
     def __init__(self, r, split, recipe=RECIPES[GENERATOR_VERSION]):
         self.r, self.split, self.recipe = r, split, recipe
-        self.pool = self.templates = _POOLS[split]
+        self.pool = self.templates = _spoken_pool(split) if recipe.spoken else _POOLS[split]
         self.wrap = split_pool(WRAP, split)
         self.neutral = split_pool(NEUTRAL, split)
         self.decline = split_pool(DECLINE, split)
@@ -330,7 +353,8 @@ class _Gen:
         slots, texts, args, extra = _slots(text), {}, {}, ""
         for p in t.params:
             if p.name in fixed:
-                args[p.name] = fixed[p.name]
+                if fixed[p.name] is not None:
+                    args[p.name] = fixed[p.name]
             elif p.name in slots or (p.opt and r.random() < self.recipe.mention):
                 if isinstance(p.opt, dict):   # a boolean said in words: "and don't shuffle"
                     v = r.random() < 0.5

@@ -4,7 +4,8 @@ A template is one tool as many users might declare it. Parameters are written in
 the generator restyles names, descriptions and ranges per example. Value pools are lists (the
 dev split takes every 4th item, train the rest) or callables (rng, split) -> (text, value).
 A phrasing is a string with {param} slots, or (string, fixed_args) when the words themselves
-set an argument ("unlock ..." -> locked=False). Everything here was written for this project.
+set an argument ("unlock ..." -> locked=False) or rule one out (None: "lights off" takes no
+brightness). Everything here was written for this project.
 """
 from __future__ import annotations
 
@@ -188,7 +189,7 @@ def _roots(a, b, c):
 
 
 # phrasings starting with these are statements or bare nouns: no "can you ...?" around them
-NOT_COMMANDS = {"I", "alarm", "brightness", "channel", "countdown", "dnd", "fan", "lights",
+NOT_COMMANDS = {"I", "I'm", "we're", "we've", "alarm", "brightness", "channel", "countdown", "dnd", "fan", "lights",
                 "sprinklers", "thermostat", "volume", "we", "weather", "sms"}
 
 TEMPLATES = [
@@ -819,3 +820,73 @@ TEMPLATES = [
       gist="search notes", res=lambda r, a: {"found": r.randrange(0, 4)},
       done="{found} notes mention {keyword}."),
 ]
+
+
+# ---- version 12 (data.RECIPES: spoken) -----------------------------------------------------
+# Taught on version 11, the model wrote a brightness for "turn on the lights" (no template had
+# a power switch with an optional level), left out `locked=false` for "unlock" where the
+# boolean has a default, and declined requests said as people say a need or ask a question
+# ("we're out of X", "do I need an umbrella?"; tools/everyday). These tools and phrasings are
+# drawn under version 12 only (train split), so older versions write what they wrote.
+SPOKEN_TEMPLATES = [
+    T("set_light", "home", "Switch a room's light on or off, optionally at a brightness.",
+      [P("room", "string", "Room name", ROOMS), P("on", "boolean", "true switches it on"),
+       P("brightness", "integer", "Brightness percent; unchanged if omitted", ints(10, 90, 10),
+         lo=1, hi=100, unit="percent", opt=[" at {}% brightness", ", brightness {}",
+                                             " at {} percent"])],
+      [("turn on the {room} lights", {"on": True}), ("switch off the {room} light", {"on": False, "brightness": None}),
+       ("put the light on in the {room}", {"on": True}), ("lights out in the {room}", {"on": False, "brightness": None}),
+       ("{room} light on", {"on": True}), ("{room} lamp off", {"on": False, "brightness": None}),
+       ("get the {room} lights on", {"on": True}), ("shut the {room} lights off", {"on": False, "brightness": None})],
+      [("can you switch the {room} light on?", {"on": True})],
+      gist="switch lights", near=[("make the {room} lights warmer in colour", "change colours")],
+      done=lambda a: f"The {a['room']} light is {'on' if a['on'] else 'off'}.",
+      pair=[("switch off the {room} and {room2} lights", {"on": False}),
+            ("turn the lights on in the {room} and the {room2}", {"on": True})]),
+    T("door_lock", "home", "Lock or unlock a door (locks by default).",
+      [P("door", "string", "Which door", DOORS),
+       P("locked", "boolean", "true locks (default), false unlocks", default=True,
+         opt={True: [" and keep it locked"], False: [" and leave it unlocked"]})],
+      [("lock the {door} door", {"locked": True}), ("unlock the {door} door", {"locked": False}),
+       ("let me in through the {door} door, unlock it", {"locked": False}),
+       ("open up the {door} door lock", {"locked": False}),
+       ("secure the {door} door", {"locked": True})],
+      [("could you unlock the {door} door?", {"locked": False})],
+      gist="lock doors", near=[("ring the {door} doorbell", "ring the doorbell")],
+      done=lambda a: f"The {a['door']} door is {'locked' if a['locked'] else 'unlocked'}.",
+      pair=[("unlock the {door} and {door2} doors", {"locked": False}),
+            ("lock both the {door} and the {door2} door", {"locked": True})]),
+    T("add_item", "shopping", "Put one item on the household shopping list.",
+      [P("item", "string", "What to buy", GROCERIES + ["toothpaste", "dish soap", "batteries",
+                                                        "paper towels", "olive oil", "flour"]),
+       P("quantity", "integer", "How many; 1 if omitted", ints(2, 12), lo=1,
+         opt=[", {} of them", " (need {})", ", quantity {}"])],
+      ["we're out of {item}", "we've run out of {item}", "we need more {item}",
+       "add {item} to the shopping list", "I need to buy {item}", "put {item} on the list",
+       "add {quantity} {item} to the list", "we need {quantity} {item}"],
+      [("are we out of {item}? put it on the list", {})],
+      gist="edit the shopping list", near=[("order {item} for delivery tonight", "order food")],
+      done="{item} is on the list.", pair=["we're out of {item} and {item2}"]),
+    T("send_text", "messaging", "Text a contact.",
+      [P("contact", "string", "Who gets it", NAMES),
+       P("text", "string", "The message", ["running ten minutes late", "see you at the station",
+                                           "dinner is ready", "can you pick up the kids",
+                                           "happy birthday!", "the meeting moved to 3",
+                                           "don't forget your keys", "call me when you land"])],
+      ["text {contact}: {text}", "message {contact}: {text}", "drop {contact} a text: {text}",
+       "send a text to {contact} saying {text}"],
+      ["could you text {contact} for me? {text}"],
+      gist="send texts", near=[("video call {contact}", "make video calls")],
+      done="Sent to {contact}.", pair=["text {contact} and {contact2}: {text}"]),
+]
+# phrasings added to built-in templates under version 12: (say, ask) as people say them
+SPOKEN = {
+    "weather_outlook": (["check whether it'll rain in {city}"],
+                        ["do I need an umbrella in {city}?", "how hot will it get in {city}?",
+                         "should I pack a jacket for {city}?", "is it going to snow in {city}?",
+                         "what's it like outside in {city} today?"]),
+    "shuffle_artist": (["I want to listen to {artist}", "I'm in the mood for some {artist}"],
+                       ["could we have some {artist} on?"]),
+    "world_clock": ([], ["is it late in {city} right now?", "is it morning in {city} yet?"]),
+    "add_reminder": (["don't let me forget: {text}", "I have to {text}, remind me"], []),
+}
