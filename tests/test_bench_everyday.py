@@ -1,5 +1,6 @@
-"""tools/bench_everyday.py's scorer on hand-made replies (no model), and its data: the requests
-parse, every expected call is valid for the declared tools, every tool is asked for."""
+"""tools/bench_everyday.py's scorer on hand-made replies (no model), and its data (each set):
+the requests parse, every expected call is valid for the declared tools, every tool is asked
+for."""
 import json
 import os
 import sys
@@ -128,46 +129,62 @@ def test_kind_is_derived_when_absent():
     assert B.kind_of([call("set_light", room="bedroom", on=True, brightness=30)]) == "optional"
 
 
-# ---- the data --------------------------------------------------------------------------
+# ---- the data (each toolset and its requests) -------------------------------------------
 
-REQUESTS = B.load_requests()
-SCHEMAS = {fn.__name__: normalize_tool(schema_from_callable(fn)) for fn in B.TOOLS}
+def _set(name):
+    tools, path = B.toolset(name)
+    schemas = {fn.__name__: normalize_tool(schema_from_callable(fn)) for fn in tools}
+    return tools, path, B.load_requests(path, tools), schemas
 
 
-def test_requests_parse_and_cover_every_kind():
-    raw = [json.loads(x) for x in open(B.REQUESTS) if x.strip()]
-    assert len(raw) == len(REQUESTS) >= 70
-    kinds = {k: sum(r["kind"] == k for r in REQUESTS) for k in B.KINDS}
+SETS = {name: _set(name) for name in B.SETS}
+CASES = [(name, r) for name, (_, _, reqs, _) in SETS.items() for r in reqs if r["calls"]]
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_requests_parse_and_cover_every_kind(name):
+    _, path, requests, _ = SETS[name]
+    raw = [json.loads(x) for x in open(path) if x.strip()]
+    assert len(raw) == len(requests) >= 70
+    kinds = {k: sum(r["kind"] == k for r in requests) for k in B.KINDS}
     assert kinds["single"] >= 30 and kinds["two-action"] >= 10 and kinds["no-call"] >= 15 \
         and kinds["optional"] >= 8, kinds
-    for r in REQUESTS:
+    for r in requests:
         assert r["request"].strip()
         n = len(r["calls"])
         assert (r["kind"] == "no-call") == (n == 0) and (r["kind"] == "two-action") == (n == 2)
-    assert len({r["request"] for r in REQUESTS}) == len(REQUESTS), "a request is repeated"
+    assert len({r["request"] for r in requests}) == len(requests), "a request is repeated"
 
 
-@pytest.mark.parametrize("r", [r for r in REQUESTS if r["calls"]], ids=lambda r: r["request"])
-def test_every_expected_call_is_valid_for_the_declared_tool(r):
+@pytest.mark.parametrize("name, r", CASES, ids=lambda x: x if isinstance(x, str) else x["request"])
+def test_every_expected_call_is_valid_for_the_declared_tool(name, r):
+    schemas = SETS[name][3]
     for c in r["calls"]:
-        assert c["name"] in SCHEMAS, c
-        assert validate(c["arguments"], SCHEMAS[c["name"]]["parameters"]) == [], c
-        assert set(c["arguments"]) >= set(SCHEMAS[c["name"]]["parameters"]["required"])
+        assert c["name"] in schemas, c
+        assert validate(c["arguments"], schemas[c["name"]]["parameters"]) == [], c
+        assert set(c["arguments"]) >= set(schemas[c["name"]]["parameters"]["required"])
 
 
-def test_an_expected_call_scores_right_against_itself():
-    for r in REQUESTS:
-        assert B.score_calls(r["calls"], [dict(c) for c in reversed(r["calls"])]), r
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_an_expected_call_scores_right_against_itself(name):
+    tools, _, requests, _ = SETS[name]
+    defaults = B.defaults_of(tools)
+    for r in requests:
+        assert B.score_calls(r["calls"], [dict(c) for c in reversed(r["calls"])], defaults), r
 
 
-def test_every_tool_is_asked_for():
-    used = {c["name"] for r in REQUESTS for c in r["calls"]}
-    assert used == set(SCHEMAS), set(SCHEMAS) - used
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_every_tool_is_asked_for(name):
+    _, _, requests, schemas = SETS[name]
+    used = {c["name"] for r in requests for c in r["calls"]}
+    assert used == set(schemas), set(schemas) - used
 
 
-def test_the_tools_are_plain_documented_functions():
-    for fn in B.TOOLS:
-        spec = SCHEMAS[fn.__name__]
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_the_tools_are_plain_documented_functions(name):
+    tools, _, _, schemas = SETS[name]
+    for fn in tools:
+        spec = schemas[fn.__name__]
         assert spec["description"], fn.__name__
-        for name, prop in spec["parameters"]["properties"].items():
-            assert prop.get("description"), (fn.__name__, name)
+        for prop_name, prop in spec["parameters"]["properties"].items():
+            assert prop.get("description"), (fn.__name__, prop_name)

@@ -786,7 +786,6 @@ def _from_pattern(pattern, r):
         return r.choice(options)
 
     def sequence():
-        nonlocal pos
         out = ""
         while pos < len(pattern) and pattern[pos] not in "|)":
             atom = single()
@@ -890,7 +889,49 @@ class _UserTool:
             else:
                 converted = convert and self._convert(texts, args, r)
                 if validate(args, self.schema) == [] and (converted or not convert):
-                    return self._say(texts, args, r), args, converted
+                    spoken = self._spoken(texts, args, r) if r.random() < _SPOKEN_SHARE else None
+                    text, style = spoken or (self._say(texts, args, r), "imp")
+                    return Said(text, args, converted, style, True)
+        return None
+
+    def _spoken(self, texts, args, r):
+        """(request, style) said the way people ask for this kind of action, not the way its
+        declaration reads ("what's the weather in Oslo?", "we're out of eggs", "text Maria:
+        on my way"), or None when the tool is of no kind recognised here."""
+        props = self.schema["properties"]
+        named = {w for k in args for w in _words(k).split()}
+        thing = " ".join(w for w in self.words.split() if w not in _VERBS | _STOP | named) \
+            or self.words
+        strings = [k for k in args if props[k]["type"] == "string" and "enum" not in props[k]]
+        numbers = [k for k in args if props[k]["type"] in ("integer", "number")]
+        words = set(self.words.split())
+        if len(args) == 1 and strings and self.verb in _GETTERS and thing != self.words:
+            v = texts[strings[0]]
+            prep = "in" if set(_words(strings[0]).split()) & _WHERE else "for"
+            return r.choice((f"what's the {thing} {prep} {v}?", f"how's the {thing} {prep} {v}?",
+                             f"{thing} {prep} {v}?", f"tell me the {thing} {prep} {v}")), "ask"
+        if "list" in words and self.verb in ("add", "put") and strings and \
+                set(args) <= set(strings) | set(numbers) and len(strings) == 1:
+            v = texts[strings[0]]
+            if numbers:
+                return r.choice((f"we need {texts[numbers[0]]} {v}",
+                                 f"I need to buy {texts[numbers[0]]} {v}")), "terse"
+            return r.choice((f"we're out of {v}", f"we need {v}", f"we've run out of {v}",
+                             f"I need to buy {v}")), "terse"
+        said = [k for k in strings if _words(k) in _SENTENCES]
+        who = [k for k in strings if set(_words(k).split()) & _WHO]
+        if said and who and len(args) == 2:
+            to, msg = texts[who[0]], texts[said[0]]
+            return r.choice((f"text {to}: {msg}", f"message {to}: {msg}",
+                             f"drop {to} a text: {msg}")), "imp"
+        if self.verb == "play" and len(args) == 1 and strings:
+            v = texts[strings[0]]
+            return r.choice((f"I want to hear {v}", f"I'm in the mood for {v}",
+                             f"put on some {v}", f"play some {v}")), "terse"
+        if self.verb in ("set", "adjust", "change") and len(args) == 1 and numbers \
+                and thing != self.words and not re.search(r"[a-z]", texts[numbers[0]]):
+            k = numbers[0]
+            return f"{thing} {_mention(k, props[k], texts[k], r)}", "terse"
         return None
 
     def _convert(self, texts, args, r):
@@ -942,6 +983,9 @@ _ARTICLE = r"(?:one of the|one of|an|a|the|one|some)"
 _COUNT_WORDS = {"quantity", "count", "number", "amount", "copies", "how"}
 _SENTENCES = {"message", "body", "content", "text message"}    # said after the request
 _PLACES = {"room", "area", "place", "location", "door", "floor", "zone"}
+_WHERE = {"city", "location", "place", "town", "country", "region", "area"}
+_WHO = {"recipient", "contact", "to", "person", "name", "who"}
+_SPOKEN_SHARE = 0.35     # a user's requests said per kind of action (_UserTool._spoken)
 # the numbers people say: small ones and round ones
 _ROUND = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 45, 50, 60, 75, 90, 100, 120,
           150, 180, 200, 240, 300, 500, 600, 1000)
@@ -1093,7 +1137,7 @@ def _user_example(kind, users, callable_, unfit, g, r, toolset):
             if not got:
                 return None
             rest = [x for x in toolset if normalize_tool(x)["name"] != u.name]
-            return _reply("none", rest, g.polish(got[0], open_end=True),
+            return _reply("none", rest, g.polish(got.text, got.style, open_end=True),
                           r.choice(g.decline).format(u.core))
         if r.random() < 0.75 and unfit:
             t = r.choice(unfit)
@@ -1106,19 +1150,20 @@ def _user_example(kind, users, callable_, unfit, g, r, toolset):
         same = r.random() < 0.5 or len(callable_) < 2
         picks = [r.choice(callable_)] * 2 if same else r.sample(callable_, 2)
         got = [u.args(r) for u in picks]
-        if None in got or (same and got[0][1] == got[1][1]):
+        if None in got or (same and got[0].args == got[1].args):
             return None
-        text = got[0][0] + r.choice(_safe(JOIN)) + got[1][0]
-        calls = [_user_call(u, a[1]) for u, a in zip(picks, got)]
-        return _calls_example("parallel", toolset, g.polish(text, open_end=True), calls)
+        text = got[0].text + r.choice(_safe(JOIN)) + got[1].text
+        calls = [_user_call(u, a.args) for u, a in zip(picks, got)]
+        return _calls_example("parallel", toolset, g.polish(text, got[0].style, open_end=True),
+                              calls)
     u = r.choice(callable_)
     got = u.args(r, convert=kind == "convert")
     if got is None:
         return None
-    text, args, _ = got
     if kind == "choose" and len(users) == 1:
         kind = "single"
-    ex = _calls_example(kind, toolset, g.polish(text, open_end=True), [_user_call(u, args)])
+    ex = _calls_example(kind, toolset, g.polish(got.text, got.style, open_end=True),
+                        [_user_call(u, got.args)])
     if kind == "followup":
         if u.verb in _GETTERS:
             value = r.choice((str(r.randint(2, 999)), r.choice(_GENERIC),
@@ -1127,7 +1172,7 @@ def _user_example(kind, users, callable_, unfit, g, r, toolset):
             answer = r.choice((f"The result is {value}.", f"It returned {value}.",
                                f"Here you go: {value}."))
         else:
-            content = {"status": "ok", **args}
+            content = {"status": "ok", **got.args}
             answer = r.choice(("Done, that went through.", f"Done: {u.words} succeeded.",
                                "All set."))
         ex["messages"] += [{"role": "tool", "name": u.name, "content": content},
