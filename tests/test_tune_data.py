@@ -436,3 +436,39 @@ def test_version_12_says_requests_as_people_do_and_off_takes_no_level():
     assert count(12) > 30
     assert count(11) == 0
     assert not {_base(t.name) for t in data._spoken_pool("dev")} & spoken
+
+
+def test_examples_for_tools_say_requests_per_kind_of_action():
+    """A user's requests are also said the way people ask for that kind of action, not the way
+    the declaration reads: a question for a getter, a need for a list, "text X: Y" for a
+    message; the call carries the values the words say."""
+    def fn(name, desc, **props):
+        return {"name": name, "description": desc, "parameters": {
+            "type": "object", "properties": {k: {"type": "string", "description": d}
+                                             for k, d in props.items()},
+            "required": list(props)}}
+    tools = [fn("get_forecast", "Returns the forecast for a city.", city="City name"),
+             fn("add_to_grocery_list", "Adds an item to the grocery list.", item="What to buy"),
+             fn("send_message", "Sends a text message.", contact="Who to text",
+                message="The text")]
+    seen = set()
+    for ex in data.examples_for_tools(tools, 400, 3):
+        text = ex["messages"][0]["content"]
+        calls = _calls(ex)
+        if len(calls) != 1:
+            continue
+        name, args = calls[0]["name"], calls[0]["arguments"]
+        m = re.search(r"(?:what's|how's) the forecast in (.+)\?", text, re.I)
+        if m and name == "get_forecast":
+            assert args == {"city": m.group(1)}, (text, args)
+            seen.add("question")
+        m = re.search(r"we(?:'re| have| 've) (?:run )?out of (.+)$", text, re.I)
+        if m and name == "add_to_grocery_list":
+            assert m.group(1).startswith(args["item"]), (text, args)
+            seen.add("need")
+        m = re.search(r"\b(?:[Tt]ext|[Mm]essage|[Dd]rop) ([A-Z]\w*)(?: a text)?: (.+)", text)
+        if m and name == "send_message":
+            assert args["contact"] == m.group(1) and m.group(2).startswith(args["message"]), \
+                (text, args)
+            seen.add("message")
+    assert seen == {"question", "need", "message"}, seen
