@@ -36,7 +36,7 @@ import numpy as np
 
 from .calls.formats import CALL_BIAS_KEY, encode_segments, get_format, prefix_ids
 from .calls.grammar import CallGrammar, TokenConstraint
-from .calls.grounding import Grounding
+from .calls.grounding import Grounding, rules_of
 from .calls.schema import declare, validate
 from .calls.syntax import END, ParseFailure
 from .calls.vocab import Vocab
@@ -151,7 +151,8 @@ class Agent:
     tool_choice: "auto" (the model calls or answers: a taught model declines what no tool
     serves), "required" (the first reply is a call) or "none".
     demonstrations: the format's worked examples in the (cached) prefix.
-    grounding: bias argument values toward the request's own spans and numbers.
+    grounding: bias argument values toward the request's own spans and numbers: True (every
+    rule of calls.grounding.RULES), False, or the names of the rules to use.
     call_bias: added to the call token's logit where "auto" decides between a call and an
     answer (call_margin() shows the model's own lean); None: the model's (model_call_bias).
     A schema without a callable is declared to the model but has nothing to execute: its call
@@ -166,7 +167,8 @@ class Agent:
             raise ValueError(f"tool_choice must be one of {', '.join(TOOL_CHOICES)}")
         self.model, self.system, self.timeout = model, system, timeout
         self.tool_choice, self.constrained, self.max_tokens = tool_choice, constrained, max_tokens
-        self.cache_dir, self.reuse_prefix, self.grounding = cache_dir, reuse_prefix, grounding
+        self.cache_dir, self.reuse_prefix = cache_dir, reuse_prefix
+        self.grounding = rules_of(grounding)
         self.call_bias = model_call_bias(model) if call_bias is None else float(call_bias)
         self.format = get_format(format, model, demonstrations)
         tools = list(tools or [])
@@ -327,7 +329,8 @@ class Agent:
         runner = ToolRunner(self.functions, self.timeout)   # one per run: the timeout rule
         dec = Decoder(session, Sampler())
         self._start(session, dec, self.format.turn([{"role": "user", "content": request}], {}))
-        ground = Grounding(request, self.constraint.v, tools=self.tools) if self.grounding else None
+        ground = Grounding(request, self.constraint.v, tools=self.tools, rules=self.grounding) \
+            if self.grounding else None
         out = AgentResult(format=self.format.name)
         choice = self.tool_choice
         for step in range(max_steps + 1):
@@ -398,7 +401,7 @@ class Agent:
         request = " ".join(str(m.get("content") or "") for m in convo if m.get("role") == "user")
         dec = Decoder(session, Sampler(temperature, 0, top_p, seed))
         n_prompt, cached = self._start(session, dec, self.format.turn(convo, names))
-        ground = Grounding(request, self.constraint.v, tools=self.tools) \
+        ground = Grounding(request, self.constraint.v, tools=self.tools, rules=self.grounding) \
             if self.grounding and request else None
         limit = self.max_tokens if max_tokens is None else max_tokens
         calls, text, finish = self._reply(dec, tool_choice, ground, None, named=named,

@@ -6,10 +6,11 @@ states where that choice is made; what the agent then does with the real model i
 on BFCL in docs/TOOL_CALLING.md and held by tests/test_builtin_agent.py.
 """
 import numpy as np
-
 from edge_runtime.calls.formats import python as python_format
 from edge_runtime.calls.grammar import CallGrammar, TokenConstraint
-from edge_runtime.calls.grounding import NAME_BONUS, Grounding, _mentioned, _words
+import pytest
+
+from edge_runtime.calls.grounding import NAME_BONUS, RULES, Grounding, _mentioned, _words, rules_of
 from edge_runtime.calls.schema import normalize_tool
 from edge_runtime.calls.syntax import END, ESC
 from edge_runtime.calls.vocab import Vocab
@@ -51,12 +52,12 @@ ID = {VOCAB.pieces[i]: i for i in range(VOCAB.n)}
 CONSTRAINT = TokenConstraint(CallGrammar([TOOL, GROW, BOOK], python_format.SYNTAX), VOCAB)
 
 
-def _bonus(request, text):
+def _bonus(request, text, rules=RULES):
     """{piece: bonus} over the allowed tokens after the call text typed so far."""
     st = CONSTRAINT.g.feed(CONSTRAINT.start(), text.encode())
     allowed = CONSTRAINT.allowed(st)
-    b = Grounding(request, VOCAB, tools=[TOOL, GROW, BOOK]).bonus(CONSTRAINT, st, allowed,
-                                                                   text.encode())
+    b = Grounding(request, VOCAB, tools=[TOOL, GROW, BOOK], rules=rules).bonus(
+        CONSTRAINT, st, allowed, text.encode())
     b = np.zeros(len(allowed)) if b is None else b
     return {VOCAB.pieces[i]: float(v) for i, v in zip(allowed.tolist(), b)}
 
@@ -205,3 +206,40 @@ def test_numbers_and_dates_in_functiongemma_syntax():
         return {chr(vocab.pieces[i][0]) for i, v in zip(allowed.tolist(), b) if v > 0}
     assert offered("a room from 10th December 2022", b"call:book{start_date:", True) == {"2"}
     assert offered("put 800 in at 3% for 6 years", b"call:grow{amount:800,rate:") == {"0", "6"}
+
+
+def test_each_rule_can_be_left_out_alone():
+    """Leaving out one rule takes away what it does and nothing else (so each is measured on
+    its own: tools/bench_dev.py --grounding-off)."""
+    def without(rule):
+        return set(RULES) - {rule}
+    ask = "set a timer for 2 hours called tea"
+    # numbers: the request's numbers; units: 2 hours offered to minutes as 120
+    assert _offered(_bonus(ask, "set_timer(minutes=")) == {"1"}
+    assert _offered(_bonus(ask, "set_timer(minutes=", without("units"))) == {"2"}
+    assert _offered(_bonus(ask, "set_timer(minutes=", without("numbers"))) == set()
+    # spans: a string continues the request's words
+    assert _bonus(ask, 'set_timer(minutes=120, label="')[b"tea"] > 0
+    assert _bonus(ask, 'set_timer(minutes=120, label="', without("spans"))[b"tea"] == 0
+    assert _bonus(ask, 'set_timer(minutes=120, label="', without("args"))[b"tea"] > 0
+    # args: the mentioned optional argument is led to
+    assert _bonus(ask, "set_timer(minutes=120, ")[b"label"] > 0
+    assert _bonus(ask, "set_timer(minutes=120, ", without("args"))[b"label"] == 0
+    # dates: the request's date in the property's format, else its words
+    date = _bonus("book from 10 December 2022", 'book(start_date="', without("spans"))
+    assert date[b"2"] > 0
+    assert _bonus("book from 10 December 2022", 'book(start_date="',
+                  without("dates") - {"spans"})[b"2"] == 0
+    # words: the enum value the request mentions
+    bell = "set a timer for 5 minutes with a bell"
+    assert max(_bonus(bell, "set_timer(minutes=5, sound=").values()) > 0
+    assert max(_bonus(bell, "set_timer(minutes=5, sound=", without("words")).values()) == 0
+    # names: a tool's name by the request words it shares
+    st = CONSTRAINT.start()
+    allowed = CONSTRAINT.allowed(st)
+    for rules, named in ((RULES, True), (without("names"), False)):
+        g = Grounding("grow my deposit", VOCAB, tools=[TOOL, GROW, BOOK], rules=rules)
+        assert (g.bonus(CONSTRAINT, st, allowed) is not None) == named
+    assert rules_of(True) == set(RULES) and rules_of(False) == set() == rules_of(None)
+    with pytest.raises(ValueError, match="unknown grounding rules"):
+        rules_of(["spans", "colour"])

@@ -44,6 +44,9 @@ BONUS = 4.0                   # logits; chosen on BFCL simple_python (docs/TOOL_
 # per request word a tool's name and descriptions share: one word of difference at BONUS was
 # often too little to turn the model from a tool it prefers (BFCL multiple, live_multiple)
 NAME_BONUS = 2 * BONUS
+# the rules (module docstring), each of which can be left out alone (Agent(grounding=...)),
+# so what each adds is measured on the taught model (tools/bench_dev.py --grounding-off)
+RULES = ("spans", "dates", "numbers", "units", "words", "names", "args")
 _MAX_PIECE = 24               # longest token piece looked up at a request position
 _NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _WRITTEN_NUMBER = re.compile(rb"(?<![\w.])" + _NUMBER.pattern)   # not the 1 of `coord1=`
@@ -279,8 +282,25 @@ _NEGATIVE = frozenset("off stop disable disabled no not false close deactivate".
 _POSITIVE = frozenset("on start enable enabled yes true open activate".split())
 
 
+def rules_of(grounding) -> frozenset:
+    """The rules an Agent's grounding= names: True (all of RULES), False or None (none), or
+    an iterable of rule names."""
+    if grounding is True:
+        return frozenset(RULES)
+    if grounding is False or grounding is None:
+        return frozenset()
+    if isinstance(grounding, str):
+        grounding = (grounding,)
+    rules = frozenset(grounding)
+    if rules - set(RULES):
+        raise ValueError(f"unknown grounding rules {sorted(rules - set(RULES))}; "
+                         f"the rules are {', '.join(RULES)}")
+    return rules
+
+
 class Grounding:
-    def __init__(self, request: str, vocab, bonus: float = BONUS, tools=()):
+    def __init__(self, request: str, vocab, bonus: float = BONUS, tools=(), rules=RULES):
+        self.rules = rules_of(rules)
         self.r = request.encode()
         self.v, self.bonus_value = vocab, bonus
         r = self.r
@@ -338,8 +358,8 @@ class Grounding:
     def bonus(self, constraint, st, allowed: np.ndarray, written: bytes = b""):
         """Logit bonus per allowed id in state st of constraint (None when nothing
         applies); written: the bytes of the call's tokens so far."""
-        value, args = self._value_bonus(constraint, st, allowed, written), \
-            self._args_bonus(constraint, st, allowed)
+        value = self._value_bonus(constraint, st, allowed, written)
+        args = self._args_bonus(constraint, st, allowed) if "args" in self.rules else None
         if value is None or args is None:
             return args if value is None else value
         return value + args
@@ -348,26 +368,26 @@ class Grounding:
         f = st[-1]
         good, closing = [], False
         if constraint.g.in_content(st):
-            dates = self._dates_for(constraint, st, written)
+            dates = self._dates_for(constraint, st, written) if "dates" in self.rules else []
             if dates:          # the request's dates, in the property's format
                 for d in dates:
                     if d.startswith(f.text):
                         good += self._prefix_ids(d[len(f.text):len(f.text) + _MAX_PIECE])
                         closing = closing or d == f.text
-            else:
+            elif "spans" in self.rules:
                 ends = self._span_ends(f.text)
                 for p in ends:
                     good += self._ids_at(p)
                 closing = bool(f.text) and any(self._boundary(p) for p in ends)
-        elif f.kind == "num":
+        elif f.kind == "num" and "numbers" in self.rules:
             offered, stale = self._offered(constraint, st, written)
             good = self._number_ids(f.text, allowed, offered)
             bad = set(self._number_ids(f.text, allowed, stale)) - set(good)
-        elif f.kind == "words":
+        elif f.kind == "words" and "words" in self.rules:
             # symbols (codes >= 256, e.g. FunctionGemma's <escape>) are tokens of their own
             return self._words_bonus(constraint, f.node, bytes(c for c in f.prefix if c < 256),
                                      allowed)
-        elif f.kind == "name" and len(set(self.relevance.values())) > 1:
+        elif f.kind == "name" and "names" in self.rules and len(set(self.relevance.values())) > 1:
             return self._name_bonus(constraint, f.prefix, allowed)
         else:
             return None
@@ -490,7 +510,8 @@ class Grounding:
             else:
                 done[w] -= 1
         key, schema = self._property(constraint, st, head)
-        fraction, unit = _takes_fraction(key, schema), _unit_of(key, schema)
+        fraction, unit = (_takes_fraction(key, schema), _unit_of(key, schema)) \
+            if "units" in self.rules else (False, None)
         integer = bool(schema) and schema.get("type") == "integer"
         out, stale = set(), set()
         for m in left:

@@ -189,7 +189,8 @@ def _roots(a, b, c):
 
 
 # phrasings starting with these are statements or bare nouns: no "can you ...?" around them
-NOT_COMMANDS = {"I", "I'm", "we're", "we've", "alarm", "brightness", "channel", "countdown", "dnd", "fan", "lights",
+NOT_COMMANDS = {"I", "I'm", "we're", "we've", "alarm", "brightness", "channel", "countdown", "dnd",
+                "fan", "lights",
                 "sprinklers", "thermostat", "volume", "we", "weather", "sms"}
 
 TEMPLATES = [
@@ -828,16 +829,17 @@ TEMPLATES = [
 # boolean has a default, and declined requests said as people say a need or ask a question
 # ("we're out of X", "do I need an umbrella?"; tools/everyday). These tools and phrasings are
 # drawn under version 12 only (train split), so older versions write what they wrote.
+_OFF = {"on": False, "brightness": None}      # a light switched off takes no brightness
 SPOKEN_TEMPLATES = [
     T("set_light", "home", "Switch a room's light on or off, optionally at a brightness.",
       [P("room", "string", "Room name", ROOMS), P("on", "boolean", "true switches it on"),
        P("brightness", "integer", "Brightness percent; unchanged if omitted", ints(10, 90, 10),
          lo=1, hi=100, unit="percent", opt=[" at {}% brightness", ", brightness {}",
                                              " at {} percent"])],
-      [("turn on the {room} lights", {"on": True}), ("switch off the {room} light", {"on": False, "brightness": None}),
-       ("put the light on in the {room}", {"on": True}), ("lights out in the {room}", {"on": False, "brightness": None}),
-       ("{room} light on", {"on": True}), ("{room} lamp off", {"on": False, "brightness": None}),
-       ("get the {room} lights on", {"on": True}), ("shut the {room} lights off", {"on": False, "brightness": None})],
+      [("turn on the {room} lights", {"on": True}), ("switch off the {room} light", _OFF),
+       ("put the light on in the {room}", {"on": True}), ("lights out in the {room}", _OFF),
+       ("{room} light on", {"on": True}), ("{room} lamp off", _OFF),
+       ("get the {room} lights on", {"on": True}), ("shut the {room} lights off", _OFF)],
       [("can you switch the {room} light on?", {"on": True})],
       gist="switch lights", near=[("make the {room} lights warmer in colour", "change colours")],
       done=lambda a: f"The {a['room']} light is {'on' if a['on'] else 'off'}.",
