@@ -441,7 +441,8 @@ def test_version_12_says_requests_as_people_do_and_off_takes_no_level():
 def test_examples_for_tools_say_requests_per_kind_of_action():
     """A user's requests are also said the way people ask for that kind of action, not the way
     the declaration reads: a question for a getter, a need for a list, "text X: Y" for a
-    message; the call carries the values the words say."""
+    message, "the garage fan to 40%" for a setter; the call carries the values the words
+    say."""
     def fn(name, desc, **props):
         return {"name": name, "description": desc, "parameters": {
             "type": "object", "properties": {k: {"type": "string", "description": d}
@@ -450,7 +451,11 @@ def test_examples_for_tools_say_requests_per_kind_of_action():
     tools = [fn("get_forecast", "Returns the forecast for a city.", city="City name"),
              fn("add_to_grocery_list", "Adds an item to the grocery list.", item="What to buy"),
              fn("send_message", "Sends a text message.", contact="Who to text",
-                message="The text")]
+                message="The text"),
+             {"name": "set_fan", "description": "Sets a fan's speed.", "parameters": {
+                 "type": "object", "required": ["fan", "speed"], "properties": {
+                     "fan": {"type": "string", "enum": ["attic", "garage"]},
+                     "speed": {"type": "integer", "description": "Speed in percent"}}}}]
     seen = set()
     for ex in data.examples_for_tools(tools, 400, 3):
         text = ex["messages"][0]["content"]
@@ -471,4 +476,8 @@ def test_examples_for_tools_say_requests_per_kind_of_action():
             assert args["contact"] == m.group(1) and m.group(2).startswith(args["message"]), \
                 (text, args)
             seen.add("message")
-    assert seen == {"question", "need", "message"}, seen
+        m = re.search(r"(attic|garage) fan to (\d+)%", text)
+        if m and name == "set_fan":
+            assert args == {"fan": m.group(1), "speed": int(m.group(2))}, (text, args)
+            seen.add("setter")
+    assert seen == {"question", "need", "message", "setter"}, seen

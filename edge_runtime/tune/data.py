@@ -122,6 +122,7 @@ def _spoken_pool(split):
         out.append(t)
     return out
 
+
 WRAP = ["{}", "{}", "please {}", "{} please", "can you {}?", "could you {}?", "hey, {}",
         "{}, thanks", "I need you to {}", "would you {}?", "quick one: {}", "ok so {}",
         "{} now", "go ahead and {}", "I'd like you to {}", "can you please {}", "{} for me",
@@ -900,16 +901,23 @@ class _UserTool:
         on my way"), or None when the tool is of no kind recognised here."""
         props = self.schema["properties"]
         named = {w for k in args for w in _words(k).split()}
-        thing = " ".join(w for w in self.words.split() if w not in _VERBS | _STOP | named) \
-            or self.words
+        plain = [w for w in self.words.split() if w not in _VERBS | _STOP]
+        # what it acts on: "get_weather" -> "weather"; "set_fan(fan=...)" -> "fan"
+        thing = " ".join(w for w in plain if w not in named) or " ".join(plain)
         strings = [k for k in args if props[k]["type"] == "string" and "enum" not in props[k]]
+        choices = [k for k in args if props[k]["type"] == "string" and "enum" in props[k]]
         numbers = [k for k in args if props[k]["type"] in ("integer", "number")]
         words = set(self.words.split())
-        if len(args) == 1 and strings and self.verb in _GETTERS and thing != self.words:
+        if not thing or thing == self.words:
+            return None
+        if len(args) == 1 and strings and self.verb in _GETTERS:
             v = texts[strings[0]]
             prep = "in" if set(_words(strings[0]).split()) & _WHERE else "for"
             return r.choice((f"what's the {thing} {prep} {v}?", f"how's the {thing} {prep} {v}?",
                              f"{thing} {prep} {v}?", f"tell me the {thing} {prep} {v}")), "ask"
+        if len(args) == 1 and choices and self.verb in _GETTERS:
+            v = _words(args[choices[0]])               # "garage_temp" -> "garage temp"
+            return r.choice((f"what's the {v}?", f"{v}?", f"how's the {v} right now?")), "ask"
         if "list" in words and self.verb in ("add", "put") and strings and \
                 set(args) <= set(strings) | set(numbers) and len(strings) == 1:
             v = texts[strings[0]]
@@ -928,10 +936,12 @@ class _UserTool:
             v = texts[strings[0]]
             return r.choice((f"I want to hear {v}", f"I'm in the mood for {v}",
                              f"put on some {v}", f"play some {v}")), "terse"
-        if self.verb in ("set", "adjust", "change") and len(args) == 1 and numbers \
-                and thing != self.words and not re.search(r"[a-z]", texts[numbers[0]]):
-            k = numbers[0]
-            return f"{thing} {_mention(k, props[k], texts[k], r)}", "terse"
+        if self.verb in ("set", "adjust", "change") and len(numbers) == 1 and len(choices) <= 1 \
+                and set(args) == set(numbers) | set(choices) \
+                and not re.search(r"[a-z]", texts[numbers[0]]):
+            k = numbers[0]                             # "garage fan to 40%"
+            which = f"{_words(args[choices[0]])} " if choices else ""
+            return f"{which}{thing} {_mention(k, props[k], texts[k], r)}", "terse"
         return None
 
     def _convert(self, texts, args, r):
