@@ -481,3 +481,42 @@ def test_examples_for_tools_say_requests_per_kind_of_action():
             assert args == {"fan": m.group(1), "speed": int(m.group(2))}, (text, args)
             seen.add("setter")
     assert seen == {"question", "need", "message", "setter"}, seen
+
+
+def test_examples_for_tools_ask_for_one_tool_twice_with_one_verb():
+    """Two actions of one tool are also asked with one verb and "A and B" in the place of
+    the one value that differs ("run pump 1 and 3", "the attic and garage fan to 40%"): two
+    calls, one per value, the rest the same; amounts and messages are never paired."""
+    tools = [{"name": "run_pump", "description": "Runs a pump.", "parameters": {
+                 "type": "object", "required": ["pump"], "properties": {
+                     "pump": {"type": "integer", "minimum": 1, "maximum": 4},
+                     "seconds": {"type": "integer", "description": "How long"}}}},
+             {"name": "set_fan", "description": "Sets a fan's speed.", "parameters": {
+                 "type": "object", "required": ["fan", "speed"], "properties": {
+                     "fan": {"type": "string", "enum": ["attic", "garage"]},
+                     "speed": {"type": "integer", "description": "Speed in percent"}}}},
+             {"name": "notify", "description": "Sends a note to my phone.", "parameters": {
+                 "type": "object", "required": ["note"], "properties": {
+                     "note": {"type": "string", "description": "The note"}}}}]
+    seen = Counter()
+    for ex in data.examples_for_tools(tools, 600, 5):
+        text = ex["messages"][0]["content"]
+        calls = _calls(ex)
+        if len(calls) != 2 or calls[0]["name"] != calls[1]["name"]:
+            continue
+        a, b = (c["arguments"] for c in calls)
+        differ = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        m = re.search(r"\b(\d+) and (\d+)\b", text)
+        if calls[0]["name"] == "run_pump" and m and text.count(" and ") == 1:
+            assert differ == {"pump"} and [a["pump"], b["pump"]] == \
+                [int(m.group(1)), int(m.group(2))], (text, calls)
+            seen["pump"] += 1
+        m = re.search(r"\b(attic|garage) and (attic|garage)\b", text)
+        if calls[0]["name"] == "set_fan" and m:
+            assert differ == {"fan"} and [a["fan"], b["fan"]] == [m.group(1), m.group(2)], \
+                (text, calls)
+            seen["fan"] += 1
+    assert seen["pump"] >= 3 and seen["fan"] >= 3, seen
+    says_which = {(t["name"], k) for t in tools for k in t["parameters"]["properties"]
+                  if data._UserTool(t)._says_which(k)}
+    assert says_which == {("run_pump", "pump"), ("set_fan", "fan")}

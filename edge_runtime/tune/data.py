@@ -879,7 +879,54 @@ class _UserTool:
             len(desc.split()) <= 16 else None
 
     def args(self, r, convert=False):
-        """(request text, arguments, converted) or None when no valid arguments were found."""
+        """Said (request text, arguments, converted, ...) or None when no valid arguments
+        were found."""
+        got = self._values(r, convert)
+        if got is None:
+            return None
+        texts, args, converted = got
+        text, style = self._render(texts, args, r)
+        return Said(text, args, converted, style, True)
+
+    def pair(self, r):
+        """One request for this tool twice, the calls differing in the value of one argument
+        that says which thing it acts on, said once as "A and B" ("what's the greenhouse temp
+        and soil moisture?", "run pump 1 and 4"): (Said, the second call's arguments), or
+        None when no such argument was found."""
+        got = self._values(r)
+        if got is None:
+            return None
+        texts, args, _ = got
+        props = self.schema["properties"]
+        for k in r.sample(sorted(args), len(args)):
+            if not self._says_which(k):
+                continue
+            for _ in range(5):
+                other = _user_value(k, props[k], r)
+                again = {**args, k: other[1]}
+                if other[1] != args[k] and validate(again, self.schema) == []:
+                    text, style = self._render({**texts, k: f"{texts[k]} and {other[0]}"},
+                                               args, r)
+                    return Said(text, args, False, style, True), again
+        return None
+
+    def _says_which(self, k) -> bool:
+        """Whether argument k names the thing the tool acts on (a required enum choice, name or
+        place, or numbered device the tool is named for), not an amount, an option or a
+        message."""
+        s = self.schema["properties"][k]
+        words = set(_words(k).split())
+        if k not in self.schema["required"]:
+            return False               # an option of the action ("priority"), not its object
+        if "enum" in s:
+            return s["type"] == "string"
+        if s["type"] == "string":
+            return _words(k) not in _SENTENCES and not words & {"text", "note", "entry", "body"}
+        return s["type"] == "integer" and bool(words & (set(self.words.split()) | _WHICH))
+
+    def _values(self, r, convert=False):
+        """(texts, arguments, converted): valid arguments and how a request says each, or
+        None when none were found."""
         props, req = self.schema["properties"], self.schema["required"]
         for _ in range(10):
             texts, args = {}, {}
@@ -892,10 +939,13 @@ class _UserTool:
             else:
                 converted = convert and self._convert(texts, args, r)
                 if validate(args, self.schema) == [] and (converted or not convert):
-                    spoken = self._spoken(texts, args, r) if r.random() < _SPOKEN_SHARE else None
-                    text, style = spoken or (self._say(texts, args, r), "imp")
-                    return Said(text, args, converted, style, True)
+                    return texts, args, converted
         return None
+
+    def _render(self, texts, args, r):
+        """(text, style) of a request saying texts."""
+        spoken = self._spoken(texts, args, r) if r.random() < _SPOKEN_SHARE else None
+        return spoken or (self._say(texts, args, r), "imp")
 
     def _spoken(self, texts, args, r):
         """(request, style) said the way people ask for this kind of action, not the way its
@@ -918,7 +968,7 @@ class _UserTool:
             return r.choice((f"what's the {thing} {prep} {v}?", f"how's the {thing} {prep} {v}?",
                              f"{thing} {prep} {v}?", f"tell me the {thing} {prep} {v}")), "ask"
         if len(args) == 1 and choices and self.verb in _GETTERS:
-            v = _words(args[choices[0]])               # "garage_temp" -> "garage temp"
+            v = _words(texts[choices[0]])              # "garage_temp" -> "garage temp"
             return r.choice((f"what's the {v}?", f"{v}?", f"how's the {v} right now?")), "ask"
         if "list" in words and self.verb in ("add", "put") and strings and \
                 set(args) <= set(strings) | set(numbers) and len(strings) == 1:
@@ -942,7 +992,7 @@ class _UserTool:
                 and set(args) == set(numbers) | set(choices) \
                 and not re.search(r"[a-z]", texts[numbers[0]]):
             k = numbers[0]                             # "garage fan to 40%"
-            which = f"{_words(args[choices[0]])} " if choices else ""
+            which = f"{_words(texts[choices[0]])} " if choices else ""
             return f"{which}{thing} {_mention(k, props[k], texts[k], r)}", "terse"
         return None
 
@@ -997,7 +1047,9 @@ _SENTENCES = {"message", "body", "content", "text message"}    # said after the 
 _PLACES = {"room", "area", "place", "location", "door", "floor", "zone"}
 _WHERE = {"city", "location", "place", "town", "country", "region", "area"}
 _WHO = {"recipient", "contact", "to", "person", "name", "who"}
+_WHICH = {"id", "number", "index", "which", "channel", "slot", "port", "relay"}   # a numbered thing
 _SPOKEN_SHARE = 0.35     # a user's requests said per kind of action (_UserTool._spoken)
+_PAIR_SHARE = 0.5        # a user's requests for one tool twice said with one verb (pair)
 # the numbers people say: small ones and round ones
 _ROUND = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 45, 50, 60, 75, 90, 100, 120,
           150, 180, 200, 240, 300, 500, 600, 1000)
@@ -1161,10 +1213,15 @@ def _user_example(kind, users, callable_, unfit, g, r, toolset):
     if kind == "parallel":
         same = r.random() < 0.5 or len(callable_) < 2
         picks = [r.choice(callable_)] * 2 if same else r.sample(callable_, 2)
-        got = [u.args(r) for u in picks]
-        if None in got or (same and got[0].args == got[1].args):
-            return None
-        text = got[0].text + r.choice(_safe(JOIN)) + got[1].text
+        paired = same and r.random() < _PAIR_SHARE and picks[0].pair(r)
+        if paired:                               # "run pump 1 and 4"
+            said, again = paired
+            got, text = [said, said._replace(args=again)], said.text
+        else:
+            got = [u.args(r) for u in picks]
+            if None in got or (same and got[0].args == got[1].args):
+                return None
+            text = got[0].text + r.choice(_safe(JOIN)) + got[1].text
         calls = [_user_call(u, a.args) for u, a in zip(picks, got)]
         return _calls_example("parallel", toolset, g.polish(text, got[0].style, open_end=True),
                               calls)
