@@ -470,6 +470,8 @@ class Agent:
         calls = []
         while True:
             mark = dec.position()
+            if ground is not None:
+                ground.call_index = len(calls)
             call = self._call(dec, ground, named)
             dec.feed(encode_segments(self.model.tokenizer, fmt.close_call(), False))
             if call in calls:     # the same call again is the model repeating itself: one action,

@@ -1,7 +1,8 @@
 """Right calls on the generator's held-out dev split (tools no training example uses).
 
     python tools/bench_dev.py [--n 200] [--seed 7] [--generator-version V] [--model P]
-                              [--no-grounding | --grounding-off R,R] [--format F] [--call-bias B]
+                              [--no-grounding | [--grounding R,R] [--grounding-off R,R]]
+                              [--format F] [--call-bias B]
     python tools/bench_dev.py --sweep-call-bias [...]
 
 --sweep-call-bias measures each example's call margin and forced calls once, then prints the
@@ -21,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import edge_runtime as er  # noqa: E402
-from edge_runtime.calls.grounding import RULES, rules_of  # noqa: E402
+from edge_runtime.calls.grounding import RULES, rules_named, rules_of  # noqa: E402
 from edge_runtime.tune import data, evaluate  # noqa: E402
 from bench_tools import cpu_name, git_commit  # noqa: E402
 
@@ -34,8 +35,11 @@ def main(argv=None):
     ap.add_argument("--model", default=None, help="GGUF (default: the default model)")
     ap.add_argument("--format", default=None)
     ap.add_argument("--no-grounding", action="store_true")
+    ap.add_argument("--grounding", default="all",
+                    help=f"the rules to start from: all ({', '.join(RULES)}), none or a "
+                         "comma-separated list")
     ap.add_argument("--grounding-off", default="",
-                    help=f"comma-separated rules to leave out, of {', '.join(RULES)}")
+                    help="comma-separated rules to leave out of those")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--show-wrong", action="store_true")
     ap.add_argument("--call-bias", type=float, default=None)
@@ -45,9 +49,9 @@ def main(argv=None):
     model = er.Model.load(path, max_inference_len=4096, threads=args.threads)
     examples = data.generate(args.n, args.seed, "dev", args.generator_version)
     t0 = time.time()
-    off = {x for x in args.grounding_off.split(",") if x}
+    off = [x for x in args.grounding_off.split(",") if x]
     kw = dict(format=args.format,
-              grounding=False if args.no_grounding else rules_of(RULES) - rules_of(off),
+              grounding=False if args.no_grounding else rules_named(args.grounding) - rules_of(off),
               **({} if args.call_bias is None else {"call_bias": args.call_bias}))
     if args.sweep_call_bias:
         rows = evaluate.margins(model, examples, **kw)
@@ -67,7 +71,7 @@ def main(argv=None):
     print(f"dev split, {len(results)} examples (seed {args.seed}, generator version "
           f"{args.generator_version}), {Path(path).name}, format "
           f"{args.format or 'auto'}, grounding "
-          f"{'off' if args.no_grounding else 'on' + (f' but {sorted(off)}' if off else '')}, "
+          f"{'off' if args.no_grounding else ','.join(sorted(kw['grounding'])) or 'none'}, "
           f"call bias {bias:+.2f}: "
           f"{right}/{len(results)} = {100 * right / len(results):.1f}%  "
           f"({time.time() - t0:.0f} s; {cpu_name()}; {git_commit()})")

@@ -174,6 +174,7 @@ def show_call(c) -> str:
 
 def main(argv=None):
     import edge_runtime as er
+    from edge_runtime.calls.grounding import rules_named
     from bench_tools import cpu_name, file_sha, git_commit
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -188,12 +189,15 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="append a markdown table to this file")
     ap.add_argument("--call-bias", type=float, default=None,
                     help="Agent(call_bias=) (default: the one the model carries)")
+    ap.add_argument("--grounding", default="all",
+                    help="Agent(grounding=): all, none or comma-separated rule names")
     args = ap.parse_args(argv)
     tools, written = toolset(args.set)
     requests = load_requests(args.requests or written, tools)[::max(1, args.every)][:args.limit]
     path = args.model or er.models.default()
     model = er.Model.load(path, max_inference_len=4096, threads=1)
     agent = er.Agent(model, tools=tools, format=args.format,
+                     grounding=rules_named(args.grounding),
                      **({} if args.call_bias is None else {"call_bias": args.call_bias}))
     defaults = defaults_of(tools)
     t0 = time.time()
@@ -213,7 +217,7 @@ def main(argv=None):
     errors = sum(1 for _, _, e, _ in results if e)
     table = [f"Everyday requests (tools/everyday: {len(tools)} {args.set} tools, {len(results)} "
              f"requests), format `{agent.format.name}`, tool_choice `{args.tool_choice}`, "
-             f"call bias {agent.call_bias:+.2f}, "
+             f"call bias {agent.call_bias:+.2f}, grounding {args.grounding}, "
              "greedy, 1 thread", "",
              f"CPU: {cpu_name()}; date: {time.strftime('%Y-%m-%d')}; model: "
              f"`{Path(path).name}` (sha256 {file_sha(path)}); commit: {git_commit()}; "

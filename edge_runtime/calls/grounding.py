@@ -18,13 +18,16 @@ request does not spell, like a unit's default, can still be written) to the allo
     ("10 minutes") is offered in the unit a property names ("seconds": 600), where that is a
     whole number (or the property takes decimals), and its number as written ("10") gets a
     penalty there;
-  - once every required argument is written, lead to an optional argument the request
-    mentions (a word of the property's own name, description or enum values, not one of the
-    tool's topic, is in the request: see _mentioned), or to the end of the call when it
-    mentions none of those left. While a value is written, the tokens that would end it the
-    other way get a penalty instead (a bonus would cut the value short); when the next key
-    is chosen, the mentioned ones get the bonus. Left alone, a small model fills optional
-    arguments with a number or a word copied from elsewhere in the request.
+  - spell a tool's name, in a reply's first call, by the request words its name and
+    descriptions share (a second call it led back to the first call's tool: call_index);
+and a penalty to the tokens that lead only to keys of optional arguments the request does not
+mention (a word of the property's own name, description or enum values, not one of the tool's
+topic, is in the request: see _mentioned), at every choice of a key: keys come in the
+format's order (FunctionGemma's is sorted), so one may come before a required key. Left alone,
+a small model fills optional arguments with a number or a word copied from elsewhere in the
+request. Whether a value ends the call or another argument follows is left to the model:
+holding back either way there (also a separator where only unasked keys are left), and easing
+the mentioned keys, cost the taught model right calls (docs/TOOL_CALLING.md).
 """
 from __future__ import annotations
 
@@ -298,6 +301,12 @@ def rules_of(grounding) -> frozenset:
     return rules
 
 
+def rules_named(text: str) -> frozenset:
+    """The rules a command line names: "all", "none", or rule names separated by commas."""
+    special = {"all": True, "none": False}
+    return rules_of(special[text] if text in special else [x for x in text.split(",") if x])
+
+
 class Grounding:
     def __init__(self, request: str, vocab, bonus: float = BONUS, tools=(), rules=RULES):
         self.rules = rules_of(rules)
@@ -319,6 +328,9 @@ class Grounding:
         self.mentioned = {t["name"]: _mentioned(asked, t) for t in tools}
         self.props = {t["name"]: _props(t) for t in tools}
         self._piece_cache, self._key_words = {}, {}
+        # which call of the reply is written (the agent sets it): the names rule leads only the
+        # first to the tool the request is most about; a second call it led back to that tool
+        self.call_index = 0
 
     # ---- lookups -----------------------------------------------------------------------
 
@@ -387,7 +399,8 @@ class Grounding:
             # symbols (codes >= 256, e.g. FunctionGemma's <escape>) are tokens of their own
             return self._words_bonus(constraint, f.node, bytes(c for c in f.prefix if c < 256),
                                      allowed)
-        elif f.kind == "name" and "names" in self.rules and len(set(self.relevance.values())) > 1:
+        elif f.kind == "name" and "names" in self.rules and self.call_index == 0 \
+                and len(set(self.relevance.values())) > 1:
             return self._name_bonus(constraint, f.prefix, allowed)
         else:
             return None
@@ -401,57 +414,29 @@ class Grounding:
         return out if out.any() else None
 
     def _args_bonus(self, constraint, st, allowed):
-        """Which arguments come next, once the required ones are written (module docstring).
-        While a value is written, the tokens that would end it in the unwanted direction (add
-        an argument when none left is mentioned, end the call when one is) are held back, so
-        no value is cut short; when the next key is chosen, the mentioned ones are made
-        easy."""
+        """At each choice of a key, the tokens that lead only to keys of optional properties
+        the request does not mention are held back (module docstring)."""
         if len(st) < 2 or st[0].kind != "end" or st[1].kind != "obj":
             return None
         g, (node, used, phase, _, _) = constraint.g, st[1]
-        left = node.keys - used
-        if node.free or node.required - used or not left:
+        if node.free or phase == AFTER:
             return None
-        wanted = self._wanted_keys(g, node) & left
-        in_value = phase == AFTER
-        if in_value:               # only a token with a separator or the close can decide
-            marks = (g.sx.sep[0], g.sx.args_close[0])
-            if g.in_content(st):       # string content: only a closing token can end it
-                closers = self._closer_ids(constraint)
-                at = np.minimum(np.searchsorted(allowed, closers), len(allowed) - 1)
-                cand = closers[allowed[at] == closers].tolist()
-            else:
-                cand = allowed.tolist()
-            cand = [t for t in cand if any(c in self.v.pieces[t] for c in marks)]
-        elif wanted:               # choosing the next key
-            cand = allowed.tolist()
-        else:
+        unasked = node.keys - used - node.required - self._wanted_keys(g, node)
+        if not unasked:
             return None
-        marked = []
-        for t in cand:
+        held = []
+        for t in allowed.tolist():
             after = g.feed(st, self.v.pieces[t])
-            if after is None:
+            if after is None or len(after) < 2 or after[1].kind != "obj":
                 continue
-            if len(after) < 2 or after[1].kind != "obj":
-                if in_value and wanted:
-                    marked.append(t)                   # ends the call, one is wanted
-                continue
-            _, used2, phase2, p, _ = after[1]
-            if used2 != used:
-                keys = used2 - used                    # wrote a whole key
-            elif p:
-                keys = node.prefixes[p] - used         # part of one
-            elif phase2 != AFTER:
-                keys = left                            # a separator: any key may follow
-            else:
-                continue                               # still in the value
-            if in_value and not wanted or not in_value and keys & wanted:
-                marked.append(t)
-        if not marked:
+            _, used2, _, p, _ = after[1]
+            keys = used2 - used if used2 != used else node.prefixes[p] - used if p else None
+            if keys and keys <= unasked:
+                held.append(t)
+        if not held:
             return None
         out = np.zeros(len(allowed), np.float32)
-        out[np.isin(allowed, np.asarray(marked, np.int32))] = \
-            -self.bonus_value if in_value else self.bonus_value
+        out[np.isin(allowed, np.asarray(held, np.int32))] = -self.bonus_value
         return out
 
     def _wanted_keys(self, g, node):
