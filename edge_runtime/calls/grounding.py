@@ -22,10 +22,10 @@ request does not spell, like a unit's default, can still be written) to the allo
     descriptions share (a second call it led back to the first call's tool: call_index);
 and a penalty to the tokens that lead only to keys of optional arguments the request does not
 mention (a word of the property's own name, description or enum values, not one of the tool's
-topic, is in the request: see _mentioned), at every choice of a key: keys come in the
-format's order (FunctionGemma's is sorted), so one may come before a required key. Left alone,
-a small model fills optional arguments with a number or a word copied from elsewhere in the
-request. Whether a value ends the call or another argument follows is left to the model:
+topic, is in the request: see _mentioned; never a boolean's, whose value a verb can say:
+"unlock"), at every choice of a key: keys come in the format's order (FunctionGemma's is
+sorted), so one may come before a required key. Left alone, a small model fills optional
+arguments with a number or a word copied from elsewhere in the request. Whether a value ends the call or another argument follows is left to the model:
 holding back either way there (also a separator where only unasked keys are left), and easing
 the mentioned keys, cost the taught model right calls (docs/TOOL_CALLING.md).
 """
@@ -440,11 +440,15 @@ class Grounding:
         return out
 
     def _wanted_keys(self, g, node):
-        """The key words (as the grammar spells them) of node's mentioned properties."""
+        """The key words (as the grammar spells them) of node's properties that are never held
+        back: those the request mentions, and booleans, whose value a verb may say ("unlock",
+        "close") without a word of the property's."""
         got = self._key_words.get(id(node))
         if got is None:
-            got = frozenset(tuple(k.encode() + g.sx.arg_kv)
-                            for k in self.mentioned.get(_tool_name(g, node), ()))
+            name = _tool_name(g, node)
+            free = self.mentioned.get(name, set()) | {
+                k for k, v in self.props.get(name, {}).items() if v.get("type") == "boolean"}
+            got = frozenset(tuple(k.encode() + g.sx.arg_kv) for k in free)
             self._key_words[id(node)] = got
         return got
 
