@@ -520,3 +520,28 @@ def test_examples_for_tools_ask_for_one_tool_twice_with_one_verb():
     says_which = {(t["name"], k) for t in tools for k in t["parameters"]["properties"]
                   if data._UserTool(t)._says_which(k)}
     assert says_which == {("run_pump", "pump"), ("set_fan", "fan")}
+
+
+def test_examples_for_tools_decline_questions_about_what_a_tool_did():
+    """Tools that act cannot say what they did: "when did I last use the pump?" is declined
+    with the whole toolset declared; unless a getter of the toolset is about history."""
+    def tool(name, desc):
+        return {"name": name, "description": desc, "parameters": {
+            "type": "object", "required": ["n"], "properties": {
+                "n": {"type": "integer", "minimum": 1, "maximum": 4}}}}
+    acting = [tool("run_pump", "Runs a pump."), tool("set_fan", "Sets a fan.")]
+    past = re.compile(r"when did I last use the|undo the last \w+ change|show me the \w+ "
+                      r"history|how many times was the", re.I)
+
+    def asked(tools):
+        out = []
+        for ex in data.examples_for_tools(tools, 400, 2):
+            text = ex["messages"][0]["content"]
+            if past.search(text):
+                assert ex["kind"] == "none" and not _calls(ex), ex
+                assert len(ex["tools"]) == len(tools)
+                out.append(text)
+        return out
+    got = asked(acting)
+    assert len(got) >= 5 and any("pump" in t for t in got) and any("fan" in t for t in got)
+    assert asked(acting + [tool("get_pump_history", "Lists a pump's past runs.")]) == []

@@ -673,8 +673,10 @@ _BLAND = set("get set add create update delete remove show list find search chec
 
 
 def _content(text: str) -> set:
-    """Topic words: what a tool is about, without the verbs every kind of tool uses."""
-    return {w for w in re.findall(r"[a-z]+", _words(text)) if w not in _STOP | _BLAND}
+    """Topic words: what a tool is about, without the verbs every kind of tool uses. (Free
+    text: _words would keep only what follows its last period.)"""
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", text).lower()
+    return {w for w in re.findall(r"[a-z]+", text) if w not in _STOP | _BLAND}
 
 
 def _emails(r, split):
@@ -1195,6 +1197,10 @@ def examples_for_tools(tools: list, n: int, seed: int, extra_unfit: bool = True)
 
 def _user_example(kind, users, callable_, unfit, g, r, toolset):
     if kind == "none":
+        past = r.random() < _PAST_SHARE and _about_the_past(users, r)
+        if past:                                    # what a tool did, which none reports
+            text, gist = past
+            return _reply("none", toolset, _cap(text, r), r.choice(g.decline).format(gist))
         if r.random() < 0.3 and len(users) > 1:     # a tool the toolset could have, but not here
             u = r.choice(users)
             got = u.args(r)
@@ -1247,6 +1253,31 @@ def _user_example(kind, users, callable_, unfit, g, r, toolset):
         ex["messages"] += [{"role": "tool", "name": u.name, "content": content},
                            {"role": "assistant", "content": answer}]
     return ex
+
+
+_PAST_SHARE = 0.25       # a user's requests no tool serves: about what a tool did
+_HISTORY = {"history", "log", "logs", "past", "last", "undo", "recent", "usage"}
+
+
+def _about_the_past(users, r):
+    """A request about what one of the user's acting tools did ("when did I last use the
+    pump?", "undo the last vent change"): its tools act, none reports their past, so the
+    answer is a refusal. (text, gist), or None when some getter of the toolset may report it
+    (its words say history) or no tool acts."""
+    getters = [u for u in users if u.verb in _GETTERS]
+    if any(u.topic & _HISTORY for u in getters):
+        return None
+    actors = [(u, " ".join(w for w in u.words.split() if w not in _VERBS | _STOP))
+              for u in users if u.verb not in _GETTERS]
+    actors = [(u, thing) for u, thing in actors if thing]
+    if not actors:
+        return None
+    u, thing = r.choice(actors)
+    return r.choice(((f"when did I last use the {thing}?", f"tell when the {thing} was last used"),
+                     (f"undo the last {thing} change", f"undo what the {thing} did"),
+                     (f"show me the {thing} history", f"show the {thing}'s history"),
+                     (f"how many times was the {thing} used this week?",
+                      f"count how often the {thing} was used")))
 
 
 def _user_call(u, args):
