@@ -545,3 +545,50 @@ def test_examples_for_tools_decline_questions_about_what_a_tool_did():
     got = asked(acting)
     assert len(got) >= 5 and any("pump" in t for t in got) and any("fan" in t for t in got)
     assert asked(acting + [tool("get_pump_history", "Lists a pump's past runs.")]) == []
+
+
+def test_version_13_declines_a_missing_tool_of_a_declared_ones_domain():
+    """Version 13 declines requests for a template of a declared tool's domain that is not
+    declared, unless a declared tool could stand in for it (a topic word in common, or a pair
+    _EXCLUSIVE keeps apart); version 12 never draws such a decline."""
+    import random
+    by_name = {t.name: t for t in data._spoken_pool("train")}
+    g = data._Gen(random.Random(0), "train", data.RECIPES[13])
+    fan = {t.name for t in g._siblings([by_name["set_fan_speed"]])}
+    assert {"lock_door", "dim_lights"} <= fan and "set_fan_speed" not in fan
+    assert not {t.domain for t in g._siblings([by_name["set_fan_speed"]])} - {"home"}
+    lights = {t.name for t in g._siblings([by_name["set_light_power"]])}
+    assert "dim_lights" not in lights            # "light" in common
+    assert "set_light" not in lights             # kept apart by _EXCLUSIVE
+
+    def siblings_declined(version):
+        seen = 0
+        for ex in data.generate(2000, 3, "train", version=version):
+            answer = ex["messages"][1].get("content")
+            if ex["kind"] != "none" or not answer:
+                continue
+            declared = {_base(t["function"]["name"]) for t in ex["tools"]}
+            domains = {t.domain for t in by_name.values() if _base(t.name) in declared}
+            seen += any(t.gist in answer and t.domain in domains and _base(t.name) not in declared
+                        for t in by_name.values())
+        return seen
+
+    assert siblings_declined(13) >= 20
+    assert siblings_declined(12) == 0
+
+
+def test_version_13_makes_a_quarter_of_its_requests_as_tune_does():
+    """A share of version 13's toolsets get `tune`'s requests (questions about what a tool did
+    among them), on train templates only, every call valid for its declared tool."""
+    exs = data.generate(1500, 4, "train", version=13)
+    dev = {_base(t.name) for t in data._POOLS["dev"]}
+    past = 0
+    for ex in exs:
+        tools = {normalize_tool(t)["name"]: normalize_tool(t) for t in ex["tools"]}
+        assert not {_base(n) for n in tools} & dev
+        for call in _calls(ex):
+            assert validate(call["arguments"], tools[call["name"]]["parameters"]) == [], ex
+        past += ex["messages"][0]["content"].lower().startswith("when did i last use the")
+    assert past >= 3
+    assert not any(e["messages"][0]["content"].lower().startswith("when did i last use the")
+                   for e in data.generate(1500, 4, "train", version=12))

@@ -39,6 +39,8 @@ class Recipe(NamedTuple):
     mention: float = 0.35   # how often a request mentions each optional argument
     implied: bool = False   # phrasings whose words imply a value (domains.T.implied)
     spoken: bool = False    # domains.SPOKEN_TEMPLATES and SPOKEN's phrasings (train split)
+    siblings: bool = False  # declines for a tool of a declared tool's domain left undeclared
+    user: float = 0.0       # the share of toolsets whose requests `tune` makes (examples_for_tools)
 
 
 # Version 2 declared one to five tools; taught on it, the model declined plain requests once
@@ -77,7 +79,12 @@ class Recipe(NamedTuple):
 # version 11, the model wrote a brightness for "turn on the lights", left out locked=false for
 # "unlock" where the boolean has a default, and declined "we're out of eggs" (tools/everyday).
 # The stage it made from scratch was not shipped (docs/TOOL_CALLING.md: below the rule on the
-# dev split, and no better on the workshop set); it stays so that run can be redone.
+# dev split, and no better on the workshop set); it stays so that run can be redone. Version 13
+# is version 12 with declines for a tool of a declared tool's own domain that is not declared,
+# and a quarter of its toolsets' requests made the way `tune` makes a user's (said per kind of
+# action, one verb for one tool twice, questions about what a tool did): taught on version 9 and
+# on 12, the model called a fan for "turn on the ceiling lights" on a toolset of one domain and
+# made one call where two were asked with one verb (tools/everyday, the workshop set).
 KINDS = ("single", "choose", "parallel", "none", "convert", "followup")
 _UP_TO_12 = (tuple(range(1, 13)), (1, 3, 4, 4, 3, 3, 2, 2, 2, 2, 1, 1))
 _ONE_MORE = (_UP_TO_12[0], (3,) + _UP_TO_12[1][1:])     # one tool alone three times as often
@@ -94,7 +101,10 @@ RECIPES = {2: Recipe(((1, 2, 3, 4, 5), (1, 4, 5, 3, 1)), 0.0),
            11: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4,
                       formulas=0.5, wide=True, typed=True, implied=True),
            12: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4,
-                      formulas=0.5, wide=True, typed=True, implied=True, spoken=True)}
+                      formulas=0.5, wide=True, typed=True, implied=True, spoken=True),
+           13: Recipe(_ONE_MORE, 0.5, (0.06, 0.32, 0.28, 0.10, 0.14, 0.10), group=4,
+                      formulas=0.5, wide=True, typed=True, implied=True, spoken=True,
+                      siblings=True, user=0.25)}
 # a pool and the wider one it stands for under Recipe.wide (the same list, extended)
 _WIDER = {id(CITIES): CITIES + MORE_CITIES, id(NAMES): NAMES + MORE_NAMES}
 MADE_POOL = (24, 12)     # made-up tools and templates in a made-up pool
@@ -168,7 +178,10 @@ def generate(n: int, seed: int, split: str = "train", version: int = GENERATOR_V
         return [g.example(k) for k in g.r.choices(KINDS, recipe.shares, k=n)]
     out = []
     while len(out) < n:
-        out += [dict(ex, group=len(out)) for ex in g.group(recipe.group)]
+        made = g.user_group(recipe.group) if recipe.user and g.r.random() < recipe.user else \
+            g.group(recipe.group)
+        # a `tune` example declaring other tools than its group's is trained on its own
+        out += [dict(ex, group=None if ex.get("group", 0) is None else len(out)) for ex in made]
     return out[:n]
 
 
@@ -460,6 +473,27 @@ class _Gen:
                 out.append(ex)
         return out
 
+    def user_group(self, size):
+        """Up to size examples on one toolset of the templates, made the way `tune` makes a
+        user's (examples_for_tools): its requests no tool serves come from the same templates."""
+        r = self.r
+        self.pool = self.templates
+        chosen = self._toolset(r.choice(self.pool), self.k(1))
+        tools = [_Tool(t, r).tool for t in chosen]
+        try:
+            return examples_for_tools(tools, size, r.randrange(1 << 30), unfit_from=self.pool)
+        except ValueError:      # no tool the user generator can fill in
+            return []
+
+    def _siblings(self, chosen):
+        """Templates of a chosen template's domain that no chosen one could stand in for (no
+        topic word of name and gist in common, not kept apart by _EXCLUSIVE)."""
+        domains = {t.domain for t in chosen}
+        taken = set().union(*(_stems(f"{t.name} {t.gist}") for t in chosen))
+        return [t for t in self.pool if t.domain in domains and t not in chosen
+                and not _stems(f"{t.name} {t.gist}") & taken
+                and not any(frozenset((t.name, c.name)) in _EXCLUSIVE for c in chosen)]
+
     def _toolset(self, first, k):
         """first plus up to k - 1 others from the pool, in random order."""
         chosen = self._fill([first], [t for t in self.pool if t is not first], k)
@@ -511,6 +545,12 @@ class _Gen:
                         if p.name in _slots(req)}
                 return reply(_cap(req.format(**vals), r),
                              answer=r.choice(self.decline).format(gist))
+            siblings = self._siblings(chosen) if self.recipe.siblings and roll < 0.6 else []
+            if siblings:                # the same domain, a tool this toolset lacks
+                t = r.choice(siblings)
+                said = self.phrase(t)
+                return reply(self.polish(said.text, said.style, said.open_end),
+                             answer=r.choice(self.decline).format(t.gist))
             if roll < 0.8 and away:     # another domain altogether
                 t = r.choice(away)
                 said = self.phrase(t)
@@ -677,6 +717,13 @@ def _content(text: str) -> set:
     text: _words would keep only what follows its last period.)"""
     text = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", text).lower()
     return {w for w in re.findall(r"[a-z]+", text) if w not in _STOP | _BLAND}
+
+
+def _stems(text: str) -> set:
+    """Topic words without the verbs a tool's name starts with, plural s dropped: "dim_lights
+    dim the lights" -> {"light"}."""
+    return {w[:-1] if w.endswith("s") and len(w) > 3 else w
+            for w in _content(text) if w not in _VERBS | {"control"}}
 
 
 def _emails(r, split):
@@ -1165,10 +1212,11 @@ def _natural(sentence, props, texts, args, r) -> str:
 USER_GROUP = 8     # a user's examples per declaration order: one packed pass (train.pack)
 
 
-def examples_for_tools(tools: list, n: int, seed: int, extra_unfit: bool = True) -> list:
+def examples_for_tools(tools: list, n: int, seed: int, extra_unfit: bool = True,
+                       unfit_from=TEMPLATES) -> list:
     """n examples for a user's own toolset, built from the schemas alone: single and parallel
     calls, spoken-number conversions, follow-ups, and (extra_unfit) requests none of the tools
-    can serve, taken from the built-in domains with no word in common with the user's tools.
+    can serve, taken from unfit_from's templates with no word in common with the user's tools.
     The tools are declared in an order drawn anew for every USER_GROUP examples, which share
     it ("group")."""
     r = random.Random(f"user:{seed}")
@@ -1177,7 +1225,7 @@ def examples_for_tools(tools: list, n: int, seed: int, extra_unfit: bool = True)
     if not callable_:
         raise ValueError("no tool has parameters this generator can fill in")
     topic = set().union(*(u.topic for u in users))
-    unfit = [t for t in TEMPLATES if not _content(f"{t.name} {t.desc} {t.gist}") & topic]
+    unfit = [t for t in unfit_from if not _content(f"{t.name} {t.desc} {t.gist}") & topic]
     kinds = [k for k, _ in _USER_KINDS if extra_unfit or k != "none"]
     weights = [w for k, w in _USER_KINDS if extra_unfit or k != "none"]
     g = _Gen(r, "train")
