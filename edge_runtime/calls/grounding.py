@@ -47,6 +47,7 @@ BONUS = 4.0                   # logits; chosen on BFCL simple_python (docs/TOOL_
 # per request word a tool's name and descriptions share: one word of difference at BONUS was
 # often too little to turn the model from a tool it prefers (BFCL multiple, live_multiple)
 NAME_BONUS = 2 * BONUS
+HOLD = BONUS                  # logits an unasked optional argument's key is held back by
 # the rules (module docstring), each of which can be left out alone (Agent(grounding=...)),
 # so what each adds is measured on the taught model (tools/bench_dev.py --grounding-off)
 RULES = ("spans", "dates", "numbers", "units", "words", "names", "args")
@@ -436,7 +437,7 @@ class Grounding:
         if not held:
             return None
         out = np.zeros(len(allowed), np.float32)
-        out[np.isin(allowed, np.asarray(held, np.int32))] = -self.bonus_value
+        out[np.isin(allowed, np.asarray(held, np.int32))] = -HOLD
         return out
 
     def _wanted_keys(self, g, node):
