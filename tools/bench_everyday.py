@@ -10,9 +10,11 @@ A toolset is tools/everyday/<set>_tools.py (plain functions, type hints, Google 
 its requests a JSONL file beside it (SETS): one JSON object a line,
 {"request": ..., "kind": ..., "calls": [{"name", "arguments"}, ...]}, where calls is the set of
 expected calls ([] = no tool serves the request) and kind is one of KINDS (derived from calls
-when absent). Both sets were written for this bench, independently of any training data; the
+when absent). All sets were written for this bench, independently of any training data; the
 home set's misses have since guided generator versions 10 to 12 (edge_runtime/tune/data.py),
-so the workshop set, written after them, is the one no choice was made on.
+so the workshop set, written after them, is the one no choice was made on. The van set was
+written in the twelfth session by a writer who never saw the generator or the model's answers:
+it is the blind set.
 
 One agent (greedy, 1 thread) answers every request with Agent.respond (nothing is executed).
 A reply is right when its calls match the expected ones as a set (same number; each expected
@@ -43,8 +45,11 @@ from everyday.home_tools import TOOLS  # noqa: E402
 
 REQUESTS = TOOLS_DIR / "everyday" / "requests.jsonl"
 # each toolset (tools/everyday/<name>_tools.py, its TOOLS) and the requests written for it; the
-# workshop set was written after generator version 12, by a writer who never saw the generator
-SETS = {"home": "requests.jsonl", "workshop": "workshop_requests.jsonl"}
+# workshop set was written after generator version 12, by a writer who never saw the generator;
+# the van set, the blind set, was written in the twelfth session by a writer who never saw the
+# generator or the model's answers
+SETS = {"home": "requests.jsonl", "workshop": "workshop_requests.jsonl",
+        "van": "van_requests.jsonl"}
 
 
 def toolset(name: str) -> tuple:
