@@ -592,3 +592,39 @@ def test_version_13_makes_a_quarter_of_its_requests_as_tune_does():
     assert past >= 3
     assert not any(e["messages"][0]["content"].lower().startswith("when did i last use the")
                    for e in data.generate(1500, 4, "train", version=12))
+
+
+def test_version_14_gives_templates_settings_written_only_when_asked():
+    """Version 14 declares some templates with a setting they lack (a timer, a priority, an
+    average window...), its default in its description; a call writes it only when the
+    request says its value, and most requests do not. Version 13 declares none."""
+    from edge_runtime.tune.domains import ACTING_OPTIONS, GETTING_OPTIONS
+    described = {d: p for p, ds in ACTING_OPTIONS + GETTING_OPTIONS for d in ds}
+
+    def settings(version):
+        written = left_out = 0
+        for ex in data.generate(1500, 5, "train", version=version):
+            tools = {normalize_tool(t)["name"]: normalize_tool(t) for t in ex["tools"]}
+            request = ex["messages"][0]["content"].lower()
+            for call in _calls(ex):
+                props = tools[call["name"]]["parameters"]["properties"]
+                assert validate(call["arguments"], tools[call["name"]]["parameters"]) == [], ex
+                for key, s in props.items():
+                    p = described.get(s.get("description", "").split(" (")[0])
+                    if p is None or p.name != key:
+                        continue
+                    if key not in call["arguments"]:
+                        left_out += 1
+                        continue
+                    written += 1
+                    v = call["arguments"][key]
+                    said = [f.lower() for f in p.opt[v]] if isinstance(p.opt, dict) else \
+                        [str(v), data.spell(v) if isinstance(v, int) and 0 <= v < 100 else str(v)]
+                    said.append(key.replace("_", " "))      # `tune`'s "... with minutes 7"
+                    assert any(x.strip(" ,") in request for x in said) or \
+                        ex["kind"] == "convert", (request, call)
+        return written, left_out
+
+    written, left_out = settings(14)
+    assert written >= 30 and left_out >= 1.5 * written
+    assert settings(13) == (0, 0)

@@ -892,3 +892,53 @@ SPOKEN = {
     "world_clock": ([], ["is it late in {city} right now?", "is it morning in {city} yet?"]),
     "add_reminder": (["don't let me forget: {text}", "I have to {text}, remind me"], []),
 }
+# Settings users give their tools beside what the tool acts on, each optional, its default said
+# in one of the ways people write it: drawn onto templates under version 14 (data.py
+# Recipe.options) and mentioned as often as a template's own optional arguments. Taught on
+# version 13, the model wrote such settings nobody asked for (`stop_at_percent=10`, a shelf
+# when all shelves are the default, an average for "right now"; tools/everyday).
+# (parameter, descriptions): one description is drawn per example.
+ACTING_OPTIONS = [
+    (P("minutes", "integer", "", ints(10, 90, 5, "{} minutes"), lo=1, hi=240, unit="minutes",
+       key=True, opt=[" for {}", ", stop after {}", " with a {} timer"]),
+     ["Stop after this many minutes (leave out to keep it running)",
+      "Auto-off after this many minutes; omit to stay on", "Timer in minutes, optional",
+      "Run for this many minutes, then stop. Leave out to run until stopped."]),
+    (P("delay_seconds", "integer", "", ints(10, 60, 5, "{} seconds"), lo=0, hi=3600,
+       unit="seconds", default=0, opt=[" in {}", " after {}", ", wait {} first"]),
+     ["Wait this many seconds before doing it (default 0)",
+      "Delay in seconds; leave out to do it now", "seconds to wait first, 0 by default"]),
+    (P("notify", "boolean", "", default=False,
+       opt={True: [" and let me know when it's done", " and notify me"],
+            False: [" without notifying me", ", no notification"]}),
+     ["Also send a notification when done (default false)",
+      "Push a notification to the phone afterwards; off unless set",
+      "True to get a notification afterwards"]),
+    (P("priority", "string", "", enum=["low", "normal", "high"], default="normal",
+       opt=[" with {} priority", ", {} priority"]),
+     ["low, normal (the default) or high", "Priority: low/normal/high; normal if omitted",
+      "How urgent. Defaults to normal."]),
+    (P("speed", "string", "", enum=["slow", "normal", "fast"], default="normal",
+       opt=[" at {} speed", ", {} speed"]),
+     ["slow, normal or fast (normal when left out)", "Motor speed; leave out for normal"]),
+    (P("quiet", "boolean", "", default=False,
+       opt={True: [" quietly", " without the beep"], False: [" with the chime"]}),
+     ["Do it without the confirmation beep (default: beep)",
+      "Silent mode, false unless given"]),
+]
+GETTING_OPTIONS = [
+    (P("average_minutes", "integer", "", ints(5, 120, 5, "{} minutes"), lo=1, hi=1440,
+       unit="minutes", key=True, opt=[" averaged over the last {}", ", the average over {}"]),
+     ["Average over the last this many minutes instead of the current value (leave out for "
+      "the value right now)", "Window in minutes to average over; omit for the latest value"]),
+    (P("units", "string", "", enum=["metric", "imperial"], default="metric",
+       opt=[" in {} units", ", {} please"]),
+     ["metric (default) or imperial", "Unit system. Leave out for metric."]),
+    (P("detailed", "boolean", "", default=False,
+       opt={True: [" with all the details", ", in detail"], False: [", just the summary"]}),
+     ["Return the full details, not just a summary (default false)",
+      "true for every field; a short answer when omitted"]),
+    (P("limit", "integer", "", ints(3, 20), lo=1, hi=50, default=10,
+       opt=[", at most {}", ", top {} only"]),
+     ["How many results at most (10 when omitted)", "Max results, default 10"]),
+]
