@@ -524,7 +524,8 @@ class _Gen:
         chosen = self._toolset(r.choice(self.pool), self.k(1))
         tools = [_Tool(t, r).tool for t in chosen]
         try:
-            return examples_for_tools(tools, size, r.randrange(1 << 30), unfit_from=self.pool)
+            return examples_for_tools(tools, size, r.randrange(1 << 30), unfit_from=self.pool,
+                                      revision=1)
         except ValueError:      # no tool the user generator can fill in
             return []
 
@@ -741,6 +742,8 @@ _STOP = set("""a an the to of for in on at by with and or from into your my this
 it its as any all given one new current value values""".split())
 _GENERIC = ["alpha", "main", "blue", "project atlas", "weekly report", "north wing", "demo",
             "orange", "backlog", "team b", "summer", "default"]
+# how `tune` makes a user's examples (_UserTool): generator versions 13 and 14 drew revision 1
+USER_REVISION = 2
 _USER_KINDS = (("choose", 0.40), ("parallel", 0.15), ("none", 0.20), ("convert", 0.10),
                ("followup", 0.15))
 
@@ -949,10 +952,26 @@ def _from_pattern(pattern, r):
     return v, v
 
 
+def _gloss(value: str, desc: str) -> str | None:
+    """The words a description explains an enum value with, "value (the gloss, more)" ->
+    "gloss", or None: not a default's note ("(the default)"), a unit's ("in watts") or a
+    clause ("what the panels put in")."""
+    m = re.search(rf"(?<![\w-]){re.escape(value)}\s*\(([^()]+)\)", desc)
+    if not m:
+        return None
+    for part in m.group(1).split(","):
+        words = re.sub(r"^(the|a|an)\s+", "", part.strip(), flags=re.I)
+        if words and "default" not in words and \
+                not re.match(r"(in|as|of|for|what|which|how|when|where|who)\b", words) \
+                and len(words.split()) <= 6:
+            return words
+    return None
+
+
 class _UserTool:
     """A user's tool as the generator sees it: words for requests and a value maker."""
 
-    def __init__(self, tool):
+    def __init__(self, tool, revision=USER_REVISION):
         n = normalize_tool(tool)
         self.tool, self.name, self.schema = tool, n["name"], n["parameters"]
         self.words = _words(self.name)
@@ -965,6 +984,12 @@ class _UserTool:
         self.core = (stem + desc[len(first):]).lower() if stem in _VERBS and \
             len(desc.split()) <= 9 else self.words
         self.verb = self.core.split(" ")[0]
+        # whether it reports rather than acts: since revision 2 also by its description's verb
+        # however long that is ("tank_level": "Read how full one of the van's tanks is right
+        # now. ..."); revision 1 took the name's first word ("tank") and asked what such a tool
+        # did in the past as a request to decline ("how many times was the tank level used?")
+        self.gets = self.verb in _GETTERS or (revision >= 2 and stem in _GETTERS)
+        self.revision = revision
         self.topic = _content(self.words + " " + n["description"])
         # the description as a request to fill in ("Put an item on the shopping list"), or None
         self.sentence = (stem + desc[len(first):]) if stem in _VERBS and \
@@ -994,7 +1019,7 @@ class _UserTool:
             if not self._says_which(k):
                 continue
             for _ in range(5):
-                other = _user_value(k, props[k], r)
+                other = self._value(k, props[k], r)
                 again = {**args, k: other[1]}
                 if other[1] != args[k] and validate(again, self.schema) == []:
                     text, style = self._render({**texts, k: f"{texts[k]} and {other[0]}"},
@@ -1024,7 +1049,7 @@ class _UserTool:
             texts, args = {}, {}
             for k, s in props.items():
                 if k in req or r.random() < 0.35:
-                    got = _user_value(k, s, r)
+                    got = self._value(k, s, r)
                     if got is None:
                         break
                     texts[k], args[k] = got
@@ -1033,6 +1058,16 @@ class _UserTool:
                 if validate(args, self.schema) == [] and (converted or not convert):
                     return texts, args, converted
         return None
+
+    def _value(self, key, s, r):
+        """_user_value; since revision 2 a choice is said half of the time the way a person
+        says it: in the words its description explains it with ("lpg (the gas tank for the
+        hob)" -> "gas tank"), else as words ("solar_watts" -> "solar watts")."""
+        got = _user_value(key, s, r)
+        if got is None or self.revision < 2 or "enum" not in s or not isinstance(got[1], str) \
+                or r.random() < 0.5:
+            return got
+        return _gloss(got[1], s.get("description", "")) or _words(got[1]), got[1]
 
     def _render(self, texts, args, r):
         """(text, style) of a request saying texts."""
@@ -1054,12 +1089,12 @@ class _UserTool:
         words = set(self.words.split())
         if not thing or thing == self.words:
             return None
-        if len(args) == 1 and strings and self.verb in _GETTERS:
+        if len(args) == 1 and strings and self.gets:
             v = texts[strings[0]]
             prep = "in" if set(_words(strings[0]).split()) & _WHERE else "for"
             return r.choice((f"what's the {thing} {prep} {v}?", f"how's the {thing} {prep} {v}?",
                              f"{thing} {prep} {v}?", f"tell me the {thing} {prep} {v}")), "ask"
-        if len(args) == 1 and choices and self.verb in _GETTERS:
+        if len(args) == 1 and choices and self.gets:
             v = _words(texts[choices[0]])              # "garage_temp" -> "garage temp"
             return r.choice((f"what's the {v}?", f"{v}?", f"how's the {v} right now?")), "ask"
         if "list" in words and self.verb in ("add", "put") and strings and \
@@ -1260,14 +1295,14 @@ _USER_RECIPE = RECIPES[9]
 
 
 def examples_for_tools(tools: list, n: int, seed: int, extra_unfit: bool = True,
-                       unfit_from=TEMPLATES) -> list:
+                       unfit_from=TEMPLATES, revision=USER_REVISION) -> list:
     """n examples for a user's own toolset, built from the schemas alone: single and parallel
     calls, spoken-number conversions, follow-ups, and (extra_unfit) requests none of the tools
     can serve, taken from unfit_from's templates with no word in common with the user's tools.
     The tools are declared in an order drawn anew for every USER_GROUP examples, which share
     it ("group")."""
     r = random.Random(f"user:{seed}")
-    users = [_UserTool(t) for t in tools]
+    users = [_UserTool(t, revision) for t in tools]
     callable_ = [u for u in users if u.args(random.Random(0)) is not None]
     if not callable_:
         raise ValueError("no tool has parameters this generator can fill in")
@@ -1335,7 +1370,7 @@ def _user_example(kind, users, callable_, unfit, g, r, toolset):
     ex = _calls_example(kind, toolset, g.polish(got.text, got.style, open_end=True),
                         [_user_call(u, got.args)])
     if kind == "followup":
-        if u.verb in _GETTERS:
+        if u.gets:
             value = r.choice((str(r.randint(2, 999)), r.choice(_GENERIC),
                               f"{r.uniform(1, 99):.1f}"))
             content = {"result": value}
@@ -1359,11 +1394,11 @@ def _about_the_past(users, r):
     pump?", "undo the last vent change"): its tools act, none reports their past, so the
     answer is a refusal. (text, gist), or None when some getter of the toolset may report it
     (its words say history) or no tool acts."""
-    getters = [u for u in users if u.verb in _GETTERS]
+    getters = [u for u in users if u.gets]
     if any(u.topic & _HISTORY for u in getters):
         return None
     actors = [(u, " ".join(w for w in u.words.split() if w not in _VERBS | _STOP))
-              for u in users if u.verb not in _GETTERS]
+              for u in users if not u.gets]
     actors = [(u, thing) for u, thing in actors if thing]
     if not actors:
         return None
