@@ -144,6 +144,35 @@ def test_a_packed_pass_is_the_sum_of_its_examples(tiny_gguf_factory):
         assert torch.allclose(g, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
 
 
+def test_recomputing_the_layers_gives_the_same_loss_and_gradients(tiny_gguf_factory,
+                                                                  monkeypatch):
+    """recompute (tune's low-memory pass) keeps only each layer's input and runs the layer
+    again in the backward pass, and scores a few positions at a time: the loss and every
+    gradient are those of the plain pass."""
+    monkeypatch.setattr(M, "LOSS_ROWS", 3)
+    path = tiny_gguf_factory(**TINY)
+    tok = train.tokenizer_of(path)
+    ids, nxt, pos, branch = train.pack([train.encode(tok, ex) for ex in _tool_examples()])
+    m = M.load(path, rank=4, rows=train.CONTROL_ROWS, seed=5)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) / 8)
+
+    def run(recompute):
+        m.zero_grad()
+        loss = m.loss(torch.tensor(ids), torch.tensor(nxt), pos=torch.tensor(pos),
+                      branch=torch.tensor(branch), recompute=recompute)
+        loss.backward()
+        return float(loss.detach()), [p.grad.clone() for p in m.parameters()]
+
+    want, want_grads = run(False)
+    got, got_grads = run(True)
+    assert got == pytest.approx(want, rel=1e-6) and want > 0
+    for g, w in zip(got_grads, want_grads):
+        assert float(w.abs().max()) > 0
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
+
+
 @pytest.mark.parametrize("make, size", [
     (lambda data: data.generate(40, 1, "train", 7), 4),
     (lambda data: data.examples_for_tools([LAMP, FAN], 40, 1), 8)])

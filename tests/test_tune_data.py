@@ -332,40 +332,27 @@ TANKS = [
     {"name": "tank_level", "description": "Read how full one of the boat's tanks is at this "
      "very moment, from its sender.",
      "parameters": {"type": "object", "properties": {
-         "tank": {"type": "string", "enum": ["fresh", "lpg", "black"],
-                  "description": "fresh (drinking water), lpg (the gas tank for the hob, the "
-                                 "default) or black (the default)"}}, "required": ["tank"]}},
+         "tank": {"type": "string", "enum": ["fresh", "lpg", "black"]}}, "required": ["tank"]}},
     {"name": "bilge_pump", "description": "Run the bilge pump.",
      "parameters": {"type": "object", "properties": {
          "on": {"type": "boolean"}}, "required": ["on"]}},
 ]
 
 
-def test_examples_for_tools_read_a_getter_from_its_description_and_say_enum_glosses():
+def test_examples_for_tools_read_a_getter_from_its_description():
     """A tool named for a thing ("tank_level") whose description, however long, starts with
     a getter's verb reports: no request about what it did is declined (revision 1 asked "how
-    many times was the tank level used?" and declined it). A choice is said in the words its
-    description explains it with ("lpg (the gas tank...)"), never a default's note ("black
-    (the default)")."""
-    def texts(exs, name):
-        return [e["messages"][0]["content"].lower() for e in exs
-                if [c["name"] for c in _calls(e)] == [name]]
-
-    exs = data.examples_for_tools(TANKS, 600, 3)
-    declined = [e["messages"][0]["content"].lower() for e in exs if e["kind"] == "none"]
+    many times was the tank level used?" and declined it), while the pump's past still is."""
     past = re.compile(r"\b(used|history|undo)\b")
-    assert not any(past.search(t) and "tank" in t for t in declined)
-    assert any(past.search(t) and "pump" in t for t in declined)   # the pump acts
-    said = texts(exs, "tank_level")
-    lpg = [t for e, t in zip([e for e in exs if [c["name"] for c in _calls(e)] ==
-                              ["tank_level"]], said) if _calls(e)[0]["arguments"]["tank"] == "lpg"]
-    assert sum("gas tank for the hob" in t for t in lpg) > 5 and \
-        sum("lpg" in t for t in lpg) > 5
-    assert not any("default" in t for t in said)
-    old = data.examples_for_tools(TANKS, 600, 3, revision=1)
-    assert any(past.search(e["messages"][0]["content"].lower()) and "tank" in
-               e["messages"][0]["content"].lower() for e in old if e["kind"] == "none")
-    assert not any("gas tank" in t for t in texts(old, "tank_level"))
+
+    def declined(exs):
+        return [e["messages"][0]["content"].lower() for e in exs if e["kind"] == "none"]
+
+    now = declined(data.examples_for_tools(TANKS, 600, 3))
+    assert not any(past.search(t) and "tank" in t for t in now)
+    assert any(past.search(t) and "pump" in t for t in now)
+    old = declined(data.examples_for_tools(TANKS, 600, 3, revision=1))
+    assert any(past.search(t) and "tank" in t for t in old)
 
 
 def test_examples_for_tools_without_unfit_and_unfillable():

@@ -952,22 +952,6 @@ def _from_pattern(pattern, r):
     return v, v
 
 
-def _gloss(value: str, desc: str) -> str | None:
-    """The words a description explains an enum value with, "value (the gloss, more)" ->
-    "gloss", or None: not a default's note ("(the default)"), a unit's ("in watts") or a
-    clause ("what the panels put in")."""
-    m = re.search(rf"(?<![\w-]){re.escape(value)}\s*\(([^()]+)\)", desc)
-    if not m:
-        return None
-    for part in m.group(1).split(","):
-        words = re.sub(r"^(the|a|an)\s+", "", part.strip(), flags=re.I)
-        if words and "default" not in words and \
-                not re.match(r"(in|as|of|for|what|which|how|when|where|who)\b", words) \
-                and len(words.split()) <= 6:
-            return words
-    return None
-
-
 class _UserTool:
     """A user's tool as the generator sees it: words for requests and a value maker."""
 
@@ -989,7 +973,6 @@ class _UserTool:
         # now. ..."); revision 1 took the name's first word ("tank") and asked what such a tool
         # did in the past as a request to decline ("how many times was the tank level used?")
         self.gets = self.verb in _GETTERS or (revision >= 2 and stem in _GETTERS)
-        self.revision = revision
         self.topic = _content(self.words + " " + n["description"])
         # the description as a request to fill in ("Put an item on the shopping list"), or None
         self.sentence = (stem + desc[len(first):]) if stem in _VERBS and \
@@ -1019,7 +1002,7 @@ class _UserTool:
             if not self._says_which(k):
                 continue
             for _ in range(5):
-                other = self._value(k, props[k], r)
+                other = _user_value(k, props[k], r)
                 again = {**args, k: other[1]}
                 if other[1] != args[k] and validate(again, self.schema) == []:
                     text, style = self._render({**texts, k: f"{texts[k]} and {other[0]}"},
@@ -1049,7 +1032,7 @@ class _UserTool:
             texts, args = {}, {}
             for k, s in props.items():
                 if k in req or r.random() < 0.35:
-                    got = self._value(k, s, r)
+                    got = _user_value(k, s, r)
                     if got is None:
                         break
                     texts[k], args[k] = got
@@ -1058,16 +1041,6 @@ class _UserTool:
                 if validate(args, self.schema) == [] and (converted or not convert):
                     return texts, args, converted
         return None
-
-    def _value(self, key, s, r):
-        """_user_value; since revision 2 a choice is said half of the time the way a person
-        says it: in the words its description explains it with ("lpg (the gas tank for the
-        hob)" -> "gas tank"), else as words ("solar_watts" -> "solar watts")."""
-        got = _user_value(key, s, r)
-        if got is None or self.revision < 2 or "enum" not in s or not isinstance(got[1], str) \
-                or r.random() < 0.5:
-            return got
-        return _gloss(got[1], s.get("description", "")) or _words(got[1]), got[1]
 
     def _render(self, texts, args, r):
         """(text, style) of a request saying texts."""

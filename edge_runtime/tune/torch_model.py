@@ -19,11 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import Config, from_gguf
 from ..gguf import open_gguf
 
 # The projections that carry a LoRA pair, by their GGUF names within a block.
+# scored positions per piece of the loss when recomputing (Gemma3.loss)
+LOSS_ROWS = 32
 PROJECTIONS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
 
@@ -132,34 +135,45 @@ class Gemma3(nn.Module):
             ((branch[None, :] == 0) | (branch[None, :] == branch[:, None]))
         return keep, keep & (pos[:, None] - pos[None, :] < self.cfg.sliding_window)
 
+    def block(self, il: int, x: torch.Tensor, pos: torch.Tensor, keep: torch.Tensor
+              ) -> torch.Tensor:
+        """Layer il on hidden states x [T, C] at positions pos, attending where keep [T, T]."""
+        c = self.cfg
+        T = x.shape[0]
+        n, p = self.norms[il], self.lora[il]
+        h = rms_norm(x, n["attn_norm"], c.eps)
+        q = rms_norm(p["attn_q"](h).view(T, c.n_head, c.head_dim_k), n["attn_q_norm"], c.eps)
+        k = rms_norm(p["attn_k"](h).view(T, c.n_head_kv, c.head_dim_k), n["attn_k_norm"], c.eps)
+        v = p["attn_v"](h).view(T, c.n_head_kv, c.head_dim_v)
+        base, scale = (c.rope_base_local, 1.0) if c.is_swa(il) else \
+            (c.rope_base_global, c.rope_scale_global)
+        q = rope(q, pos, base, scale, c.head_dim_k)
+        k = rope(k, pos, base, scale, c.head_dim_k)
+        a = p["attn_output"](self._attention(q, k, v, keep))
+        x = x + rms_norm(a, n["post_attention_norm"], c.eps)
+        h = rms_norm(x, n["ffn_norm"], c.eps)
+        f = p["ffn_down"](F.gelu(p["ffn_gate"](h), approximate="tanh") * p["ffn_up"](h))
+        return x + rms_norm(f, n["post_ffw_norm"], c.eps)
+
     def hidden(self, ids: torch.Tensor, pos: torch.Tensor | None = None,
-               branch: torch.Tensor | None = None) -> torch.Tensor:
+               branch: torch.Tensor | None = None, recompute: bool = False) -> torch.Tensor:
         """Final hidden states [T, C] (before the output norm) of one sequence ids [T], or of
         a packed one: a stem shared by several branches (pack()), pos the positions, branch
-        0 for the stem and 1, 2, ... for the branches."""
-        c = self.cfg
+        0 for the stem and 1, 2, ... for the branches. recompute: keep only each layer's input
+        for the backward pass and run the layer again there (torch.utils.checkpoint): about a
+        third more time for a fraction of the memory, as a layer's activations are ~20x its
+        input."""
         T = ids.shape[0]
         if pos is None:
             pos, branch = torch.arange(T), torch.zeros(T, dtype=torch.long)
         keep_global, keep_local = self.masks(pos, branch)
         x = self.embed(ids)
-        for il in range(c.n_layer):
-            n, p = self.norms[il], self.lora[il]
-            local = c.is_swa(il)
-            h = rms_norm(x, n["attn_norm"], c.eps)
-            q = rms_norm(p["attn_q"](h).view(T, c.n_head, c.head_dim_k), n["attn_q_norm"], c.eps)
-            k = rms_norm(p["attn_k"](h).view(T, c.n_head_kv, c.head_dim_k), n["attn_k_norm"],
-                         c.eps)
-            v = p["attn_v"](h).view(T, c.n_head_kv, c.head_dim_v)
-            base, scale = (c.rope_base_local, 1.0) if local else \
-                (c.rope_base_global, c.rope_scale_global)
-            q = rope(q, pos, base, scale, c.head_dim_k)
-            k = rope(k, pos, base, scale, c.head_dim_k)
-            a = p["attn_output"](self._attention(q, k, v, keep_local if local else keep_global))
-            x = x + rms_norm(a, n["post_attention_norm"], c.eps)
-            h = rms_norm(x, n["ffn_norm"], c.eps)
-            f = p["ffn_down"](F.gelu(p["ffn_gate"](h), approximate="tanh") * p["ffn_up"](h))
-            x = x + rms_norm(f, n["post_ffw_norm"], c.eps)
+        for il in range(self.cfg.n_layer):
+            keep = keep_local if self.cfg.is_swa(il) else keep_global
+            if recompute and torch.is_grad_enabled():
+                x = checkpoint(self.block, il, x, pos, keep, use_reentrant=False)
+            else:
+                x = self.block(il, x, pos, keep)
         return x
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -167,17 +181,27 @@ class Gemma3(nn.Module):
         return self.logits(self.hidden(ids))
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor, bf16: bool = False,
-             pos: torch.Tensor | None = None, branch: torch.Tensor | None = None) -> torch.Tensor:
+             pos: torch.Tensor | None = None, branch: torch.Tensor | None = None,
+             recompute: bool = False) -> torch.Tensor:
         """Summed cross-entropy over the positions whose target is >= 0 (the model's reply):
         only those rows of the output matrix product are computed. targets[i] is the token that
         should follow ids[i] (pack() gives ids, targets, pos, branch). bf16: the layers run
         under bfloat16 autocast (1.4x on a CPU with bf16 dot products); the output matrix
-        product stays float32, as autocast would recast the whole embedding at every step."""
+        product stays float32, as autocast would recast the whole embedding at every step.
+        recompute: see hidden()."""
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            h = self.hidden(ids, pos, branch)
+            h = self.hidden(ids, pos, branch, recompute)
         sel = targets >= 0
-        tgt = targets
-        return F.cross_entropy(self.logits(h[sel].float()), tgt[sel], reduction="sum")
+        h, tgt = h[sel].float(), targets[sel]
+        if not recompute:
+            return self._scored(h, tgt)
+        # a scored position's logits, their softmax and its gradient are 3 x 1 MB (V floats):
+        # a few rows at a time, recomputed in the backward pass
+        return sum(checkpoint(self._scored, h[i:i + LOSS_ROWS], tgt[i:i + LOSS_ROWS],
+                              use_reentrant=False) for i in range(0, len(tgt), LOSS_ROWS))
+
+    def _scored(self, h, tgt):
+        return F.cross_entropy(self.logits(h), tgt, reduction="sum")
 
     # ---- the adapter's tensors -------------------------------------------------------------
 

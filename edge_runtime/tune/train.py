@@ -186,12 +186,15 @@ class Progress:
 
 
 def train(base_path, examples, out_path, settings: Settings = Settings(), *, minutes=None,
-          init=None, record=None, threads=None, log=None, on_step=None) -> dict | None:
+          init=None, record=None, threads=None, log=None, on_step=None,
+          recompute=False) -> dict | None:
     """Train on examples (tune/data.py dicts) from the Gemma 3 GGUF at base_path and write the
     adapter to out_path. init: an Adapter to start from. record: extra manifest fields (how the
     data was made). on_step(step, loss) is called after each step (and its checkpoint).
     minutes: stop by then; the adapter is written with the steps done (its manifest says
     "complete": false) and the checkpoint holds the run: the same call goes on from there.
+    recompute: run each layer again in the backward pass instead of keeping its activations
+    (Gemma3.hidden): the same adapter, in less memory and more time.
     Returns the adapter's manifest."""
     s = settings
     t_start = time.time()
@@ -260,7 +263,8 @@ def train(base_path, examples, out_path, settings: Settings = Settings(), *, min
         total = 0.0
         for ids, nxt, pos, branch in batch:
             loss = model.loss(torch.tensor(ids), torch.tensor(nxt), bf16=s.bf16,
-                              pos=torch.tensor(pos), branch=torch.tensor(branch)) / n_target
+                              pos=torch.tensor(pos), branch=torch.tensor(branch),
+                              recompute=recompute) / n_target
             loss.backward()
             total += float(loss.detach())
             tokens0 += len(ids)
