@@ -346,16 +346,14 @@ def test_a_recorded_call_bias_travels_with_the_merged_model(tiny_gguf_factory, t
         adapter_file.set_call_bias(out, float("nan"), "a test")
 
 
-def test_tune_chooses_the_call_bias_on_examples_it_neither_trains_on_nor_reports(monkeypatch,
-                                                                                 tmp_path):
-    """Training, the bias and the before/after report each see their own examples; the bias
-    chosen is recorded in the adapter the report names; training leaves time for the rest."""
+def _without_training(monkeypatch) -> dict:
+    """tune's steps replaced by fakes that record what each was given (returned dict)."""
     from edge_runtime import models
     from edge_runtime.tune import user
     seen = {}
 
     def fake_train(base, examples, out, settings, **kw):
-        seen.update(train=examples, minutes=kw["minutes"])
+        seen.update(train=examples, minutes=kw["minutes"], recompute=kw["recompute"])
         return {}
 
     def fake_choose(model_path, tools, examples, threads=None, log=None):
@@ -369,6 +367,32 @@ def test_tune_chooses_the_call_bias_on_examples_it_neither_trains_on_nor_reports
                         lambda path, bias, how: seen.update(recorded=(path, bias)) or {})
     monkeypatch.setattr(models, "merged", lambda *a, **k: "unused")
     monkeypatch.setattr(models, "default", lambda: "unused")
+    return seen
+
+
+@pytest.mark.parametrize("free_gib, low_memory, recompute", [
+    (3.5, None, True), (20, None, False), (20, True, True), (3.5, False, False)])
+def test_tune_recomputes_layers_when_memory_is_short(monkeypatch, tmp_path, free_gib,
+                                                     low_memory, recompute):
+    """Below RECOMPUTE_BELOW free bytes (a 4 GB board) tune trains in the low-memory pass,
+    unless told otherwise; --low-memory asks for it anywhere."""
+    import collections
+
+    from edge_runtime.tune import user
+    seen = _without_training(monkeypatch)
+    vm = collections.namedtuple("vm", "available")
+    monkeypatch.setattr(user.psutil, "virtual_memory", lambda: vm(int(free_gib * 2**30)))
+    user.tune([LAMP, FAN], tmp_path / "a.adapter", n_generated=50, log=lambda *a: None,
+              low_memory=low_memory)
+    assert seen["recompute"] is recompute
+
+
+def test_tune_chooses_the_call_bias_on_examples_it_neither_trains_on_nor_reports(monkeypatch,
+                                                                                 tmp_path):
+    """Training, the bias and the before/after report each see their own examples; the bias
+    chosen is recorded in the adapter the report names; training leaves time for the rest."""
+    from edge_runtime.tune import user
+    seen = _without_training(monkeypatch)
     report = user.tune([LAMP, FAN], tmp_path / "lamp.adapter", n_generated=300, log=lambda *a: None)
     # by example drawn, not by text: two tools give few distinct requests, and the same one
     # may be drawn twice
@@ -503,6 +527,22 @@ def test_tune_without_torch_names_the_extra(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 2 and 'pip install "edge_runtime[tune]"' in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("flag, low_memory", [([], None), (["--low-memory"], True)])
+def test_tune_s_low_memory_flag_reaches_tune(tmp_path, monkeypatch, flag, low_memory):
+    from edge_runtime.cli import main
+    from edge_runtime.tune import user
+    tools = tmp_path / "t.py"
+    tools.write_text('def lamp(on: bool) -> dict:\n    "Switch the lamp."\n    return {}\n')
+    seen = {}
+
+    def fake_tune(tools, out, **kw):
+        seen.update(kw)
+        raise ValueError("stop here")
+    monkeypatch.setattr(user, "tune", fake_tune)
+    assert main(["tune", "--tools", str(tools)] + flag) == 2
+    assert seen["low_memory"] is low_memory
 
 
 def test_tune_refuses_a_module_without_tools(tmp_path):
