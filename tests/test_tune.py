@@ -173,6 +173,28 @@ def test_recomputing_the_layers_gives_the_same_loss_and_gradients(tiny_gguf_fact
         assert torch.allclose(g, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
 
 
+def test_decision_positions_weigh_decision_weight_times_in_the_loss(tiny_gguf_factory):
+    """Settings.decision_weight multiplies the loss where a reply's shape is decided (another
+    key or the call's end, another call or none): held to cross-entropy over the plain
+    forward pass's logits at those positions."""
+    path = tiny_gguf_factory(**TINY)
+    tok = train.tokenizer_of(path)
+    ex = _example("lamp on and fan high", {"role": "assistant", "tool_calls": [
+        {"type": "function", "function": {"name": "lamp", "arguments": {"on": True}}},
+        {"type": "function", "function": {"name": "fan", "arguments": {"speed": "high"}}}]})
+    ids, nxt, pos, branch = train.pack([train.encode(tok, ex)])
+    ids, nxt = torch.tensor(ids), torch.tensor(nxt)
+    m = M.load(path, rank=4, rows=train.CONTROL_ROWS, seed=5)
+    dec = torch.isin(nxt, torch.tensor(train.decision_ids(tok)))
+    assert int(dec.sum()) >= 3         # after the first call, after the second, and the first
+    with torch.no_grad():
+        logits = m(ids)
+        want = float(torch.nn.functional.cross_entropy(logits[dec], nxt[dec], reduction="sum"))
+        plain = float(m.loss(ids, nxt))
+        tripled = float(m.loss(ids, nxt, weights=torch.where(dec, 3.0, 1.0)))
+    assert want > 0 and tripled == pytest.approx(plain + 2 * want, rel=1e-5)
+
+
 @pytest.mark.parametrize("make, size", [
     (lambda data: data.generate(40, 1, "train", 7), 4),
     (lambda data: data.examples_for_tools([LAMP, FAN], 40, 1), 8)])

@@ -182,26 +182,28 @@ class Gemma3(nn.Module):
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor, bf16: bool = False,
              pos: torch.Tensor | None = None, branch: torch.Tensor | None = None,
-             recompute: bool = False) -> torch.Tensor:
+             recompute: bool = False, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Summed cross-entropy over the positions whose target is >= 0 (the model's reply):
         only those rows of the output matrix product are computed. targets[i] is the token that
         should follow ids[i] (pack() gives ids, targets, pos, branch). bf16: the layers run
         under bfloat16 autocast (1.4x on a CPU with bf16 dot products); the output matrix
         product stays float32, as autocast would recast the whole embedding at every step.
-        recompute: see hidden()."""
+        recompute: see hidden(). weights: each position's factor on its loss (1 if None)."""
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             h = self.hidden(ids, pos, branch, recompute)
         sel = targets >= 0
         h, tgt = h[sel].float(), targets[sel]
+        w = torch.ones(len(tgt)) if weights is None else weights[sel]
         if not recompute:
-            return self._scored(h, tgt)
+            return self._scored(h, tgt, w)
         # a scored position's logits, their softmax and its gradient are 3 x 1 MB (V floats):
         # a few rows at a time, recomputed in the backward pass
         return sum(checkpoint(self._scored, h[i:i + LOSS_ROWS], tgt[i:i + LOSS_ROWS],
-                              use_reentrant=False) for i in range(0, len(tgt), LOSS_ROWS))
+                              w[i:i + LOSS_ROWS], use_reentrant=False)
+                   for i in range(0, len(tgt), LOSS_ROWS))
 
-    def _scored(self, h, tgt):
-        return F.cross_entropy(self.logits(h), tgt, reduction="sum")
+    def _scored(self, h, tgt, w):
+        return (F.cross_entropy(self.logits(h), tgt, reduction="none") * w).sum()
 
     # ---- the adapter's tensors -------------------------------------------------------------
 
