@@ -110,16 +110,23 @@ def test_a_tool_result_is_context_not_target(tiny_gguf_factory):
     assert "response:lamp{state:<escape>on<escape>}<end_function_response>" in T.decode(tok, ids)
 
 
+def _perturbed(path, seed):
+    """The torch model with every trainable parameter moved off its start (B = 0 would leave
+    A without a gradient)."""
+    m = M.load(path, rank=4, rows=train.CONTROL_ROWS, seed=seed)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) / 8)
+    return m
+
+
 def test_a_packed_pass_is_the_sum_of_its_examples(tiny_gguf_factory):
     """Requests on one toolset share its declarations in one pass (train.pack): the loss and
     every gradient must be those of the examples run one by one, past the sliding window."""
     path = tiny_gguf_factory(**TINY)
     tok = train.tokenizer_of(path)
     group = [train.encode(tok, ex) for ex in _tool_examples()]
-    m = M.load(path, rank=4, rows=train.CONTROL_ROWS, seed=3)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) / 8)
+    m = _perturbed(path, seed=3)
 
     def run(packed):
         m.zero_grad()
@@ -153,10 +160,7 @@ def test_recomputing_the_layers_gives_the_same_loss_and_gradients(tiny_gguf_fact
     path = tiny_gguf_factory(**TINY)
     tok = train.tokenizer_of(path)
     ids, nxt, pos, branch = train.pack([train.encode(tok, ex) for ex in _tool_examples()])
-    m = M.load(path, rank=4, rows=train.CONTROL_ROWS, seed=5)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) / 8)
+    m = _perturbed(path, seed=5)
 
     def run(recompute):
         m.zero_grad()
