@@ -970,8 +970,9 @@ class _UserTool:
         self.verb = self.core.split(" ")[0]
         # whether it reports rather than acts: since revision 2 also by its description's verb
         # however long that is ("tank_level": "Read how full one of the van's tanks is right
-        # now. ..."); revision 1 took the name's first word ("tank") and asked what such a tool
-        # did in the past as a request to decline ("how many times was the tank level used?")
+        # now. ..."); revision 1 took the name's first word ("tank"), so such a tool was never
+        # asked a question ("how's the lpg right now?") and its past was declined ("how many
+        # times was the tank level used this week?")
         self.gets = self.verb in _GETTERS or (revision >= 2 and stem in _GETTERS)
         self.topic = _content(self.words + " " + n["description"])
         # the description as a request to fill in ("Put an item on the shopping list"), or None
