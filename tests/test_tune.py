@@ -408,9 +408,10 @@ def test_tune_recomputes_layers_when_memory_is_short(monkeypatch, tmp_path, free
     seen = _without_training(monkeypatch)
     vm = collections.namedtuple("vm", "available")
     monkeypatch.setattr(user.psutil, "virtual_memory", lambda: vm(int(free_gib * 2**30)))
+    monkeypatch.setattr(user, "_release_freed_tensors", lambda: seen.update(released=True))
     user.tune([LAMP, FAN], tmp_path / "a.adapter", n_generated=50, log=lambda *a: None,
               low_memory=low_memory)
-    assert seen["recompute"] is recompute
+    assert seen["recompute"] is recompute and seen.get("released", False) is recompute
 
 
 def test_tune_chooses_the_call_bias_on_examples_it_neither_trains_on_nor_reports(monkeypatch,
