@@ -37,7 +37,7 @@ HELD_OUT = 40             # generated examples held out for the report, and as m
                           # the call bias on
 # With less memory free than this, tune recomputes each layer in the backward pass (train's
 # recompute): on 10 workshop tools training peaked at 5.6 GB of RSS (9.5 GB with the scoring
-# and merges around it) and 2.4 GB recomputing, at 0.7x the tokens/s.
+# and merges around it) and 2.4 GB recomputing (4.3 GB), at 0.7x the tokens/s.
 RECOMPUTE_BELOW = 12 << 30
 
 
@@ -170,9 +170,9 @@ def tune(tools, out_path, examples_path=None, minutes=20.0, steps=120, seed=0,
 
 def _release_freed_tensors():
     """glibc serves allocations below a threshold that rises with every large free from its
-    heap, where freed tensors of changing sizes stay resident (the low-memory pass grew from 1.8
-    to 2.7 GB in 7 steps); a fixed 1 MiB threshold maps each tensor apart and unmaps it when
-    freed (2.1 GB). Elsewhere than glibc nothing is changed."""
+    heap, where freed tensors of changing sizes stay resident (the low-memory pass peaked at
+    2.7 GiB in 7 steps); a fixed 1 MiB threshold maps each tensor apart and unmaps it when
+    freed (2.0 GiB). Elsewhere than glibc nothing is changed."""
     try:
         ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)     # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
