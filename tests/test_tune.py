@@ -2,6 +2,7 @@
 adapter file, merging it into a GGUF, resuming, and the walls (the runtime never imports torch)."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -58,7 +59,11 @@ def _ref_vs_torch(path, ids):
     return got, ref
 
 
-def test_forward_matches_the_float64_reference_on_a_tiny_model(tiny_gguf_factory):
+@pytest.mark.parametrize("attn_rows", [3, M.ATTN_ROWS])
+def test_forward_matches_the_float64_reference_on_a_tiny_model(tiny_gguf_factory, monkeypatch,
+                                                                attn_rows):
+    """Also with attention in pieces of 3 queries (Gemma3.masks), each over its own keys."""
+    monkeypatch.setattr(M, "ATTN_ROWS", attn_rows)
     path = tiny_gguf_factory(**TINY)
     ids = [2, 105, 40, 300, 301, 302, 48, 52, 400, 49, 106, 1, 7, 8]   # past the window of 8
     got, ref = _ref_vs_torch(path, ids)
@@ -120,9 +125,12 @@ def _perturbed(path, seed):
     return m
 
 
-def test_a_packed_pass_is_the_sum_of_its_examples(tiny_gguf_factory):
+@pytest.mark.parametrize("attn_rows", [3, M.ATTN_ROWS])
+def test_a_packed_pass_is_the_sum_of_its_examples(tiny_gguf_factory, monkeypatch, attn_rows):
     """Requests on one toolset share its declarations in one pass (train.pack): the loss and
-    every gradient must be those of the examples run one by one, past the sliding window."""
+    every gradient must be those of the examples run one by one, past the sliding window
+    (also with attention in pieces whose queries see different branches)."""
+    monkeypatch.setattr(M, "ATTN_ROWS", attn_rows)
     path = tiny_gguf_factory(**TINY)
     tok = train.tokenizer_of(path)
     group = [train.encode(tok, ex) for ex in _tool_examples()]
@@ -151,12 +159,9 @@ def test_a_packed_pass_is_the_sum_of_its_examples(tiny_gguf_factory):
         assert torch.allclose(g, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
 
 
-def test_recomputing_the_layers_gives_the_same_loss_and_gradients(tiny_gguf_factory,
-                                                                  monkeypatch):
+def test_recomputing_the_layers_gives_the_same_loss_and_gradients(tiny_gguf_factory):
     """recompute (tune's low-memory pass) keeps only each layer's input and runs the layer
-    again in the backward pass, and scores a few positions at a time: the loss and every
-    gradient are those of the plain pass."""
-    monkeypatch.setattr(M, "LOSS_ROWS", 3)
+    again in the backward pass: the loss and every gradient are those of the plain pass."""
     path = tiny_gguf_factory(**TINY)
     tok = train.tokenizer_of(path)
     ids, nxt, pos, branch = train.pack([train.encode(tok, ex) for ex in _tool_examples()])
@@ -175,6 +180,57 @@ def test_recomputing_the_layers_gives_the_same_loss_and_gradients(tiny_gguf_fact
     for g, w in zip(got_grads, want_grads):
         assert float(w.abs().max()) > 0
         assert torch.allclose(g, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
+
+
+@pytest.mark.parametrize("cap", [None, 4.0])
+def test_the_loss_is_the_weighted_cross_entropy_of_the_logits(tiny_gguf_factory, monkeypatch,
+                                                              cap):
+    """Gemma3.loss makes the output's gradient with the loss, a few rows at a time
+    (_ScoredLoss): its value and every gradient are autograd's through the plain logits, with
+    the trained embedding rows and with a final soft cap."""
+    monkeypatch.setattr(M, "LOSS_ROWS", 3)
+    path = tiny_gguf_factory(**TINY)
+    tok = train.tokenizer_of(path)
+    ids, nxt, pos, branch = train.pack([train.encode(tok, ex) for ex in _tool_examples()[:2]])
+    ids, nxt = torch.tensor(ids), torch.tensor(nxt)
+    m = _perturbed(path, seed=6)
+    m.cfg = dataclasses.replace(m.cfg, final_logit_softcap=cap)
+    w = torch.rand(len(nxt), generator=torch.Generator().manual_seed(1)) + 0.5
+    sel = nxt >= 0
+    assert int(sel.sum()) > 3 * 2 and any(t in train.CONTROL_ROWS for t in nxt[sel].tolist())
+
+    def run(loss_of):
+        m.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        return float(loss.detach()), [p.grad.clone() for p in m.parameters()]
+
+    got, got_grads = run(lambda: m.loss(ids, nxt, weights=w))
+    want, want_grads = run(lambda: (torch.nn.functional.cross_entropy(
+        m(ids)[sel], nxt[sel], reduction="none") * w[sel]).sum())
+    assert got == pytest.approx(want, rel=1e-5) and want > 0
+    for g, w_ in zip(got_grads, want_grads):
+        assert float(w_.abs().max()) > 0
+        assert torch.allclose(g, w_, rtol=1e-4, atol=1e-5 * float(w_.abs().max()))
+
+
+def test_a_bfloat16_model_gives_the_float32_loss_within_its_rounding(tiny_gguf_factory):
+    """Training holds the base weights in bfloat16 (Settings.bf16): the same loss to bfloat16's
+    precision, gradients pointing the same way."""
+    path = tiny_gguf_factory(**TINY)
+    tok = train.tokenizer_of(path)
+    ids, nxt, pos, branch = train.pack([train.encode(tok, ex) for ex in _tool_examples()])
+    out = []
+    for bf16 in (False, True):
+        m = M.load(path, rank=4, rows=train.CONTROL_ROWS, seed=2, bf16=bf16)
+        loss = m.loss(torch.tensor(ids), torch.tensor(nxt), pos=torch.tensor(pos),
+                      branch=torch.tensor(branch))
+        loss.backward()
+        assert m.embd.dtype == (torch.bfloat16 if bf16 else torch.float32)
+        out.append((float(loss.detach()), torch.cat([p.grad.flatten() for p in m.parameters()])))
+    (want, g32), (got, g16) = out
+    assert got == pytest.approx(want, rel=2e-2)
+    assert float(torch.nn.functional.cosine_similarity(g16, g32, dim=0)) > 0.99
 
 
 def test_decision_positions_weigh_decision_weight_times_in_the_loss(tiny_gguf_factory):

@@ -8,8 +8,10 @@ the real weights): the GGUF's norm weights already carry Gemma's +1, the embeddi
 sqrt(C) and doubles as the output matrix, five of every six layers attend in a sliding window
 with RoPE base 10,000, queries are scaled by query_pre_attn_scalar^-1/2, GELU is the tanh form.
 
-Only the adapter is trainable; the base weights are frozen float32 buffers dequantized from the
-GGUF (any type gguf.quants reads: the default model's Q4_K_M source, Q8_0, F16, ...).
+Only the adapter is trainable; the base weights are frozen buffers dequantized from the GGUF
+(any type gguf.quants reads: the default model's Q4_K_M source, Q8_0, F16, ...), float32, or
+bfloat16 for training (bf16=True): half the memory, and the layers' and the output's matrix
+products in bfloat16 dot products (2-4x float32's on a CPU that has them), summed in float32.
 """
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ from torch.utils.checkpoint import checkpoint
 from ..config import Config, from_gguf
 from ..gguf import open_gguf
 
+# scored positions per piece of the loss (_ScoredLoss): a piece's logits are V floats a row
+LOSS_ROWS = 64
+# queries per piece of attention (Gemma3.masks)
+ATTN_ROWS = 128
 # The projections that carry a LoRA pair, by their GGUF names within a block.
-# scored positions per piece of the loss when recomputing (Gemma3.loss)
-LOSS_ROWS = 32
 PROJECTIONS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
 
@@ -78,13 +82,60 @@ def rope(x, pos, base, scale, dim):
     return torch.cat([a * c - b * s, a * s + b * c], dim=-1)
 
 
+class _ScoredLoss(torch.autograd.Function):
+    """sum_i w_i * cross-entropy(logits of normed h_i, tgt_i), as Gemma3.logits() defines the
+    logits, LOSS_ROWS rows at a time. The gradient is made with the loss (softmax minus the
+    target, times w) and kept as [N, C]: no [N, V] tensor outlives its piece, and the
+    vocabulary-wide pieces are made once, not again by autograd's log-softmax, fill and copy."""
+
+    @staticmethod
+    def forward(ctx, h, row_delta, embd, rows, tgt, w, cap):
+        grads = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        gh, gd, total = torch.zeros_like(h), torch.zeros_like(row_delta), h.new_zeros(())
+        for i in range(0, len(h), LOSS_ROWS):
+            hh, t, ww = h[i:i + LOSS_ROWS], tgt[i:i + LOSS_ROWS], w[i:i + LOSS_ROWS]
+            at = torch.arange(len(hh))
+            z = (hh.to(embd.dtype) @ embd.T).float()
+            if len(rows):
+                z.index_add_(1, rows, hh @ row_delta.T)
+            if cap:
+                th = torch.tanh(z / cap)
+                z = th * cap
+            picked, top = z[at, t], z.amax(1)
+            g = z.sub_(top[:, None]).exp_()     # in place: z's biggest piece is made once
+            sums = g.sum(1)
+            total += (ww * (top + sums.log() - picked)).sum()
+            if not grads:
+                continue
+            g.div_(sums[:, None])               # the softmax
+            g[at, t] -= 1
+            g.mul_(ww[:, None])
+            if cap:
+                g.mul_(1 - th * th)
+            gh[i:i + LOSS_ROWS] = (g.to(embd.dtype) @ embd).float()
+            if len(rows):
+                g_rows = g[:, rows]
+                gh[i:i + LOSS_ROWS] += g_rows @ row_delta
+                gd += g_rows.T @ hh
+        ctx.save_for_backward(gh, gd)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        gh, gd = ctx.saved_tensors
+        return gh * grad, gd * grad, None, None, None, None, None
+
+
 class Gemma3(nn.Module):
     def __init__(self, cfg: Config, weights: dict, rank: int = 8, alpha: float = 16.0,
-                 rows=(), seed: int = 0):
+                 rows=(), seed: int = 0, bf16: bool = False):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.bf16 = cfg, bf16
         gen = torch.Generator().manual_seed(seed)
-        t = lambda name: torch.from_numpy(weights[name])  # noqa: E731 - shares the array's memory
+
+        def t(name):   # float32 shares the array's memory; bfloat16 lets it go
+            w = torch.from_numpy(weights.pop(name) if bf16 else weights[name])
+            return w.to(torch.bfloat16) if bf16 and w.dim() == 2 else w
         self.register_buffer("embd", t("token_embd.weight"), persistent=False)     # [V, C]
         self.register_buffer("out_norm", t("output_norm.weight"), persistent=False)
         self.norms = [{k: t(f"blk.{i}.{k}.weight") for k in
@@ -100,7 +151,7 @@ class Gemma3(nn.Module):
         self.rank, self.alpha = rank, alpha
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.embd[ids]
+        x = self.embd[ids].float()
         if len(self.rows):
             hit = (ids[:, None] == self.rows[None, :]).to(x.dtype)     # [T, R]
             x = x + hit @ self.row_delta
@@ -109,35 +160,42 @@ class Gemma3(nn.Module):
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Output logits [T, V] of final hidden states h [T, C] (normed here)."""
         h = rms_norm(h, self.out_norm, self.cfg.eps)
-        out = h @ self.embd.T
+        out = (h.to(self.embd.dtype) @ self.embd.T).float()
         if len(self.rows):
-            out = out.index_add(1, self.rows, h @ self.row_delta.T)
+            out.index_add_(1, self.rows, h @ self.row_delta.T)
         cap = self.cfg.final_logit_softcap
         return torch.tanh(out / cap) * cap if cap else out
 
-    def _attention(self, q, k, v, keep):
+    def _attention(self, q, k, v, pieces):
         c = self.cfg
         T = q.shape[0]
         group = c.n_head // c.n_head_kv
-        k = k.repeat_interleave(group, dim=1)
-        v = v.repeat_interleave(group, dim=1)
         scale = (c.query_pre_attn_scalar or c.head_dim_k) ** -0.5
-        o = F.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1),
-                                           v.transpose(0, 1), attn_mask=keep, scale=scale)
-        return o.transpose(0, 1).reshape(T, c.n_head * c.head_dim_v)
+        out = []
+        for first, keys, keep in pieces:
+            kk = k.index_select(0, keys).repeat_interleave(group, dim=1).transpose(0, 1)
+            vv = v.index_select(0, keys).repeat_interleave(group, dim=1).transpose(0, 1)
+            out.append(F.scaled_dot_product_attention(
+                q[first:first + len(keep)].transpose(0, 1), kk, vv, attn_mask=keep, scale=scale))
+        return torch.cat(out, dim=1).transpose(0, 1).reshape(T, c.n_head * c.head_dim_v)
 
     def masks(self, pos: torch.Tensor, branch: torch.Tensor) -> tuple:
-        """(global, local) attention masks [T, T] of a packed sequence: a token sees the
-        tokens before it in the shared stem (branch 0) and in its own branch, the local layers
-        only those fewer than sliding_window positions back."""
+        """(global, local) attention of a packed sequence: a token sees the tokens before it in
+        the shared stem (branch 0) and in its own branch, the local layers only those fewer
+        than sliding_window positions back. Each as pieces (first query, the keys any of
+        ATTN_ROWS queries sees, their mask): a piece's scores are computed for those keys only,
+        a fraction of T x T where branches and windows leave most pairs unseen."""
         idx = torch.arange(len(pos))
         keep = (idx[None, :] <= idx[:, None]) & \
             ((branch[None, :] == 0) | (branch[None, :] == branch[:, None]))
-        return keep, keep & (pos[:, None] - pos[None, :] < self.cfg.sliding_window)
+        local = keep & (pos[:, None] - pos[None, :] < self.cfg.sliding_window)
+        return tuple([(first, m.any(0).nonzero().squeeze(1), m[:, m.any(0)])
+                      for first, m in ((f, keep_[f:f + ATTN_ROWS])
+                                       for f in range(0, len(pos), ATTN_ROWS))]
+                     for keep_ in (keep, local))
 
-    def block(self, il: int, x: torch.Tensor, pos: torch.Tensor, keep: torch.Tensor
-              ) -> torch.Tensor:
-        """Layer il on hidden states x [T, C] at positions pos, attending where keep [T, T]."""
+    def block(self, il: int, x: torch.Tensor, pos: torch.Tensor, keep: list) -> torch.Tensor:
+        """Layer il on hidden states x [T, C] at positions pos, attending as keep (masks())."""
         c = self.cfg
         T = x.shape[0]
         n, p = self.norms[il], self.lora[il]
@@ -168,42 +226,32 @@ class Gemma3(nn.Module):
             pos, branch = torch.arange(T), torch.zeros(T, dtype=torch.long)
         keep_global, keep_local = self.masks(pos, branch)
         x = self.embed(ids)
-        for il in range(self.cfg.n_layer):
-            keep = keep_local if self.cfg.is_swa(il) else keep_global
-            if recompute and torch.is_grad_enabled():
-                x = checkpoint(self.block, il, x, pos, keep, use_reentrant=False)
-            else:
-                x = self.block(il, x, pos, keep)
-        return x
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            for il in range(self.cfg.n_layer):
+                keep = keep_local if self.cfg.is_swa(il) else keep_global
+                if recompute and torch.is_grad_enabled():
+                    x = checkpoint(self.block, il, x, pos, keep, use_reentrant=False)
+                else:
+                    x = self.block(il, x, pos, keep)
+        return x.float()
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Logits at every position [T, V]."""
         return self.logits(self.hidden(ids))
 
-    def loss(self, ids: torch.Tensor, targets: torch.Tensor, bf16: bool = False,
+    def loss(self, ids: torch.Tensor, targets: torch.Tensor,
              pos: torch.Tensor | None = None, branch: torch.Tensor | None = None,
              recompute: bool = False, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Summed cross-entropy over the positions whose target is >= 0 (the model's reply):
         only those rows of the output matrix product are computed. targets[i] is the token that
-        should follow ids[i] (pack() gives ids, targets, pos, branch). bf16: the layers run
-        under bfloat16 autocast (1.4x on a CPU with bf16 dot products); the output matrix
-        product stays float32, as autocast would recast the whole embedding at every step.
-        recompute: see hidden(). weights: each position's factor on its loss (1 if None)."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            h = self.hidden(ids, pos, branch, recompute)
+        should follow ids[i] (pack() gives ids, targets, pos, branch). recompute: see
+        hidden(). weights: each position's factor on its loss (1 if None)."""
+        h = self.hidden(ids, pos, branch, recompute)
         sel = targets >= 0
-        h, tgt = h[sel].float(), targets[sel]
-        w = torch.ones(len(tgt)) if weights is None else weights[sel]
-        if not recompute:
-            return self._scored(h, tgt, w)
-        # a scored position's logits, their softmax and its gradient are 3 x 1 MB (V floats):
-        # a few rows at a time, recomputed in the backward pass
-        return sum(checkpoint(self._scored, h[i:i + LOSS_ROWS], tgt[i:i + LOSS_ROWS],
-                              w[i:i + LOSS_ROWS], use_reentrant=False)
-                   for i in range(0, len(tgt), LOSS_ROWS))
-
-    def _scored(self, h, tgt, w):
-        return (F.cross_entropy(self.logits(h), tgt, reduction="none") * w).sum()
+        w = torch.ones(int(sel.sum())) if weights is None else weights[sel]
+        h = rms_norm(h[sel], self.out_norm, self.cfg.eps)
+        return _ScoredLoss.apply(h, self.row_delta, self.embd, self.rows, targets[sel], w,
+                                 self.cfg.final_logit_softcap)
 
     # ---- the adapter's tensors -------------------------------------------------------------
 

@@ -64,7 +64,7 @@ class Settings:
     steps: int = 300
     warmup: int = 10
     seed: int = 0
-    bf16: bool = True         # the layers under bfloat16 autocast
+    bf16: bool = True         # base weights in bfloat16, the products in its dot products
     max_len: int = 768        # longer examples are skipped
     checkpoint_every: int = 10
     decision_weight: float = 1.0   # the loss's factor where a reply's shape is decided
@@ -228,7 +228,8 @@ def train(base_path, examples, out_path, settings: Settings = Settings(), *, min
     encoded = [encoded[i] for i in fits]
     fingerprint = hashlib.sha256(json.dumps([e[0] for e in encoded]).encode()).hexdigest()
     decisions = torch.tensor(decision_ids(tok))
-    model = M.load(base_path, rank=s.rank, alpha=s.alpha, rows=CONTROL_ROWS, seed=s.seed)
+    model = M.load(base_path, rank=s.rank, alpha=s.alpha, rows=CONTROL_ROWS, seed=s.seed,
+                   bf16=s.bf16)
     if init is not None:
         init.check_model(model.cfg)
         model.load_adapter_tensors({k: np.asarray(v, np.float32) if v.dtype != np.int64 else v
@@ -281,7 +282,7 @@ def train(base_path, examples, out_path, settings: Settings = Settings(), *, min
             nxt = torch.tensor(nxt)
             weights = None if s.decision_weight == 1.0 else \
                 torch.where(torch.isin(nxt, decisions), s.decision_weight, 1.0)
-            loss = model.loss(torch.tensor(ids), nxt, bf16=s.bf16, pos=torch.tensor(pos),
+            loss = model.loss(torch.tensor(ids), nxt, pos=torch.tensor(pos),
                               branch=torch.tensor(branch), recompute=recompute,
                               weights=weights) / n_target
             loss.backward()
