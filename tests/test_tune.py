@@ -159,6 +159,27 @@ def test_a_packed_pass_is_the_sum_of_its_examples(tiny_gguf_factory, monkeypatch
         assert torch.allclose(g, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
 
 
+def test_padding_a_pass_changes_neither_its_loss_nor_its_gradients(tiny_gguf_factory):
+    """train.padded grows a pass to a multiple of PAD_TO with tokens nobody sees or scores."""
+    path = tiny_gguf_factory(**TINY)
+    tok = train.tokenizer_of(path)
+    packed = train.pack([train.encode(tok, ex) for ex in _tool_examples()])
+    grown = train.padded(*packed)
+    assert len(grown[0]) % train.PAD_TO == 0 and len(grown[0]) > len(packed[0])
+    m = _perturbed(path, seed=4)
+    out = []
+    for ids, nxt, pos, branch in (packed, grown):
+        m.zero_grad()
+        loss = m.loss(torch.tensor(ids), torch.tensor(nxt), pos=torch.tensor(pos),
+                      branch=torch.tensor(branch))
+        loss.backward()
+        out.append((float(loss.detach()), [p.grad.clone() for p in m.parameters()]))
+    (want, want_grads), (got, got_grads) = out
+    assert got == pytest.approx(want, rel=1e-6) and want > 0
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-6 * float(w.abs().max()))
+
+
 def test_recomputing_the_layers_gives_the_same_loss_and_gradients(tiny_gguf_factory):
     """recompute (tune's low-memory pass) keeps only each layer's input and runs the layer
     again in the backward pass: the loss and every gradient are those of the plain pass."""

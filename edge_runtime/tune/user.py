@@ -170,11 +170,13 @@ def tune(tools, out_path, examples_path=None, minutes=20.0, steps=120, seed=0,
 
 def _release_freed_tensors():
     """glibc serves allocations below a threshold that rises with every large free from its
-    heap, where freed tensors of changing sizes stay resident (the low-memory pass peaked at
-    2.7 GiB in 7 steps); a fixed 1 MiB threshold maps each tensor apart and unmaps it when
-    freed (2.0 GiB). Elsewhere than glibc nothing is changed."""
+    heap, where freed tensors of changing sizes stay resident (the low-memory pass grew to 2.8
+    GiB in 20 steps); a fixed 16 MiB threshold maps the larger ones apart and unmaps them when
+    freed (2.3 GiB, with train.padded's few sizes). 1 MiB held it lower still, at half the
+    speed: a third of the time went to the kernel's page faults. Elsewhere than glibc nothing
+    is changed."""
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)     # M_MMAP_THRESHOLD
+        ctypes.CDLL("libc.so.6").mallopt(-3, 16 << 20)     # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass
 
