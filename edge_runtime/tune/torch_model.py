@@ -82,6 +82,16 @@ def rope(x, pos, base, scale, dim):
     return torch.cat([a * c - b * s, a * s + b * c], dim=-1)
 
 
+def _pieces(keep: torch.Tensor) -> list:
+    """[(first query, the keys any of its ATTN_ROWS queries sees, their mask)] of a mask [T, T]."""
+    out = []
+    for first in range(0, len(keep), ATTN_ROWS):
+        rows = keep[first:first + ATTN_ROWS]
+        seen = rows.any(0)
+        out.append((first, seen.nonzero().squeeze(1), rows[:, seen]))
+    return out
+
+
 class _ScoredLoss(torch.autograd.Function):
     """sum_i w_i * cross-entropy(logits of normed h_i, tgt_i), as Gemma3.logits() defines the
     logits, LOSS_ROWS rows at a time. The gradient is made with the loss (softmax minus the
@@ -189,10 +199,7 @@ class Gemma3(nn.Module):
         keep = (idx[None, :] <= idx[:, None]) & \
             ((branch[None, :] == 0) | (branch[None, :] == branch[:, None]))
         local = keep & (pos[:, None] - pos[None, :] < self.cfg.sliding_window)
-        return tuple([(first, m.any(0).nonzero().squeeze(1), m[:, m.any(0)])
-                      for first, m in ((f, keep_[f:f + ATTN_ROWS])
-                                       for f in range(0, len(pos), ATTN_ROWS))]
-                     for keep_ in (keep, local))
+        return _pieces(keep), _pieces(local)
 
     def block(self, il: int, x: torch.Tensor, pos: torch.Tensor, keep: list) -> torch.Tensor:
         """Layer il on hidden states x [T, C] at positions pos, attending as keep (masks())."""
