@@ -29,8 +29,9 @@ from edge_runtime.tune import data, train  # noqa: E402
 # The shipped adapter's stages (docs/TOOL_CALLING.md says what each changed and measured): the
 # fifth session's run from scratch (87 minutes), the sixth session's 33 minutes on generator
 # version 9 (calculation tools: lists of numbers, large amounts, rates), then the eleventh
-# session's 32 minutes on version 13; two and a half hours in all, with the trainer of the time
-# (1.28x slower than today's on this data; the stages were not rerun since). Its call bias was
+# session's 32 minutes on version 13; two and a half hours in all, with the trainer of the time.
+# Today's trainer runs them in 1 h 51 min and makes a weaker model from them (fifteenth session:
+# dev 259-270 against 289), so the shipped file is still the older run's. Its call bias was
 # then chosen with tools/bench_dev.py --sweep-call-bias and recorded with
 # adapter.set_call_bias (the manifest's call_bias_chosen_on says on what).
 SHIPPED = [
