@@ -123,6 +123,17 @@ def test_how_a_value_ends_is_left_to_the_model():
         assert b[b'",'] == b[b'"'] == b[b'")'] > 0    # the span bonus: "tea" ends here
 
 
+def test_a_copied_string_is_closed_where_a_phrase_of_the_request_ends():
+    """Closing a string gets the span bonus at the request's end, before punctuation or a
+    connective word, not at every word boundary inside a phrase."""
+    typed = 'set_timer(minutes=5, label="tea'
+    for ask in ("5 minutes called tea", "5 minutes called tea, please", "5 minutes called tea "
+                "and then another", "5 minutes called 'tea'"):
+        assert _bonus(ask, typed)[b'"'] > 0, ask
+    b = _bonus("5 minutes called tea timer for the pot", typed)
+    assert b[b'"'] == 0 and b[b" "] > 0       # "tea" goes on: " timer" continues the span
+
+
 def test_numbers_the_request_spells_are_grounded_too():
     b = _bonus("a timer for three minutes", "set_timer(minutes=")
     assert b[b"3"] > 0 and b[b"5"] == 0

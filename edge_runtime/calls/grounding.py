@@ -4,7 +4,9 @@ A small model copies badly: left alone it drifts into the declarations' wording 
 number to its digit cap. Grounding adds a logit bonus (never a hard restriction: a value the
 request does not spell, like a unit's default, can still be written) to the allowed tokens that
   - continue the string value typed so far as a span of the request (spans start at word
-    starts), or close it where such a span ends at a word boundary; for a date property (its
+    starts), or close it where such a span ends a phrase: the request's end, punctuation or a
+    connective word next (at every word boundary, the taught model cut copied messages short:
+    "remember to pot" for "saying: remember to pot on the basil"); for a date property (its
     description spells a format such as 'dd/mm/yyyy', or its name says date), continue or
     close one of the dates the request spells with a month name, in that format; for a time
     property (HH:MM in its description, or time in its name), one of the times of day the
@@ -66,6 +68,8 @@ _DURATION = re.compile(rb"\s*(sec|second|min|minute|hr|hour|day)s?\b")
 _UNIT_SECONDS = {"sec": 1, "second": 1, "min": 60, "minut": 60, "hr": 3600, "hour": 3600,
                  "day": 86400}
 _WORD = re.compile(rb"\w")
+# a word after which a copied phrase may end ("log 'tea' and ping me")
+_CONNECTIVE = re.compile(rb"(and|then|but|or|so|because|please|thanks)\b")
 
 
 _STOP = frozenset("a an and are at be by can do for from get give how i in include including "
@@ -366,6 +370,12 @@ class Grounding:
     def _boundary(self, p: int) -> bool:
         return p >= len(self.r) or not _is_word(self.r[p]) or not _is_word(self.r[p - 1])
 
+    def _phrase_end(self, p: int) -> bool:
+        if not self._boundary(p):
+            return False
+        rest = self.r[p:].lstrip()
+        return not rest or not _is_word(rest[0]) or _CONNECTIVE.match(rest.lower()) is not None
+
     # ---- the bonus -----------------------------------------------------------------------
 
     def bonus(self, constraint, st, allowed: np.ndarray, written: bytes = b""):
@@ -391,7 +401,7 @@ class Grounding:
                 ends = self._span_ends(f.text)
                 for p in ends:
                     good += self._ids_at(p)
-                closing = bool(f.text) and any(self._boundary(p) for p in ends)
+                closing = bool(f.text) and any(self._phrase_end(p) for p in ends)
         elif f.kind == "num" and "numbers" in self.rules:
             offered, stale = self._offered(constraint, st, written)
             good = self._number_ids(f.text, allowed, offered)
