@@ -355,6 +355,28 @@ def test_examples_for_tools_read_a_getter_from_its_description():
     assert any(past.search(t) and "tank" in t for t in old)
 
 
+def test_revision_3_says_requests_no_tool_serves_the_way_it_says_the_users_own():
+    """Revision 3 says an unfit request from its template's schema, like the user's own
+    requests, so the way a request is said does not tell a decline from a call; revision 2
+    says those naturally, and schema-style marks (":", "=", "(") are then a cue."""
+    marks = re.compile(r"[=:(]")
+
+    def share(texts):
+        return sum(bool(marks.search(t)) for t in texts) / len(texts)
+
+    def calls_and_declines(revision):
+        exs = data.examples_for_tools(TOY, 600, 3, revision=revision)
+        said = [(e["kind"], e["messages"][0]["content"]) for e in exs
+                if len(e["tools"]) == len(TOY)]
+        return (share([t for k, t in said if k != "none"]),
+                share([t for k, t in said if k == "none"]))
+
+    calls, declines = calls_and_declines(3)
+    assert declines > 0.5 * calls
+    calls, declines = calls_and_declines(2)
+    assert declines < 0.25 * calls
+
+
 def test_examples_for_tools_without_unfit_and_unfillable():
     exs = data.examples_for_tools(TOY[:1], 100, 2, extra_unfit=False)
     assert all(e["kind"] != "none" and len(e["tools"]) == 1 for e in exs)
