@@ -751,11 +751,11 @@ _GENERIC = ["alpha", "main", "blue", "project atlas", "weekly report", "north wi
             "orange", "backlog", "team b", "summer", "default"]
 # how `tune` makes a user's examples (_UserTool): generator versions 13 and 14 drew revision 1.
 # Revision 3 says a request no tool serves the way it says the user's own (from the unfit
-# template's schema): with revision 2 those alone are said naturally ("turn off auto
+# template's schema): with revision 2 those alone were said naturally ("turn off auto
 # brightness") and the user's own from their schemas, and a model tuned on them declined plain
-# requests for its own tools ("turn on the inverter"). Measured once on two sets it was not
-# adopted (docs/TOOL_CALLING.md: van 50 -> 60, workshop 54 -> 52); it stays to be run again.
-USER_REVISION = 2
+# requests for its own tools ("turn on the inverter"; docs/TOOL_CALLING.md: van 50 -> 60,
+# workshop 54 -> 55 over two seeds).
+USER_REVISION = 3
 _USER_KINDS = (("choose", 0.40), ("parallel", 0.15), ("none", 0.20), ("convert", 0.10),
                ("followup", 0.15))
 
